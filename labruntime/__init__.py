@@ -1,0 +1,1 @@
+"""labruntime: the session, task and device runtime for remote laboratories."""
