@@ -28,4 +28,5 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 .venv/bin/ruff check --quiet .
 .venv/bin/ruff format --check --quiet .
-.venv/bin/python -m pytest -q -p no:randomly tests hil_tests "$@"
+suites=(tests); [ -d hil_tests ] && suites+=(hil_tests)
+.venv/bin/python -m pytest -q "${suites[@]}" "$@"
