@@ -1,0 +1,1 @@
+"""pytest plugin for hardware-in-the-loop suites (options and device fixtures come with hil_tests)."""
