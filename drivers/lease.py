@@ -1,0 +1,184 @@
+"""Device leases: one process holds a device for its lifetime.
+
+A lease is an exclusive ``fcntl.flock`` on one lock file per device, held as long as the
+holder keeps it (normally the life of the worker process that owns the hardware). The kernel
+drops the lock when the holder dies, even by ``kill -9``, so a crashed holder never blocks the
+device. The file itself stays; it holds JSON about the current (or last) holder::
+
+    {"pid": 1234, "argv": ["labruntime", "run-tasks", ...], "host": "pi-7",
+     "since": "2026-11-26T00:10:00+00:00", "key": "/dev/ttyACM0", "clean": false}
+
+``clean`` turns true on a clean release, so the next holder learns (``previous_unclean``)
+that the last one died holding the device, which may have been left mid-operation. Drivers
+drive the device safe at open anyway.
+
+Lock directory: ``$LABRUNTIME_LOCK_DIR``, else ``$XDG_RUNTIME_DIR/labruntime``, else
+``/tmp/labruntime-<uid>``. Keys: the real path of a tty for serial-like devices
+(:func:`path_key`), the pin for GPIO, the URL otherwise. A second acquirer, in another process
+or in the same one, gets :class:`DeviceBusyError` naming the holder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from .errors import DeviceBusyError, DeviceIOError
+
+__all__ = ["DeviceLease", "lock_dir", "path_key"]
+
+log = logging.getLogger(__name__)
+
+
+def lock_dir() -> Path:
+    """The directory holding lease files (created on first use, mode 0700)."""
+    explicit = os.environ.get("LABRUNTIME_LOCK_DIR")
+    if explicit:
+        return Path(explicit)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        return Path(runtime) / "labruntime"
+    return Path(f"/tmp/labruntime-{os.getuid()}")
+
+
+def path_key(path: str) -> str:
+    """Lease key of a device node: its real path, so symlinks (/dev/serial/by-id/...) agree."""
+    return os.path.realpath(path)
+
+
+def _file_name(key: str) -> str:
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("_")[:60] or "device"
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:10]
+    return f"{readable}-{digest}.lock"
+
+
+def describe_holder(holder: dict[str, Any] | None) -> str:
+    """A one-line description of a lease holder for error messages."""
+    if not holder:
+        return "another holder (its lease file could not be read)"
+    pid = holder.get("pid")
+    command = " ".join(str(a) for a in holder.get("argv") or []) or "?"
+    if len(command) > 120:
+        command = command[:117] + "..."
+    who = "this process" if pid == os.getpid() else "process"
+    return (
+        f"{who} pid {pid} ({command}) on {holder.get('host', '?')} since {holder.get('since', '?')}"
+    )
+
+
+class DeviceLease:
+    """An exclusive lease on one device. Use :meth:`acquire`; release with :meth:`release`."""
+
+    def __init__(self, key: str, path: Path, fd: int, previous: dict[str, Any] | None) -> None:
+        self.key = key
+        self.path = path
+        self.previous = previous
+        #: True if the previous holder died without a clean release.
+        self.previous_unclean = bool(previous) and previous.get("clean") is False
+        self.since = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        self._fd: int | None = fd
+        self._lock = threading.Lock()
+
+    @classmethod
+    def acquire(cls, key: str, *, directory: Path | None = None) -> DeviceLease:
+        """Take the lease on ``key`` or raise DeviceBusyError naming the holder."""
+        directory = directory or lock_dir()
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeviceIOError(
+                f"cannot create the device lock directory {directory}: {exc.strerror}; "
+                "set LABRUNTIME_LOCK_DIR to a writable directory"
+            ) from exc
+        path = directory / _file_name(key)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise DeviceIOError(
+                f"cannot open the lease file {path} for device {key!r}: {exc.strerror}; "
+                "check the permissions of the lock directory (LABRUNTIME_LOCK_DIR)"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read(fd)
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise DeviceIOError(f"cannot lock {path} for device {key!r}: {exc}") from exc
+            raise DeviceBusyError(
+                f"device {key!r} is busy: held by {describe_holder(holder)}. Stop that process "
+                "(or close its handle) first, or use another device",
+                holder=holder,
+            ) from None
+        previous = _read(fd)
+        lease = cls(key, path, fd, previous)
+        lease._write(fd, clean=False)
+        if lease.previous_unclean:
+            log.warning(
+                "device %r: the previous holder (%s) did not release it cleanly",
+                key,
+                describe_holder(previous),
+            )
+        return lease
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def _write(self, fd: int, *, clean: bool) -> None:
+        info = {
+            "pid": os.getpid(),
+            "argv": list(sys.argv),
+            "host": socket.gethostname(),
+            "since": self.since,
+            "key": self.key,
+            "clean": clean,
+        }
+        data = json.dumps(info).encode("utf-8")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+
+    def release(self) -> None:
+        """Mark the lease clean and drop it. Idempotent."""
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            self._write(fd, clean=True)
+        except OSError:
+            log.exception("could not mark the lease of %r clean", self.key)
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> DeviceLease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<DeviceLease {self.key!r} held={self.held}>"
+
+
+def _read(fd: int) -> dict[str, Any] | None:
+    try:
+        data = os.pread(fd, 65536, 0)
+        info = json.loads(data.decode("utf-8")) if data else None
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
