@@ -184,6 +184,12 @@ def _process_state(pid: int) -> str | None:
     return "redis" if comm.startswith("redis-server") else "other"
 
 
+def _reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` when it is our child (e.g. we are a subreaper)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
 def _quote(value: Path | str) -> str:
     """Quote a value for redis.conf (paths may hold spaces)."""
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -257,27 +263,38 @@ class EmbeddedRedis:
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Shut the server down (flushing the AOF); True if one was running. Idempotent."""
-        pid = self.pid
-        answered = _ping(self.socket_path) is not None
-        if not answered and pid is None:
-            self._remove_stale_files()
+        if not self.directory.is_dir():
             return False
-        if answered:
-            self._send_shutdown()
-        elif pid is not None:
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _ping(self.socket_path) is None and (pid is None or _process_state(pid) is None):
-                break
-            time.sleep(0.02)
-        else:
-            if pid is not None and _process_state(pid) == "redis":
+        with self._locked():
+            pid = self.pid
+            answered = _ping(self.socket_path) is not None
+            if not answered and pid is None:
+                self._remove_stale_files()
+                return False
+            if answered:
+                self._send_shutdown()
+            elif pid is not None:
+                os.kill(pid, signal.SIGTERM)
+            if not self._wait_for_exit(pid, timeout) and pid is not None:
                 logger.warning("embedded Redis pid %s did not stop in %g s: SIGKILL", pid, timeout)
-                os.kill(pid, signal.SIGKILL)
-        self._remove_stale_files()
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                self._wait_for_exit(pid, 5.0)
+            if pid is not None:
+                _reap(pid)
+            self._remove_stale_files()
         logger.info("embedded Redis in %s stopped", self.directory)
         return True
+
+    def _wait_for_exit(self, pid: int | None, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            gone = pid is None or _process_state(pid) != "redis"
+            if gone and _ping(self.socket_path) is None:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
 
     # -- internals --------------------------------------------------------------------------
 
