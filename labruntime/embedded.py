@@ -40,6 +40,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import WebLabError
+
 __all__ = [
     "EmbeddedRedis",
     "EmbeddedRedisError",
@@ -54,7 +56,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class EmbeddedRedisError(RuntimeError):
+class EmbeddedRedisError(WebLabError, RuntimeError):
     """The embedded Redis server cannot be found, started or reached."""
 
 
