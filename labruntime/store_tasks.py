@@ -1,0 +1,502 @@
+"""Redis storage of tasks, workers and unique locks (every Redis call of the task layer).
+
+Key layout (all under the store's prefix ``P``, e.g. ``lab:``)::
+
+    P task:<id>                 hash: name, session, status, args, kwargs, result, error, data,
+                                stopping ("0"/"1"), pool, lock, worker, created, started, finished
+    P task:<id>:done            list, one element once the task is final (waiters BLMOVE it
+                                onto itself, so any number of them wake without consuming it)
+    P tasks:queue:<pool>        list of submitted task ids (LPUSH in, BLMOVE out: FIFO)
+    P tasks:session:<sid>       zset of every task id of a session (score: creation time)
+    P tasks:unfinished:<sid>    set of the session's task ids not yet done/failed
+    P tasks:finished:<sid>      list of ids that just finished (dispose BLPOPs it)
+    P tasks:dispose:<sid>       time of the first dispose call of the session
+    P tasks:lock:global:<name>  unique lock: value is the holder (task id or "sync:<token>")
+    P tasks:lock:user:<name>:<sid>
+    P workers                   set of registered worker ids
+    P worker:<wid>              the worker's lease (PX), value: JSON {host, pid, started}
+    P worker:<wid>:running      set of task ids the worker runs
+    P worker:<wid>:processing   list of ids taken from a queue and not yet claimed
+    channel P worker:<wid>:stop messages: task ids to stop
+
+``<sid>`` is the empty string for tasks started outside a session.
+
+Exactly once: a worker BLMOVEs an id from the queue to its own processing list (one worker
+gets it), then the CLAIM script turns ``submitted`` into ``running`` only if the task is still
+``submitted`` (a stopped or finalized task is never started). A dead worker's ``running`` tasks
+are marked failed (``worker-lost``), never re-run; ids it took but had not claimed go back to
+the queue (they never started). Final states are written once: FINALIZE ignores a task that is
+already final, so a late result cannot overwrite ``worker-lost`` or ``dispose-timeout``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SUBMITTED, RUNNING, DONE, FAILED = "submitted", "running", "done", "failed"
+FINAL_STATES = (DONE, FAILED)
+
+_PREAMBLE = """
+local P = ARGV[1]
+local function tkey(id) return P .. 'task:' .. id end
+local function finalize(id, status, result, err, now, expires)
+  local k = tkey(id)
+  local cur = redis.call('HGET', k, 'status')
+  if cur ~= 'submitted' and cur ~= 'running' then return 0 end
+  local sess = redis.call('HGET', k, 'session') or ''
+  local wid = redis.call('HGET', k, 'worker')
+  redis.call('HSET', k, 'status', status, 'finished', now)
+  if result then redis.call('HSET', k, 'result', result) end
+  if err then redis.call('HSET', k, 'error', err) end
+  if wid then redis.call('SREM', P .. 'worker:' .. wid .. ':running', id) end
+  local unfinished = P .. 'tasks:unfinished:' .. sess
+  redis.call('SREM', unfinished, id)
+  local lock = redis.call('HGET', k, 'lock')
+  if lock and redis.call('GET', lock) == id then redis.call('DEL', lock) end
+  local done = k .. ':done'
+  redis.call('DEL', done)
+  redis.call('RPUSH', done, status)
+  redis.call('EXPIRE', done, expires)
+  local fl = P .. 'tasks:finished:' .. sess
+  redis.call('LPUSH', fl, id)
+  redis.call('LTRIM', fl, 0, 99)
+  redis.call('EXPIRE', fl, expires)
+  redis.call('EXPIRE', k, expires)
+  if redis.call('SCARD', unfinished) == 0 then
+    redis.call('EXPIRE', P .. 'tasks:session:' .. sess, expires)
+  end
+  return 1
+end
+local function lock_free(lock)
+  local holder = redis.call('GET', lock)
+  if not holder then return true end
+  if string.sub(holder, 1, 5) == 'sync:' then return false end
+  local st = redis.call('HGET', tkey(holder), 'status')
+  return st ~= 'submitted' and st ~= 'running'
+end
+"""
+
+# ARGV: P, id, session, pool, lock ('' = none), now, then field/value pairs
+_ENQUEUE = """
+local id, sess, pool, lock, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if lock ~= '' then
+  if not lock_free(lock) then return 0 end
+  redis.call('SET', lock, id)
+end
+local k = tkey(id)
+for i = 7, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', k, 'status', 'submitted', 'session', sess, 'pool', pool, 'lock', lock,
+           'stopping', '0', 'created', now)
+local zs = P .. 'tasks:session:' .. sess
+redis.call('ZADD', zs, now, id)
+redis.call('PERSIST', zs)
+redis.call('SADD', P .. 'tasks:unfinished:' .. sess, id)
+redis.call('LPUSH', P .. 'tasks:queue:' .. pool, id)
+return 1
+"""
+
+# ARGV: P, id, wid, now, lease_ms  -> hash as flat list, or nil when not claimable
+_CLAIM = """
+local id, wid, now, lease = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+redis.call('LREM', P .. 'worker:' .. wid .. ':processing', 1, id)
+local k = tkey(id)
+if redis.call('HGET', k, 'status') ~= 'submitted' then return false end
+if redis.call('HGET', k, 'stopping') == '1' then return false end
+redis.call('HSET', k, 'status', 'running', 'worker', wid, 'started', now)
+redis.call('SADD', P .. 'worker:' .. wid .. ':running', id)
+local lock = redis.call('HGET', k, 'lock')
+if lock and lock ~= '' and redis.call('GET', lock) == id then
+  redis.call('PEXPIRE', lock, lease)
+end
+return redis.call('HGETALL', k)
+"""
+
+# ARGV: P, id, wid ('' = anyone), status, result, error, data, now, expires
+_FINISH = """
+local id, wid = ARGV[2], ARGV[3]
+local k = tkey(id)
+if wid ~= '' and redis.call('HGET', k, 'worker') ~= wid then return 0 end
+if ARGV[7] ~= '' and redis.call('HGET', k, 'status') == 'running' then
+  redis.call('HSET', k, 'data', ARGV[7])
+end
+local result, err = false, false
+if ARGV[5] ~= '' then result = ARGV[5] end
+if ARGV[6] ~= '' then err = ARGV[6] end
+return finalize(id, ARGV[4], result, err, ARGV[8], tonumber(ARGV[9]))
+"""
+
+# ARGV: P, id, now, expires, error-json-if-never-started -> 'finalized' | 'running' | false
+_STOP = """
+local id = ARGV[2]
+local k = tkey(id)
+local st = redis.call('HGET', k, 'status')
+if st == 'submitted' then
+  redis.call('HSET', k, 'stopping', '1')
+  finalize(id, 'failed', false, ARGV[5], ARGV[3], tonumber(ARGV[4]))
+  return 'finalized'
+end
+if st == 'running' then
+  redis.call('HSET', k, 'stopping', '1')
+  local wid = redis.call('HGET', k, 'worker')
+  if wid then redis.call('PUBLISH', P .. 'worker:' .. wid .. ':stop', id) end
+  return 'running'
+end
+return false
+"""
+
+# ARGV: P, wid, lease_ms, info -> ids of running tasks flagged stopping
+_HEARTBEAT = """
+local wid, lease = ARGV[2], tonumber(ARGV[3])
+redis.call('SET', P .. 'worker:' .. wid, ARGV[4], 'PX', lease)
+redis.call('SADD', P .. 'workers', wid)
+local stopping = {}
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'worker:' .. wid .. ':running')) do
+  local k = tkey(id)
+  local lock = redis.call('HGET', k, 'lock')
+  if lock and lock ~= '' and redis.call('GET', lock) == id then
+    redis.call('PEXPIRE', lock, lease)
+  end
+  if redis.call('HGET', k, 'stopping') == '1' then table.insert(stopping, id) end
+end
+return stopping
+"""
+
+# ARGV: P, wid, now, expires, error-json, force ('1': even if the lease is alive)
+_REAP = """
+local wid = ARGV[2]
+local wkey = P .. 'worker:' .. wid
+if ARGV[6] ~= '1' and redis.call('EXISTS', wkey) == 1 then return -1 end
+local n = 0
+for _, id in ipairs(redis.call('SMEMBERS', wkey .. ':running')) do
+  local k = tkey(id)
+  if redis.call('HGET', k, 'status') == 'running' and redis.call('HGET', k, 'worker') == wid then
+    n = n + finalize(id, 'failed', false, ARGV[5], ARGV[3], tonumber(ARGV[4]))
+  end
+end
+for _, id in ipairs(redis.call('LRANGE', wkey .. ':processing', 0, -1)) do
+  local k = tkey(id)
+  if redis.call('HGET', k, 'status') == 'submitted' then
+    local pool = redis.call('HGET', k, 'pool') or 'default'
+    redis.call('RPUSH', P .. 'tasks:queue:' .. pool, id)
+  end
+end
+redis.call('DEL', wkey, wkey .. ':running', wkey .. ':processing')
+redis.call('SREM', P .. 'workers', wid)
+return n
+"""
+
+# ARGV: P, sid, now, expires, error-json -> number of tasks failed
+_FAIL_UNFINISHED = """
+local n = 0
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'tasks:unfinished:' .. ARGV[2])) do
+  n = n + finalize(id, 'failed', false, ARGV[5], ARGV[3], tonumber(ARGV[4]))
+end
+return n
+"""
+
+# ARGV: P, lock, holder, px -> 1 taken, 0 held by someone else
+_LOCK = """
+if not lock_free(ARGV[2]) then return 0 end
+redis.call('SET', ARGV[2], ARGV[3], 'PX', tonumber(ARGV[4]))
+return 1
+"""
+
+# ARGV: P, lock, holder, px -> 1 renewed / released, 0 not the holder
+_LOCK_RENEW = """
+if redis.call('GET', ARGV[2]) ~= ARGV[3] then return 0 end
+if ARGV[4] == '0' then redis.call('DEL', ARGV[2]) else redis.call('PEXPIRE', ARGV[2], ARGV[4]) end
+return 1
+"""
+
+
+def error_info(code: str, cls: str, message: str) -> dict[str, str]:
+    """The ``error`` of a failed task: ``{"code", "class", "message"}``."""
+    return {"code": code, "class": cls, "message": message}
+
+
+@dataclass
+class TaskRecord:
+    """One task as stored (decoded from JSON)."""
+
+    task_id: str
+    name: str
+    session_id: str | None
+    status: str
+    pool: str = "default"
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    error: dict[str, str] | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    stopping: bool = False
+    worker: str | None = None
+    created: float | None = None
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATES
+
+    @classmethod
+    def from_hash(cls, task_id: str, raw: dict[str, str]) -> TaskRecord:
+        def loads(key: str, default: Any) -> Any:
+            value = raw.get(key)
+            return default if value in (None, "") else json.loads(value)
+
+        def number(key: str) -> float | None:
+            value = raw.get(key)
+            return float(value) if value else None
+
+        return cls(
+            task_id=task_id,
+            name=raw.get("name", ""),
+            session_id=raw.get("session") or None,
+            status=raw.get("status", ""),
+            pool=raw.get("pool") or "default",
+            args=loads("args", []),
+            kwargs=loads("kwargs", {}),
+            result=loads("result", None),
+            error=loads("error", None),
+            data=loads("data", {}),
+            stopping=raw.get("stopping") == "1",
+            worker=raw.get("worker") or None,
+            created=number("created"),
+            started=number("started"),
+            finished=number("finished"),
+        )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(flat: Iterable[Any]) -> dict[str, str]:
+    items = [_text(v) for v in flat]
+    return dict(zip(items[0::2], items[1::2], strict=True))
+
+
+class TaskStore:
+    """All Redis access of the task layer. Takes the session layer's ``Store``.
+
+    ``expires`` is WEBLAB_TASK_EXPIRES: how long a finished task stays readable.
+    """
+
+    def __init__(self, store: Any, expires: int = 3600) -> None:
+        self.redis = store.redis
+        self.prefix: str = store.key("")
+        self.expires = max(1, int(expires))
+        reg = self.redis.register_script
+        self._enqueue = reg(_PREAMBLE + _ENQUEUE)
+        self._claim = reg(_PREAMBLE + _CLAIM)
+        self._finish = reg(_PREAMBLE + _FINISH)
+        self._stop = reg(_PREAMBLE + _STOP)
+        self._heartbeat = reg(_PREAMBLE + _HEARTBEAT)
+        self._reap = reg(_PREAMBLE + _REAP)
+        self._fail_unfinished = reg(_PREAMBLE + _FAIL_UNFINISHED)
+        self._lock = reg(_PREAMBLE + _LOCK)
+        self._lock_renew = reg(_PREAMBLE + _LOCK_RENEW)
+
+    # -- keys -------------------------------------------------------------------------------
+    def _k(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def lock_key(self, name: str, unique: str, session_id: str | None) -> str:
+        if unique == "global":
+            return self._k("tasks", "lock", "global", name)
+        return self._k("tasks", "lock", "user", name, session_id or "")
+
+    def stop_channel(self, worker_id: str) -> str:
+        return self._k("worker", worker_id, "stop")
+
+    # -- submitting ------------------------------------------------------------------------
+    def enqueue(
+        self,
+        task_id: str,
+        name: str,
+        session_id: str | None,
+        args_json: str,
+        kwargs_json: str,
+        pool: str = "default",
+        lock: str | None = None,
+    ) -> bool:
+        """Store and queue a task. False (nothing stored) when ``lock`` is held."""
+        argv = [self.prefix, task_id, session_id or "", pool, lock or "", repr(time.time())]
+        argv += ["name", name, "args", args_json, "kwargs", kwargs_json, "data", "{}"]
+        return bool(self._enqueue(args=argv))
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        raw = self.redis.hgetall(self._k("task", task_id))
+        return TaskRecord.from_hash(task_id, _pairs_dict(raw)) if raw else None
+
+    def _get_many(self, ids: list[str]) -> list[TaskRecord]:
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hgetall(self._k("task", task_id))
+        records = []
+        for task_id, raw in zip(ids, pipe.execute(), strict=True):
+            if raw:
+                records.append(TaskRecord.from_hash(task_id, _pairs_dict(raw)))
+        return records
+
+    def session_tasks(self, session_id: str | None) -> list[TaskRecord]:
+        """Every task of the session still stored, oldest first."""
+        ids = [
+            _text(i)
+            for i in self.redis.zrange(self._k("tasks", "session", session_id or ""), 0, -1)
+        ]
+        return self._get_many(ids)
+
+    def unfinished_ids(self, session_id: str | None) -> list[str]:
+        return [
+            _text(i) for i in self.redis.smembers(self._k("tasks", "unfinished", session_id or ""))
+        ]
+
+    def unfinished_tasks(self, session_id: str | None) -> list[TaskRecord]:
+        records = self._get_many(self.unfinished_ids(session_id))
+        return sorted(records, key=lambda r: (r.created or 0.0, r.task_id))
+
+    def store_data(self, task_id: str, data_json: str) -> None:
+        self.redis.hset(self._k("task", task_id), "data", data_json)
+
+    def queue_length(self, pool: str = "default") -> int:
+        return int(self.redis.llen(self._k("tasks", "queue", pool)))
+
+    # -- workers ---------------------------------------------------------------------------
+    def take(self, pool: str, worker_id: str, timeout: float) -> str | None:
+        """Move the oldest queued id to the worker's processing list; block up to ``timeout``
+        seconds (0: do not block)."""
+        src = self._k("tasks", "queue", pool)
+        dst = self._k("worker", worker_id, "processing")
+        if timeout <= 0:
+            value = self.redis.lmove(src, dst, "RIGHT", "LEFT")
+        else:
+            value = self.redis.blmove(src, dst, timeout, "RIGHT", "LEFT")
+        return None if value is None else _text(value)
+
+    def claim(self, task_id: str, worker_id: str, lease: float) -> TaskRecord | None:
+        """``submitted`` -> ``running`` for this worker, or None if it must not run."""
+        argv = [self.prefix, task_id, worker_id, repr(time.time()), int(lease * 1000)]
+        raw = self._claim(args=argv)
+        return TaskRecord.from_hash(task_id, _pairs(raw)) if raw else None
+
+    def finish(
+        self,
+        task_id: str,
+        status: str,
+        *,
+        worker_id: str = "",
+        result_json: str = "",
+        error: dict[str, str] | None = None,
+        data_json: str = "",
+    ) -> bool:
+        """Write the final state, once. False when the task was already final (or moved to
+        another worker)."""
+        argv = [
+            self.prefix,
+            task_id,
+            worker_id,
+            status,
+            result_json,
+            json.dumps(error) if error else "",
+            data_json,
+            repr(time.time()),
+            self.expires,
+        ]
+        return bool(self._finish(args=argv))
+
+    def stop(self, task_id: str) -> str | None:
+        """Raise ``stopping``. Returns 'finalized' (it had not started: it never will),
+        'running' (its worker was told) or None (already final or unknown)."""
+        err = error_info("stopped", "TaskStopped", "stopped before it started")
+        argv = [self.prefix, task_id, repr(time.time()), self.expires, json.dumps(err)]
+        value = self._stop(args=argv)
+        return None if value is None else _text(value)
+
+    def heartbeat(self, worker_id: str, lease: float, info: dict[str, Any]) -> list[str]:
+        """Renew the worker's lease and its tasks' lock leases; return ids flagged stopping."""
+        argv = [self.prefix, worker_id, int(lease * 1000), json.dumps(info)]
+        return [_text(i) for i in self._heartbeat(args=argv)]
+
+    def workers(self) -> list[str]:
+        return [_text(w) for w in self.redis.smembers(self._k("workers"))]
+
+    def worker_alive(self, worker_id: str) -> bool:
+        return bool(self.redis.exists(self._k("worker", worker_id)))
+
+    def reap(self, worker_id: str, *, force: bool = False) -> int:
+        """If the worker's lease is gone (or ``force``), fail its running tasks with
+        ``worker-lost`` and requeue what it took but never started. -1 if it is alive."""
+        err = error_info("worker-lost", "WorkerLost", f"the worker {worker_id} stopped or died")
+        argv = [self.prefix, worker_id, repr(time.time()), self.expires, json.dumps(err)]
+        return int(self._reap(args=argv + ["1" if force else "0"]))
+
+    def reap_dead(self) -> int:
+        """Reap every registered worker whose lease expired. Returns tasks failed."""
+        ids = self.workers()
+        if not ids:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for wid in ids:
+            pipe.exists(self._k("worker", wid))
+        total = 0
+        for wid, alive in zip(ids, pipe.execute(), strict=True):
+            if not alive:
+                count = self.reap(wid)
+                if count > 0:
+                    log.warning("worker %s died: %d running task(s) marked worker-lost", wid, count)
+                total += max(count, 0)
+        return total
+
+    # -- waiting ---------------------------------------------------------------------------
+    def wait_final(self, task_id: str, timeout: float) -> bool:
+        """Block until the task is final or ``timeout`` (seconds, > 0) passes. Wakes on the
+        task's done list, without consuming it, so many waiters can share it."""
+        key = self._k("task", task_id, "done")
+        return self.redis.blmove(key, key, max(timeout, 0.001), "RIGHT", "LEFT") is not None
+
+    def wait_session_event(self, session_id: str | None, timeout: float) -> bool:
+        """Block until one of the session's tasks finishes (or ``timeout``)."""
+        key = self._k("tasks", "finished", session_id or "")
+        return self.redis.blpop([key], max(timeout, 0.001)) is not None
+
+    # -- dispose ---------------------------------------------------------------------------
+    def dispose_started(self, session_id: str | None) -> float:
+        """Time of the session's first dispose step (recorded now if this is the first)."""
+        key = self._k("tasks", "dispose", session_id or "")
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(key, repr(now), nx=True, ex=self.expires)
+        pipe.get(key)
+        _, value = pipe.execute()
+        return float(_text(value)) if value is not None else now
+
+    def clear_dispose(self, session_id: str | None) -> None:
+        self.redis.delete(self._k("tasks", "dispose", session_id or ""))
+
+    def fail_unfinished(self, session_id: str | None, error: dict[str, str]) -> int:
+        argv = [self.prefix, session_id or "", repr(time.time()), self.expires, json.dumps(error)]
+        return int(self._fail_unfinished(args=argv))
+
+    # -- unique locks for direct (synchronous) calls ----------------------------------------
+    def lock(self, key: str, holder: str, lease: float) -> bool:
+        return bool(self._lock(args=[self.prefix, key, holder, int(lease * 1000)]))
+
+    def renew_lock(self, key: str, holder: str, lease: float) -> bool:
+        return bool(self._lock_renew(args=[self.prefix, key, holder, int(lease * 1000)]))
+
+    def unlock(self, key: str, holder: str) -> bool:
+        return bool(self._lock_renew(args=[self.prefix, key, holder, "0"]))
+
+
+def _pairs_dict(raw: dict[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}

@@ -1,0 +1,127 @@
+"""TaskStore on a real Redis: claiming, final states written once, stop, reaping, locks."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from labruntime.store_tasks import TaskStore
+
+
+def _enqueue(store: TaskStore, task_id: str, session: str | None = "s1", lock: str | None = None):
+    return store.enqueue(
+        task_id, "work", session, json.dumps([1, 2]), json.dumps({"k": 3}), lock=lock
+    )
+
+
+def test_enqueue_take_claim_finish(task_store: TaskStore) -> None:
+    assert _enqueue(task_store, "a")
+    rec = task_store.get("a")
+    assert rec is not None and rec.status == "submitted" and rec.session_id == "s1"
+    assert rec.args == [1, 2] and rec.kwargs == {"k": 3}
+    task_store.heartbeat("w1", 5, {})
+    assert task_store.take("default", "w1", 0.1) == "a"
+    claimed = task_store.claim("a", "w1", 5)
+    assert claimed is not None and claimed.status == "running" and claimed.worker == "w1"
+    assert task_store.unfinished_ids("s1") == ["a"]
+    assert task_store.finish("a", "done", worker_id="w1", result_json="42", data_json='{"p": 1}')
+    rec = task_store.get("a")
+    assert rec.status == "done" and rec.result == 42 and rec.data == {"p": 1}
+    assert task_store.unfinished_ids("s1") == []
+    assert task_store.wait_final("a", 0.1)
+    # written once: a late second finish changes nothing
+    assert not task_store.finish("a", "failed", error={"code": "x"})
+    assert task_store.get("a").status == "done"
+
+
+def test_claim_only_once(task_store: TaskStore) -> None:
+    _enqueue(task_store, "a")
+    assert task_store.claim("a", "w1", 5) is not None
+    assert task_store.claim("a", "w2", 5) is None
+
+
+def test_fifo_and_blocking_take_wakes(task_store: TaskStore) -> None:
+    got: list[str | None] = []
+    t = threading.Thread(target=lambda: got.append(task_store.take("default", "w1", 5)))
+    t.start()
+    time.sleep(0.05)
+    start = time.perf_counter()
+    _enqueue(task_store, "first")
+    t.join(5)
+    assert got == ["first"] and time.perf_counter() - start < 1
+    _enqueue(task_store, "b")
+    _enqueue(task_store, "c")
+    assert [task_store.take("default", "w1", 0), task_store.take("default", "w1", 0)] == ["b", "c"]
+    assert task_store.take("default", "w1", 0) is None
+
+
+def test_stop_before_start_never_starts(task_store: TaskStore) -> None:
+    _enqueue(task_store, "a")
+    assert task_store.stop("a") == "finalized"
+    rec = task_store.get("a")
+    assert rec.status == "failed" and rec.error["code"] == "stopped" and rec.stopping
+    assert task_store.take("default", "w1", 0) == "a"
+    assert task_store.claim("a", "w1", 5) is None
+    assert task_store.stop("a") is None
+
+
+def test_stop_running_publishes_to_its_worker(task_store: TaskStore) -> None:
+    _enqueue(task_store, "a")
+    task_store.claim("a", "w1", 5)
+    pubsub = task_store.redis.pubsub()
+    pubsub.subscribe(task_store.stop_channel("w1"))
+    pubsub.get_message(timeout=1)
+    assert task_store.stop("a") == "running"
+    msg = pubsub.get_message(timeout=1)
+    pubsub.close()
+    assert msg["data"] == "a"
+    assert task_store.heartbeat("w1", 5, {}) == ["a"]
+
+
+def test_reap_dead_worker(task_store: TaskStore) -> None:
+    lock = task_store.lock_key("work", "global", None)
+    _enqueue(task_store, "a", lock=lock)
+    _enqueue(task_store, "b")
+    task_store.heartbeat("w1", 0.2, {})
+    assert task_store.take("default", "w1", 0) == "a"
+    task_store.claim("a", "w1", 0.2)
+    assert task_store.take("default", "w1", 0) == "b"  # taken, not yet claimed
+    assert task_store.reap_dead() == 0  # still alive
+    time.sleep(0.3)
+    assert task_store.reap_dead() == 1
+    rec = task_store.get("a")
+    assert rec.status == "failed" and rec.error["code"] == "worker-lost"
+    assert task_store.redis.get(lock) is None
+    assert task_store.get("b").status == "submitted"
+    assert task_store.take("default", "w2", 0) == "b"  # requeued, never started
+    assert task_store.workers() == []
+
+
+def test_unique_lock_rejects_while_unfinished(task_store: TaskStore) -> None:
+    lock = task_store.lock_key("work", "user", "s1")
+    assert _enqueue(task_store, "a", lock=lock)
+    assert not _enqueue(task_store, "b", lock=lock)
+    assert task_store.get("b") is None
+    assert not task_store.lock(lock, "sync:x", 5)
+    task_store.stop("a")
+    assert _enqueue(task_store, "c", lock=lock)
+
+
+def test_sync_lock_is_a_lease(task_store: TaskStore) -> None:
+    lock = task_store.lock_key("work", "global", None)
+    assert task_store.lock(lock, "sync:1", 0.2)
+    assert not _enqueue(task_store, "a", lock=lock)
+    time.sleep(0.3)
+    assert _enqueue(task_store, "a", lock=lock)
+
+
+def test_fail_unfinished_and_session_listing(task_store: TaskStore) -> None:
+    _enqueue(task_store, "a")
+    _enqueue(task_store, "b")
+    task_store.claim("a", "w1", 5)
+    assert [r.task_id for r in task_store.session_tasks("s1")] == ["a", "b"]
+    err = {"code": "dispose-timeout", "class": "DisposeTimeout", "message": "m"}
+    assert task_store.fail_unfinished("s1", err) == 2
+    assert {r.error["code"] for r in task_store.session_tasks("s1")} == {"dispose-timeout"}
+    assert not task_store.finish("a", "done", worker_id="w1", result_json="1")
