@@ -1,0 +1,367 @@
+"""A simulated Arduino: an STK500v1 (Optiboot) bootloader behind a pseudo-terminal.
+
+``SimulatedArduino`` opens a pty pair, serves the bootloader (:mod:`.sim_bootloader`) on the
+master side in a background thread, and gives out a tty path for the slave side, which a
+driver (or avrdude) opens through pyserial exactly like a USB serial port::
+
+    with SimulatedArduino(baudrate=115200, faults="verify@0x100") as board:
+        path = board.start()          # e.g. /tmp/labruntime-sim-ab12/ttyARDUINO
+        ...                           # avrdude -c arduino -p m328p -P path -b 115200 ...
+        board.flash                   # what the board holds now
+
+Timing: bytes are paced like a real UART at the configured baud rate, 10 bits per byte, in
+both directions independently (full duplex): a command is acted on only when its last byte
+would have arrived, and a reply is handed to the host when its last byte would have been sent.
+Writing a flash page takes no extra time (a real ATmega needs ~4-9 ms more per page).
+
+Reset: a pty has no DTR/RTS line (setting them fails with ENOTTY, which the driver and avrdude
+tolerate), so the simulated bootloader listens all the time, as if every sync attempt came
+right after a reset; LEAVE_PROGMODE does not start an application.
+
+The tty path is a symlink in a private temporary directory pointing at the current
+``/dev/pts/N``. The simulator keeps its own handle on the slave, so a host may close and reopen
+the port at will. After a ``disconnect`` fault the old pty is gone (the host's reads fail with
+an I/O error) and a new pty is created at once; the symlink is switched to it, so the *same
+path* works again for the next open. Faults: see :mod:`.sim_faults`.
+
+URL grammar (``open_url``; the device is the native STK500 driver on a fresh simulator, which
+it owns and stops on ``close()``)::
+
+    sim:arduino?baud=115200&part=atmega328p&fault=FAULTS&sync_timeout=3&retries=N
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import shutil
+import tempfile
+import threading
+import time
+import tty
+
+from .errors import DeviceURLError
+from .parts import Part, get_part
+from .sim_bootloader import Bootloader, command_length
+from .sim_faults import FAULT_GRAMMAR, Faults, parse_faults
+from .stk500_protocol import STK_PROG_PAGE
+from .urls import DeviceURL, opt_float, opt_int, opt_str, parse_device_url, reject_unknown
+
+__all__ = ["GRAMMAR", "SimulatedArduino", "open_url", "validate"]
+
+log = logging.getLogger(__name__)
+
+GRAMMAR = (
+    "sim:arduino?baud=115200&part=atmega328p&fault=FAULTS&sync_timeout=3&retries=N "
+    f"(FAULTS: {FAULT_GRAMMAR})"
+)
+_OPTIONS = ("baud", "baudrate", "part", "fault", "sync_timeout", "retries")
+
+
+class SimulatedArduino:
+    """A simulated Optiboot board on a pty; see the module docstring."""
+
+    def __init__(
+        self,
+        baudrate: int = 115200,
+        part: str | Part = "atmega328p",
+        faults: str | Faults | None = None,
+    ) -> None:
+        if not isinstance(baudrate, int) or baudrate <= 0:
+            raise ValueError(f"baudrate must be a positive integer, got {baudrate!r}")
+        self.baudrate = baudrate
+        self.part = part if isinstance(part, Part) else get_part(part)
+        self.faults = parse_faults(faults)
+        self.byte_time = 10.0 / baudrate * self.faults.slow
+        self.bootloader = Bootloader(self.part, corrupt_at=self.faults.verify_at)
+        self.expected_pages: int | None = None
+        self.disconnects = 0
+        self._disconnect_pending = self.faults.disconnect_at is not None
+        self._dir: str | None = None
+        self._link: str | None = None
+        self._master: int | None = None
+        self._slave: int | None = None
+        self.pts_path: str | None = None
+        self._wake_r, self._wake_w = -1, -1
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def tty_path(self) -> str:
+        if self._link is None:
+            raise RuntimeError("the simulator is not running; call start() first")
+        return self._link
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> str:
+        """Create the pty, start serving, return the tty path to open."""
+        if self._thread is not None:
+            return self.tty_path
+        self._dir = tempfile.mkdtemp(prefix="labruntime-sim-")
+        self._link = os.path.join(self._dir, "ttyARDUINO")
+        self._open_pty()
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._serve, name="sim-arduino", daemon=True)
+        self._thread.start()
+        log.info(
+            "simulated %s at %d baud on %s (%s); faults: %s",
+            self.part.name,
+            self.baudrate,
+            self._link,
+            self.pts_path,
+            ", ".join(self.faults.to_list()) or "none",
+        )
+        return self._link
+
+    def stop(self) -> None:
+        """Stop serving and remove the pty and the tty path. Idempotent."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
+            thread.join(5.0)
+            if thread.is_alive():
+                log.error("the simulated board's thread did not stop within 5 s")
+        self._close_pty()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._wake_r = self._wake_w = -1
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> SimulatedArduino:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def flash(self) -> bytes:
+        """A copy of the whole flash (0xFF where never written)."""
+        with self._lock:
+            return bytes(self.bootloader.flash)
+
+    def announce_pages(self, pages: int | None) -> None:
+        """Tell the simulator how many pages the next programming run writes (disconnect@%)."""
+        self.expected_pages = pages
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "tty": self._link,
+            "pts": self.pts_path,
+            "baudrate": self.baudrate,
+            "part": self.part.name,
+            "faults": self.faults.to_list(),
+            "disconnects": self.disconnects,
+        }
+
+    # -- pty --------------------------------------------------------------------------------
+    def _open_pty(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self.pts_path = os.ttyname(slave)
+        tmp = self._link + ".new"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(self.pts_path, tmp)
+        os.replace(tmp, self._link)
+
+    def _close_pty(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = None
+
+    # -- serving ----------------------------------------------------------------------------
+    def _serve(self) -> None:
+        try:
+            self._serve_loop()
+        except Exception:
+            log.exception("the simulated board crashed")
+
+    def _serve_loop(self) -> None:
+        buf = bytearray()
+        marks: list[tuple[int, float]] = []  # (buffer index of a chunk's first byte, start)
+        rx_clock = tx_clock = 0.0
+        while not self._stop.is_set():
+            length = command_length(buf)
+            if length is not None and len(buf) >= length:
+                frame = bytes(buf[:length])
+                ready = _ready_time(marks, length - 1, self.byte_time)
+                if not self._sleep_until(ready):
+                    return
+                if frame[0] == STK_PROG_PAGE and self._should_disconnect():
+                    self._disconnect()
+                    buf.clear()
+                    marks.clear()
+                    continue
+                with self._lock:
+                    used, reply = self.bootloader.execute(frame)
+                del buf[:used]
+                marks = _shift(marks, used)
+                tx_clock = max(tx_clock, ready) + len(reply) * self.byte_time
+                if not self._sleep_until(tx_clock) or not self._send(reply):
+                    return
+                continue
+            readable, _, _ = select.select([self._master, self._wake_r], [], [])
+            if self._wake_r in readable:
+                return
+            try:
+                chunk = os.read(self._master, 4096)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.EIO:  # cannot happen while we hold the slave
+                    time.sleep(0.01)
+                    continue
+                raise
+            if self.faults.nosync or not chunk:
+                continue
+            now = time.monotonic()
+            start = max(rx_clock, now)
+            marks.append((len(buf), start))
+            buf += chunk
+            rx_clock = start + len(chunk) * self.byte_time
+
+    def _should_disconnect(self) -> bool:
+        if not self._disconnect_pending:
+            return False
+        total = self.expected_pages or self.part.pages
+        threshold = int(total * (self.faults.disconnect_at or 0.0) / 100.0)
+        return self.bootloader.pages_written >= threshold
+
+    def _disconnect(self) -> None:
+        self._disconnect_pending = False
+        self.disconnects += 1
+        log.info(
+            "simulated board: disconnect fault after %d pages; %s is gone",
+            self.bootloader.pages_written,
+            self.pts_path,
+        )
+        self._close_pty()
+        with self._lock:
+            self.bootloader.reset()
+        self._open_pty()
+        log.info("simulated board is back on %s (now %s)", self._link, self.pts_path)
+
+    def _sleep_until(self, deadline: float) -> bool:
+        """Sleep until ``deadline`` (monotonic); False if stop() was called meanwhile."""
+        delay = deadline - time.monotonic()
+        if delay > 0.002:
+            return not self._stop.wait(delay)
+        if delay > 0:
+            time.sleep(delay)
+        return not self._stop.is_set()
+
+    def _send(self, data: bytes) -> bool:
+        """Write ``data`` to the master; drop it if the host does not read for 2 s."""
+        view = memoryview(data)
+        deadline = time.monotonic() + 2.0
+        while view:
+            try:
+                n = os.write(self._master, view)
+                view = view[n:]
+                continue
+            except BlockingIOError:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.debug("simulated board: host not reading; dropped %d bytes", len(view))
+                return True
+            _, writable, _ = select.select([self._wake_r], [self._master], [], left)
+            if self._stop.is_set():
+                return False
+        return True
+
+
+def _ready_time(marks: list[tuple[int, float]], index: int, byte_time: float) -> float:
+    """When byte ``index`` of the receive buffer has fully arrived on the simulated line."""
+    first, start = marks[0]
+    for m_first, m_start in marks:
+        if m_first > index:
+            break
+        first, start = m_first, m_start
+    return start + (index - first + 1) * byte_time
+
+
+def _shift(marks: list[tuple[int, float]], used: int) -> list[tuple[int, float]]:
+    """Drop ``used`` bytes from the front of the receive buffer's chunk marks.
+
+    A partly consumed chunk keeps its start time with a negative first index, so the
+    arrival time of its remaining bytes is unchanged.
+    """
+    out: list[tuple[int, float]] = []
+    for i, (first, start) in enumerate(marks):
+        end = marks[i + 1][0] if i + 1 < len(marks) else None
+        if end is not None and end <= used:
+            continue
+        out.append((first - used, start))
+    return out
+
+
+# -- sim:arduino URLs ---------------------------------------------------------------------------
+def _options(url: DeviceURL) -> dict[str, object]:
+    if url.target.lower() != "arduino":
+        raise DeviceURLError(
+            f"bad device URL {str(url)!r}: this simulator is 'sim:arduino', not "
+            f"'sim:{url.target}'. Grammar: {GRAMMAR}"
+        )
+    reject_unknown(url, _OPTIONS, GRAMMAR)
+    if "baud" in url.options and "baudrate" in url.options:
+        raise DeviceURLError(f"bad device URL {str(url)!r}: give baud or baudrate, not both")
+    baud = opt_int(url, "baud", None, minimum=300, maximum=4_000_000, grammar=GRAMMAR)
+    if baud is None:
+        baud = opt_int(url, "baudrate", 115200, minimum=300, maximum=4_000_000, grammar=GRAMMAR)
+    part_name = opt_str(url, "part", "atmega328p", grammar=GRAMMAR)
+    try:
+        part = get_part(part_name or "atmega328p")
+    except KeyError as exc:
+        raise DeviceURLError(
+            f"bad device URL {str(url)!r}: {exc.args[0]}. Grammar: {GRAMMAR}"
+        ) from None
+    faults = parse_faults(opt_str(url, "fault", None, grammar=GRAMMAR))
+    sync_timeout = opt_float(url, "sync_timeout", 3.0, minimum=0.05, maximum=600, grammar=GRAMMAR)
+    retries = opt_int(url, "retries", None, minimum=1, maximum=1000, grammar=GRAMMAR)
+    return {
+        "baudrate": baud,
+        "part": part,
+        "faults": faults,
+        "sync_timeout": sync_timeout,
+        "retries": retries,
+    }
+
+
+def validate(url: str | DeviceURL) -> None:
+    """Check a ``sim:arduino`` URL without starting anything; DeviceURLError if bad."""
+    _options(parse_device_url(url))
+
+
+def open_url(url: str | DeviceURL, *, name: str | None = None):  # -> Stk500Programmer
+    """Start a simulated board and return the native STK500 driver connected to it."""
+    from .stk500 import open_simulated
+
+    parsed = parse_device_url(url)
+    opts = _options(parsed)
+    board = SimulatedArduino(opts["baudrate"], opts["part"], opts["faults"])  # type: ignore[arg-type]
+    board.start()
+    try:
+        return open_simulated(parsed, board, name=name, **opts)
+    except BaseException:
+        board.stop()
+        raise
