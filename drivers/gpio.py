@@ -1,0 +1,354 @@
+"""GPIO lines on gpiozero: ``gpio:`` (one real or mock pin) and ``sim:gpio`` (a mock board).
+
+``gpio:PIN?mode=out&active_high=true&safe=0&initial=0&factory=mock``
+``gpio:PIN?mode=in&pull=down|up|none&active_high=true&bounce=0.01&factory=mock``
+
+* ``PIN``: any name gpiozero takes: ``17``, ``GPIO17``, ``BCM17``, ``BOARD11``, ``J8:11``.
+* ``mode``: ``out`` (default; a DigitalOutput) or ``in`` (a DigitalInput with edge waits).
+* ``active_high``: whether "on"/active is the high level (default true). For inputs it is
+  only allowed with ``pull=none`` (with a pull resistor gpiozero derives it: pull=up means
+  active low).
+* ``safe``: the *logical* value (0 = off, 1 = on) an output is driven to at open, by ``safe()``
+  and before close; ``safe()`` drives it actively and reads it back (never close-and-float).
+  ``initial`` (default = ``safe``) is the value right after open.
+* ``pull``: an input's pull resistor (default down); ``bounce``: debounce seconds.
+* ``factory``: ``mock``, ``lgpio``, ``rpigpio``, ``pigpio`` or ``native``. Without it, gpiozero's
+  default (``$GPIOZERO_PIN_FACTORY``, else the first that works). ``mock`` pins live in this
+  process: one shared MockFactory (never installed as gpiozero's global factory), so the
+  lease is gpiozero's own pin reservation. Real pins are leased per process under
+  ``gpio:<canonical name>``.
+
+``sim:gpio?out=17,18&in=27,22&wired=17-27,18-22&safe=0&active_high=true&pull=down``
+
+A simulated board on its own MockFactory. ``out``/``in`` list output and input pins (comma
+separated); ``wired=A-B`` connects output A to input B (a loopback: driving A drives B) and
+implies A is an output and B an input. ``safe``/``active_high``/``pull`` apply to every line of
+the board. Lines are reached with ``board.output(17)`` / ``board.input(27)`` (DigitalOutput /
+DigitalInput capabilities); ``safe()`` drives every output to ``safe``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import threading
+from typing import Any
+
+from .base import Device
+from .errors import DeviceIOError, DeviceURLError
+from .gpio_lines import InputLine, OutputLine, gpiozero_errors
+from .lease import DeviceLease
+from .urls import DeviceURL, opt_bool, opt_choice, opt_float, reject_unknown
+
+__all__ = ["GpioInputDevice", "GpioOutputDevice", "open_url", "validate"]
+
+log = logging.getLogger(__name__)
+
+GRAMMAR = (
+    "gpio:PIN?mode=out&active_high=true&safe=0&initial=0&factory=mock | "
+    "gpio:PIN?mode=in&pull=down|up|none&active_high=true&bounce=SECONDS&factory=mock "
+    "(PIN as gpiozero names it: 17, GPIO17, BOARD11)"
+)
+_OUT_OPTIONS = {"mode", "active_high", "safe", "initial", "factory"}
+_IN_OPTIONS = {"mode", "active_high", "pull", "bounce", "factory"}
+_FACTORIES = {
+    "lgpio": "gpiozero.pins.lgpio:LGPIOFactory",
+    "rpigpio": "gpiozero.pins.rpigpio:RPiGPIOFactory",
+    "pigpio": "gpiozero.pins.pigpio:PiGPIOFactory",
+    "native": "gpiozero.pins.native:NativeFactory",
+    "mock": "gpiozero.pins.mock:MockFactory",
+}
+_factory_lock = threading.Lock()
+_factories: dict[str, Any] = {}
+
+
+def shared_factory(name: str | None) -> Any:
+    """The pin factory for ``factory=name`` (None: gpiozero's default), made once per process."""
+    from gpiozero import Device as ZeroDevice
+    from gpiozero.exc import BadPinFactory
+
+    with _factory_lock:
+        try:
+            if name is None:
+                ZeroDevice.ensure_pin_factory()
+                return ZeroDevice.pin_factory
+            if name not in _factories:
+                module, cls = _FACTORIES[name].split(":")
+                _factories[name] = getattr(importlib.import_module(module), cls)()
+            return _factories[name]
+        except (BadPinFactory, ImportError, OSError, RuntimeError) as exc:
+            which = f"pin factory {name!r}" if name else "gpiozero's default pin factory"
+            raise DeviceIOError(
+                f"{which} is not usable here: {exc}. On a machine without GPIO use "
+                "factory=mock (or sim:gpio); on a Pi check GPIOZERO_PIN_FACTORY and that "
+                "the user is in the 'gpio' group"
+            ) from exc
+
+
+def _find_pin(factory: Any, spec: str, url: DeviceURL, grammar: str) -> str:
+    """The canonical name (GPIO17) of ``spec`` on ``factory``'s board."""
+    for _header, info in factory.board_info.find_pin(spec):
+        return info.name
+    raise DeviceURLError(f"bad device URL {str(url)!r}: {spec!r} is not a GPIO pin name. {grammar}")
+
+
+class _Options:
+    """The checked options of a gpio: URL (shared by validate and open)."""
+
+    def __init__(self, url: DeviceURL, *, grammar: str = GRAMMAR, sim: bool = False) -> None:
+        self.mode = "out" if sim else opt_choice(url, "mode", ["out", "in"], "out", grammar=grammar)
+        if not sim:
+            reject_unknown(url, _OUT_OPTIONS if self.mode == "out" else _IN_OPTIONS, grammar)
+        self.safe = bool(opt_bool(url, "safe", False, grammar=grammar))
+        self.initial = bool(opt_bool(url, "initial", self.safe, grammar=grammar))
+        self.pull = opt_choice(url, "pull", ["down", "up", "none"], "down", grammar=grammar)
+        active_high = opt_bool(url, "active_high", None, grammar=grammar)
+        if "active_high" in url.options and self.pull != "none" and self.mode == "in" and not sim:
+            raise DeviceURLError(
+                f"bad device URL {str(url)!r}: active_high is only allowed on inputs with "
+                f"pull=none (pull=up means active low, pull=down active high). {grammar}"
+            )
+        self.active_high = True if active_high is None else active_high
+        self.bounce = opt_float(url, "bounce", None, minimum=0.0, grammar=grammar)
+        self.factory = (
+            None if sim else opt_choice(url, "factory", list(_FACTORIES), grammar=grammar)
+        )
+
+    def make_output(self, factory: Any, pin: str, owner: Device) -> OutputLine:
+        from gpiozero import DigitalOutputDevice
+
+        zero = DigitalOutputDevice(
+            pin, active_high=self.active_high, initial_value=self.initial, pin_factory=factory
+        )
+        return OutputLine(zero, safe_value=self.safe, owner=owner)
+
+    def make_input(self, factory: Any, pin: str, owner: Device) -> InputLine:
+        from gpiozero import DigitalInputDevice
+
+        pull_up = {"up": True, "down": False, "none": None}[self.pull]
+        zero = DigitalInputDevice(
+            pin,
+            pull_up=pull_up,
+            active_state=self.active_high if pull_up is None else None,
+            bounce_time=self.bounce,
+            pin_factory=factory,
+        )
+        return InputLine(zero, owner=owner)
+
+
+class _GpioDevice(Device):
+    scheme = "gpio"
+
+    def __init__(self, url: DeviceURL, *, name: str | None, lease: DeviceLease | None) -> None:
+        super().__init__(url, name=name, lease=lease)
+        self.line: Any = None
+
+    @property
+    def pin(self) -> str:
+        return self.line.pin_name
+
+    def _close(self) -> None:
+        if self.line is not None:
+            self.line.close()
+
+    def _drive_safe(self) -> dict[str, Any]:
+        return self.line.drive_safe()
+
+    def _describe(self) -> dict[str, Any]:
+        return self.line.describe()
+
+
+class GpioOutputDevice(_GpioDevice):
+    """``gpio:PIN?mode=out``: one output line (DigitalOutput)."""
+
+    def on(self) -> None:
+        self.line.on()
+
+    def off(self) -> None:
+        self.line.off()
+
+    @property
+    def value(self) -> bool:
+        return self.line.value
+
+    @value.setter
+    def value(self, value: bool) -> None:
+        self.line.value = value
+
+
+class GpioInputDevice(_GpioDevice):
+    """``gpio:PIN?mode=in``: one input line (DigitalInput) with edge waits."""
+
+    @property
+    def value(self) -> bool:
+        return self.line.value
+
+    def wait_for(self, value: bool, timeout: float | None) -> bool:
+        return self.line.wait_for(value, timeout)
+
+    def wait_for_active(self, timeout: float | None) -> bool:
+        return self.line.wait_for(True, timeout)
+
+    def wait_for_inactive(self, timeout: float | None) -> bool:
+        return self.line.wait_for(False, timeout)
+
+
+def validate(url: DeviceURL) -> None:
+    """Check a gpio: URL's options and pin name without touching hardware."""
+    _Options(url)
+    _find_pin(shared_factory("mock"), url.target, url, f"Grammar: {GRAMMAR}")
+
+
+def open_url(url: DeviceURL, *, name: str | None = None) -> Device:
+    """Open ``gpio:PIN?...``; the output is driven to its safe level before returning."""
+    opts = _Options(url)
+    factory = shared_factory(opts.factory)
+    pin = _find_pin(factory, url.target, url, f"Grammar: {GRAMMAR}")
+    lease = None if opts.factory == "mock" else DeviceLease.acquire(f"gpio:{pin}")
+    cls = GpioOutputDevice if opts.mode == "out" else GpioInputDevice
+    device = cls(url, name=name, lease=lease)
+    try:
+        with gpiozero_errors(str(url), _holder()):
+            if opts.mode == "out":
+                device.line = opts.make_output(factory, pin, device)
+            else:
+                device.line = opts.make_input(factory, pin, device)
+        device.safe()
+    except BaseException:
+        device.close(safe=False)
+        raise
+    return device
+
+
+def _holder() -> dict[str, Any]:
+    return {"pid": os.getpid(), "argv": list(sys.argv)}
+
+
+SIM_GRAMMAR = (
+    "sim:gpio?out=17,18&in=27,22&wired=17-27,18-22&safe=0&active_high=true&pull=down|up|none"
+)
+_SIM_OPTIONS = {"out", "in", "wired", "safe", "active_high", "pull"}
+
+
+class SimGpioBoard(Device):
+    """``sim:gpio``: a simulated board on its own MockFactory with wired output->input pairs."""
+
+    scheme = "sim"
+
+    def __init__(self, url: DeviceURL, *, name: str | None, factory: Any) -> None:
+        super().__init__(url, name=name)
+        self._factory = factory
+        self.outputs: dict[str, OutputLine] = {}
+        self.inputs: dict[str, InputLine] = {}
+        self.wired: list[tuple[str, str]] = []
+
+    def _canonical(self, pin: int | str) -> str:
+        for _header, info in self._factory.board_info.find_pin(str(pin)):
+            return info.name
+        raise KeyError(f"{pin!r} is not a pin name of {self.label}")
+
+    def output(self, pin: int | str) -> OutputLine:
+        """The output line on ``pin`` (any gpiozero name); KeyError if it is not an output."""
+        self._check_open()
+        name = self._canonical(pin)
+        if name not in self.outputs:
+            raise KeyError(
+                f"{name} is not an output of {self.label} (outputs: {sorted(self.outputs)})"
+            )
+        return self.outputs[name]
+
+    def input(self, pin: int | str) -> InputLine:
+        """The input line on ``pin`` (any gpiozero name); KeyError if it is not an input."""
+        self._check_open()
+        name = self._canonical(pin)
+        if name not in self.inputs:
+            raise KeyError(
+                f"{name} is not an input of {self.label} (inputs: {sorted(self.inputs)})"
+            )
+        return self.inputs[name]
+
+    def _drive_safe(self) -> dict[str, Any]:
+        outputs = {pin: line.drive_safe() for pin, line in self.outputs.items()}
+        inputs = {pin: line.drive_safe() for pin, line in self.inputs.items()}
+        return {"outputs": outputs, "inputs": inputs}
+
+    def _close(self) -> None:
+        for line in [*self.outputs.values(), *self.inputs.values()]:
+            line.close()
+        self._factory.close()
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "target": "gpio",
+            "outputs": [line.describe() for line in self.outputs.values()],
+            "inputs": [line.describe() for line in self.inputs.values()],
+            "wired": [f"{a}-{b}" for a, b in self.wired],
+        }
+
+
+def _sim_layout(url: DeviceURL, board: Any) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    def pins(key: str) -> list[str]:
+        items = [p.strip() for p in url.options.get(key, "").split(",") if p.strip()]
+        return [_find_pin_sim(board, p, url) for p in items]
+
+    outs, ins, wired = pins("out"), pins("in"), []
+    for pair in filter(None, (p.strip() for p in url.options.get("wired", "").split(","))):
+        a, dash, b = pair.partition("-")
+        if not dash or not a.strip() or not b.strip():
+            raise DeviceURLError(
+                f"bad device URL {str(url)!r}: wired={pair!r} is not OUT-IN. {SIM_GRAMMAR}"
+            )
+        wired.append((_find_pin_sim(board, a.strip(), url), _find_pin_sim(board, b.strip(), url)))
+    outs += [a for a, _ in wired if a not in outs]
+    ins += [b for _, b in wired if b not in ins]
+    both = sorted(set(outs) & set(ins))
+    problem = ""
+    if both:
+        problem = f"{', '.join(both)} cannot be both an output and an input"
+    elif len({b for _, b in wired}) != len(wired):
+        problem = "an input is wired to two outputs"
+    elif len(set(outs)) != len(outs) or len(set(ins)) != len(ins):
+        problem = "a pin is listed twice"
+    elif not outs and not ins:
+        problem = "the board has no pins (give out=, in= or wired=)"
+    if problem:
+        raise DeviceURLError(f"bad device URL {str(url)!r}: {problem}. Grammar: {SIM_GRAMMAR}")
+    return outs, ins, wired
+
+
+def _find_pin_sim(board: Any, spec: str, url: DeviceURL) -> str:
+    return _find_pin(board, spec, url, f"Grammar: {SIM_GRAMMAR}")
+
+
+def validate_sim(url: DeviceURL) -> None:
+    """Check a sim:gpio URL without building the board."""
+    reject_unknown(url, _SIM_OPTIONS, SIM_GRAMMAR)
+    _Options(url, grammar=SIM_GRAMMAR, sim=True)
+    _sim_layout(url, shared_factory("mock"))
+
+
+def open_sim(url: DeviceURL, *, name: str | None = None) -> SimGpioBoard:
+    """Build the simulated board of a ``sim:gpio?...`` URL, every output at its safe value."""
+    from gpiozero.pins.mock import MockConnectedPin, MockFactory
+
+    reject_unknown(url, _SIM_OPTIONS, SIM_GRAMMAR)
+    opts = _Options(url, grammar=SIM_GRAMMAR, sim=True)
+    factory = MockFactory()
+    board = SimGpioBoard(url, name=name, factory=factory)
+    try:
+        outs, ins, wired = _sim_layout(url, factory)
+        board.wired = wired
+        for out_pin, in_pin in wired:
+            factory.pin(out_pin, pin_class=MockConnectedPin, input_pin=factory.pin(in_pin))
+        with gpiozero_errors(str(url)):
+            for pin in ins:  # inputs first: a wired output drives its input from the start
+                board.inputs[pin] = opts.make_input(factory, pin, board)
+            for pin in outs:
+                board.outputs[pin] = opts.make_output(factory, pin, board)
+        board.safe()
+    except BaseException:
+        board.close(safe=False)
+        raise
+    return board

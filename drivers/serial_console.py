@@ -1,0 +1,244 @@
+"""``serial:``: a Console on pyserial.
+
+``serial:PORT?baudrate=115200&timeout=1&write_timeout=5&bytesize=8&parity=N&stopbits=1``
+``&rtscts=false&xonxoff=false&dsrdtr=false&exclusive=true``
+
+* ``PORT`` is anything ``serial.serial_for_url`` takes: a device path (``/dev/ttyUSB0``,
+  ``/dev/serial/by-id/...``) or a pyserial URL (``rfc2217://pi-7:4001``,
+  ``socket://host:port``, ``loop://``). pyserial's own URL options (after a ``?``) cannot be
+  given, since the ``?`` starts this URL's options.
+* ``timeout``: default seconds a read waits when the call gives none (default 1).
+* ``exclusive``: lock a local port against other programs (default true).
+
+A device path is leased under its real path, a network URL under the URL; ``loop://`` is
+private to its handle and not leased. Each read/readline/expect call waits at most its timeout;
+bytes read past an ``expect`` match stay buffered for the next call.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import re
+import time
+from typing import Any
+
+from .base import Device
+from .errors import DeviceIOError, DeviceTimeoutError
+from .lease import DeviceLease, path_key
+from .urls import DeviceURL, opt_bool, opt_choice, opt_float, opt_int, reject_unknown
+
+__all__ = ["SerialConsole", "open_url", "validate"]
+
+log = logging.getLogger(__name__)
+
+GRAMMAR = (
+    "serial:PORT?baudrate=115200&timeout=1&write_timeout=5&bytesize=8&parity=N|E|O|M|S"
+    "&stopbits=1|1.5|2&rtscts=false&xonxoff=false&dsrdtr=false&exclusive=true "
+    "(PORT: /dev/ttyUSB0, rfc2217://host:port, socket://host:port, loop://)"
+)
+_OPTIONS = {
+    "baudrate",
+    "timeout",
+    "write_timeout",
+    "bytesize",
+    "parity",
+    "stopbits",
+    "rtscts",
+    "xonxoff",
+    "dsrdtr",
+    "exclusive",
+}
+
+
+def serial_settings(url: DeviceURL, grammar: str = GRAMMAR) -> dict[str, Any]:
+    """pyserial keyword arguments from a serial-like URL's options (also used by stk500)."""
+    g = {"grammar": grammar}
+    settings: dict[str, Any] = {
+        "baudrate": opt_int(url, "baudrate", 115200, minimum=50, maximum=12_000_000, **g),
+        "bytesize": opt_int(url, "bytesize", 8, minimum=5, maximum=8, **g),
+        "parity": opt_choice(url, "parity", ["n", "e", "o", "m", "s"], "n", **g).upper(),
+        "stopbits": float(opt_choice(url, "stopbits", ["1", "1.5", "2"], "1", **g)),
+        "rtscts": opt_bool(url, "rtscts", False, **g),
+        "xonxoff": opt_bool(url, "xonxoff", False, **g),
+        "dsrdtr": opt_bool(url, "dsrdtr", False, **g),
+        "write_timeout": opt_float(url, "write_timeout", 5.0, minimum=0.0, **g),
+    }
+    if settings["stopbits"] == 1.0 or settings["stopbits"] == 2.0:
+        settings["stopbits"] = int(settings["stopbits"])
+    if "://" not in url.target:
+        settings["exclusive"] = opt_bool(url, "exclusive", True, **g)
+    return settings
+
+
+def open_serial(port: str, settings: dict[str, Any], what: str) -> Any:
+    """``serial.serial_for_url`` with errors turned into DeviceIOError with a hint."""
+    import serial
+
+    try:
+        return serial.serial_for_url(port, **settings)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise DeviceIOError(f"cannot open {what}: {exc}. {_hint(exc)}") from exc
+
+
+def _hint(exc: BaseException) -> str:
+    code = getattr(exc, "errno", None)
+    text = str(exc).lower()
+    if code == errno.ENOENT or "no such file" in text:
+        return "Check the cable and the port name (ls /dev/serial/by-id/)"
+    if code == errno.EACCES or "permission" in text:
+        return "Check the permissions: add the user to the 'dialout' group"
+    if code in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK) or "lock" in text or "busy" in text:
+        return "Is another process using the port? (fuser PORT)"
+    if "connection refused" in text or "timed out" in text:
+        return "Check that the serial server is running and reachable"
+    return "Check the cable, the port name, the 'dialout' group, and that no other process uses it"
+
+
+class SerialConsole(Device):
+    """A Console (read, write, readline, expect) on a pyserial port."""
+
+    scheme = "serial"
+
+    def __init__(
+        self, url: DeviceURL, *, name: str | None, lease: DeviceLease | None, port: Any
+    ) -> None:
+        super().__init__(url, name=name, lease=lease)
+        self.port = port
+        self.target = url.target
+        self.timeout = float(opt_float(url, "timeout", 1.0, minimum=0.0, grammar=GRAMMAR))
+        self._buf = bytearray()
+
+    # -- Console ----------------------------------------------------------------------------
+    def _deadline(self, timeout: float | None) -> float:
+        return time.monotonic() + (self.timeout if timeout is None else timeout)
+
+    def _fill(self, deadline: float, want: int = 1) -> bool:
+        """Read at least one byte (up to ``want`` + what is waiting) before ``deadline``."""
+        import serial
+
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            self.port.timeout = remaining
+            chunk = self.port.read(max(1, want))
+            if chunk:
+                waiting = self.port.in_waiting
+                if waiting:
+                    chunk += self.port.read(waiting)
+        except (serial.SerialException, OSError) as exc:
+            raise DeviceIOError(
+                f"{self.label}: reading failed: {exc}. Was the device unplugged or reset?"
+            ) from exc
+        self._buf += chunk
+        return bool(chunk)
+
+    def read(self, n: int = 1, timeout: float | None = None) -> bytes:
+        """Up to ``n`` bytes: returns when ``n`` arrived or ``timeout`` s passed (maybe b"")."""
+        self._check_open()
+        deadline = self._deadline(timeout)
+        while len(self._buf) < n and self._fill(deadline, n - len(self._buf)):
+            pass
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    def readline(self, timeout: float | None = None) -> bytes:
+        """One line including b"\\n", or what arrived before ``timeout`` s passed."""
+        self._check_open()
+        deadline = self._deadline(timeout)
+        while b"\n" not in self._buf and self._fill(deadline):
+            pass
+        end = self._buf.find(b"\n")
+        end = len(self._buf) if end < 0 else end + 1
+        data = bytes(self._buf[:end])
+        del self._buf[:end]
+        return data
+
+    def expect(self, pattern: bytes | str | re.Pattern[bytes], timeout: float) -> re.Match[bytes]:
+        """Read until ``pattern`` matches; consumes through the match. DeviceTimeoutError if not."""
+        self._check_open()
+        if isinstance(pattern, str):
+            pattern = pattern.encode("utf-8")
+        regex = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
+        deadline = self._deadline(timeout)
+        while True:
+            match = regex.search(bytes(self._buf))
+            if match:
+                del self._buf[: match.end()]
+                return match
+            if not self._fill(deadline):
+                tail = bytes(self._buf[-200:])
+                raise DeviceTimeoutError(
+                    f"{self.label}: {regex.pattern!r} did not appear within {timeout:g} s; "
+                    f"last bytes received: {tail!r}"
+                )
+
+    def write(self, data: bytes) -> int:
+        import serial
+
+        self._check_open()
+        if isinstance(data, str):
+            raise TypeError("write() takes bytes; encode the text first (e.g. text.encode())")
+        try:
+            written = self.port.write(data)
+            self.port.flush()
+        except serial.SerialTimeoutException as exc:
+            raise DeviceTimeoutError(f"{self.label}: write timed out: {exc}") from exc
+        except (serial.SerialException, OSError) as exc:
+            raise DeviceIOError(f"{self.label}: writing failed: {exc}") from exc
+        return int(written or 0)
+
+    # -- Device hooks -----------------------------------------------------------------------
+    def _drive_safe(self) -> dict[str, Any]:
+        """A console has no actuator: drop pending input so the next reader starts clean."""
+        import serial
+
+        dropped = len(self._buf)
+        self._buf.clear()
+        try:
+            waiting = self.port.in_waiting
+            self.port.reset_input_buffer()
+        except (serial.SerialException, OSError) as exc:
+            raise DeviceIOError(f"{self.label}: port failed: {exc}") from exc
+        return {"port": self.target, "open": True, "dropped_bytes": dropped + waiting}
+
+    def _close(self) -> None:
+        try:
+            self.port.close()
+        except Exception:
+            log.exception("closing %s failed", self.label)
+
+    def _describe(self) -> dict[str, Any]:
+        return {"port": self.target, "baudrate": self.port.baudrate, "timeout": self.timeout}
+
+
+def lease_key(url: DeviceURL) -> str | None:
+    """Lease key of a serial-like target: real path, URL without options, None for loop://."""
+    if url.target.startswith("loop://"):
+        return None
+    if "://" in url.target:
+        return url.target
+    return path_key(url.target)
+
+
+def validate(url: DeviceURL) -> None:
+    reject_unknown(url, _OPTIONS, GRAMMAR)
+    serial_settings(url)
+    opt_float(url, "timeout", 1.0, minimum=0.0, grammar=GRAMMAR)
+
+
+def open_url(url: DeviceURL, *, name: str | None = None) -> SerialConsole:
+    validate(url)
+    key = lease_key(url)
+    lease = DeviceLease.acquire(key) if key else None
+    try:
+        port = open_serial(url.target, serial_settings(url), f"serial port {url.target!r}")
+        device = SerialConsole(url, name=name, lease=lease, port=port)
+    except BaseException:
+        if lease is not None:
+            lease.release()
+        raise
+    device.safe()
+    return device
