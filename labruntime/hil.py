@@ -18,7 +18,9 @@ A TOML map is a lab configuration file (the same file ``app.config.from_file`` l
 use (a board at the wrong baud rate, say). A TOML file of plain ``name = "url"`` lines works too.
 
 Names the suites use: ``board`` (a Programmer), ``board_nosync`` (a board that will not
-answer), ``led`` (a DigitalOutput), ``loop_out`` / ``loop_in`` (an output wired to an input).
+answer), ``led`` (a DigitalOutput), and a loopback (an output wired to an input): either
+``loop_out`` + ``loop_in`` (two devices: two real pins joined by a jumper) or ``loopback`` (one
+board whose ``output(pin)`` is wired to its ``input(pin)``, e.g. ``sim:gpio?wired=20-21``).
 
 Fixtures:
 
@@ -27,8 +29,9 @@ Fixtures:
 * ``hil_device``: a factory, ``hil_device("board")`` opens the named device with
   ``labruntime.drivers.open_device`` and, at teardown, drives it safe, checks the report and
   closes it; it skips the test when the map has no such device;
-* ``hil_board``, ``hil_led``, ``hil_gpio_out``, ``hil_gpio_in``: the usual devices, checked for
-  the capability the test needs;
+* ``hil_board``, ``hil_led``: the usual devices, checked for the capability the test needs;
+* ``hil_gpio_loop``: a :class:`LoopbackPair` (``out``, ``inp``, ``safe()``), and its two halves
+  ``hil_gpio_out`` / ``hil_gpio_in``;
 * ``hil_lab``: a running lab on the HIL devices (filled in by the device-worker integration;
   until then it skips, saying so).
 
@@ -41,6 +44,7 @@ import logging
 import os
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +59,13 @@ DEFAULT_MAP = Path("config") / "devices.sim.toml"
 BUILTIN_SIM_MAP: dict[str, str] = {
     "board": "sim:arduino?baud=115200&part=atmega328p",
     "board_nosync": "sim:arduino?baud=115200&fault=nosync",
-    "led": "sim:gpio?out=17&safe=0",
-    "loop_out": "sim:gpio?out=20&wired=20-21&safe=0",
-    "loop_in": "sim:gpio?in=21&wired=20-21",
+    "led": "gpio:17?safe=0&factory=mock",
+    "loopback": "sim:gpio?wired=20-21&safe=0",
 }
 
 _FIXTURES = frozenset(
-    {"hil_device_map", "hil_device", "hil_board", "hil_led", "hil_gpio_out", "hil_gpio_in"}
-    | {"hil_lab"}
+    {"hil_device_map", "hil_device", "hil_board", "hil_led", "hil_gpio_loop"}
+    | {"hil_gpio_out", "hil_gpio_in", "hil_lab"}
 )
 
 
@@ -270,16 +273,65 @@ def hil_led(hil_device: Callable[..., Any]) -> Any:
     return _with_capability(hil_device("led"), "DigitalOutput")
 
 
-@pytest.fixture
-def hil_gpio_out(hil_device: Callable[..., Any]) -> Any:
-    """The output side of the loopback pair (``loop_out``, wired to ``loop_in``)."""
-    return _with_capability(hil_device("loop_out"), "DigitalOutput")
+@dataclass
+class LoopbackPair:
+    """An output wired to an input, and the device(s) they belong to."""
+
+    out: Any
+    inp: Any
+    devices: list[Any]
+
+    def safe(self) -> list[Any]:
+        """Drive every device of the pair safe; the SafeReports, in order."""
+        return [device.safe() for device in self.devices]
+
+
+def _loopback(hil_device: Callable[..., Any], devices: Mapping[str, str]) -> LoopbackPair:
+    from labruntime.drivers.capabilities import DigitalInput, DigitalOutput
+
+    if "loopback" not in devices and not {"loop_out", "loop_in"} <= devices.keys():
+        pytest.skip(
+            f"no GPIO loopback in the HIL device map ({getattr(devices, 'source', '?')}): give "
+            "loop_out=gpio:20?safe=0 and loop_in=gpio:21?mode=in (a jumper between them), "
+            "or loopback=sim:gpio?wired=20-21"
+        )
+    if "loopback" in devices:
+        board = hil_device("loopback")
+        wired = getattr(board, "wired", None)
+        if not wired:
+            pytest.fail(
+                f"HIL device 'loopback' ({board.url}) has no wired output->input pair; "
+                "use e.g. sim:gpio?wired=20-21, or loop_out + loop_in",
+                pytrace=False,
+            )
+        out_pin, in_pin = wired[0]
+        pair = LoopbackPair(board.output(out_pin), board.input(in_pin), [board])
+    else:
+        out = hil_device("loop_out")
+        inp = hil_device("loop_in")
+        pair = LoopbackPair(out, inp, [out, inp])
+    for line, capability in ((pair.out, DigitalOutput), (pair.inp, DigitalInput)):
+        if not isinstance(line, capability):
+            pytest.fail(f"loopback: {line!r} is not a {capability.__name__}", pytrace=False)
+    return pair
 
 
 @pytest.fixture
-def hil_gpio_in(hil_device: Callable[..., Any], hil_gpio_out: Any) -> Any:
-    """The input side of the loopback pair (``loop_in``); opened after ``hil_gpio_out``."""
-    return _with_capability(hil_device("loop_in"), "DigitalInput")
+def hil_gpio_loop(hil_device: Callable[..., Any], hil_device_map: DeviceMap) -> LoopbackPair:
+    """The loopback pair: ``loop_out`` + ``loop_in``, or the ``loopback`` board's wired pair."""
+    return _loopback(hil_device, hil_device_map)
+
+
+@pytest.fixture
+def hil_gpio_out(hil_gpio_loop: LoopbackPair) -> Any:
+    """The output side of the loopback pair."""
+    return hil_gpio_loop.out
+
+
+@pytest.fixture
+def hil_gpio_in(hil_gpio_loop: LoopbackPair) -> Any:
+    """The input side of the loopback pair."""
+    return hil_gpio_loop.inp
 
 
 @pytest.fixture
