@@ -60,7 +60,7 @@ BUILTIN_SIM_MAP: dict[str, str] = {
     "board": "sim:arduino?baud=115200&part=atmega328p",
     "board_nosync": "sim:arduino?baud=115200&fault=nosync",
     "led": "gpio:17?safe=0&factory=mock",
-    "loopback": "sim:gpio?wired=20-21&safe=0",
+    "loopback": "sim:gpio?wired=20-21&safe=1&pull=down",
 }
 
 _FIXTURES = frozenset(
