@@ -1,1 +1,60 @@
-"""labruntime: the session, task and device runtime for remote laboratories."""
+"""labruntime: the session, task and device runtime for remote laboratories.
+
+A lab written for weblablib runs by changing its imports::
+
+    from labruntime import WebLab, weblab_user, requires_active
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    AlreadyInitializedError,
+    AlreadyRunningError,
+    InvalidConfigError,
+    InvalidStartRequestError,
+    NoContextError,
+    NotFoundError,
+    StoreUnavailableError,
+    TimeoutError,
+    WebLabError,
+    WebLabNotInitializedError,
+)
+from .extension import WebLab
+from .globals import (
+    logout,
+    poll,
+    requires_active,
+    requires_login,
+    socket_requires_active,
+    socket_requires_login,
+    socket_weblab_user,
+    weblab_user,
+)
+from .sessions import create_token
+from .users import AnonymousUser, CurrentUser, ExpiredUser
+
+__all__ = [
+    "WebLab",
+    "weblab_user",
+    "socket_weblab_user",
+    "requires_active",
+    "requires_login",
+    "socket_requires_active",
+    "socket_requires_login",
+    "poll",
+    "logout",
+    "create_token",
+    "AnonymousUser",
+    "CurrentUser",
+    "ExpiredUser",
+    "WebLabError",
+    "NoContextError",
+    "InvalidConfigError",
+    "WebLabNotInitializedError",
+    "NotFoundError",
+    "AlreadyRunningError",
+    "AlreadyInitializedError",
+    "InvalidStartRequestError",
+    "StoreUnavailableError",
+    "TimeoutError",
+]

@@ -1,0 +1,75 @@
+"""The error tree of the session and task layer.
+
+::
+
+    Exception
+     └── WebLabError                                  root of every labruntime runtime error
+          ├── NoContextError (RuntimeError)            a proxy used outside a request/app context
+          ├── WebLabNotInitializedError (RuntimeError) WebLab used before init_app
+          ├── InvalidConfigError (ValueError)          a WEBLAB_* key (or SECRET_KEY) is wrong
+          ├── AlreadyRunningError (RuntimeError)       a unique task is already running
+          ├── NotFoundError (LookupError)              no such session / task
+          ├── TimeoutError (builtins.TimeoutError)     a wait passed its deadline
+          ├── InvalidStartRequestError (ValueError)    the RLMS sent an unusable start request
+          ├── StoreUnavailableError (ConnectionError)  Redis cannot be reached
+          └── AlreadyInitializedError (RuntimeError)   init_app called twice on one app
+
+Errors become HTTP replies only in ``views.py`` and exit codes only in ``cli.py``.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+__all__ = [
+    "WebLabError",
+    "NoContextError",
+    "WebLabNotInitializedError",
+    "InvalidConfigError",
+    "AlreadyRunningError",
+    "NotFoundError",
+    "TimeoutError",
+    "InvalidStartRequestError",
+    "StoreUnavailableError",
+    "AlreadyInitializedError",
+]
+
+
+class WebLabError(Exception):
+    """Root of every error raised by labruntime's session and task layer."""
+
+
+class NoContextError(WebLabError, RuntimeError):
+    """A context-bound object (``weblab_user``...) was used outside a Flask context."""
+
+
+class WebLabNotInitializedError(WebLabError, RuntimeError):
+    """``WebLab`` was used on an app before ``weblab.init_app(app)``."""
+
+
+class InvalidConfigError(WebLabError, ValueError):
+    """A configuration key has a missing or wrong value."""
+
+
+class AlreadyRunningError(WebLabError, RuntimeError):
+    """A task marked unique is already running."""
+
+
+class NotFoundError(WebLabError, LookupError):
+    """The session or task does not exist (or no longer exists)."""
+
+
+class TimeoutError(WebLabError, builtins.TimeoutError):  # noqa: A001 - the seed's name
+    """A wait passed its deadline."""
+
+
+class InvalidStartRequestError(WebLabError, ValueError):
+    """The RLMS start request cannot be used (bad slot length, bad start time, bad JSON...)."""
+
+
+class StoreUnavailableError(WebLabError, ConnectionError):
+    """The Redis server cannot be reached (down, wrong URL, socket missing)."""
+
+
+class AlreadyInitializedError(WebLabError, RuntimeError):
+    """``init_app`` was called twice on the same app."""

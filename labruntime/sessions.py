@@ -1,0 +1,372 @@
+"""Session logic: start, status, poll, logout, dispose and the cleaner. No Flask here.
+
+:class:`SessionManager` takes a :class:`~labruntime.store.Store`, the config and a clock; the
+lab's hooks (``on_dispose``) and the task layer's ``_dispose_steps`` are passed in as plain
+callables by ``extension.py``.
+
+Dispose, whatever started it (RLMS, logout, poll timeout, slot over, cleaner)::
+
+    begin_dispose (active -> disposing, atomic)  ->  steps(session_id): busy? retry later
+    -> claim (HSETNX, exactly one winner across processes) -> on_dispose -> expired user
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .config import WebLabConfig
+from .errors import InvalidStartRequestError, StoreUnavailableError
+from .store import SessionRecord, SessionState, Store
+
+__all__ = [
+    "SessionManager",
+    "StartRequest",
+    "DisposeOutcome",
+    "CleanerThread",
+    "create_token",
+    "parse_start_request",
+    "slot_times",
+]
+
+log = logging.getLogger(__name__)
+STALE_CLAIM_MARGIN = 60.0  # a claim older than dispose timeout + this is from a dead process
+BUSY_RETRY = 1.0  # seconds the RLMS waits when another process is running on_dispose
+
+
+def create_token(size: int = 32) -> str:
+    """A random URL-safe token (session ids, secrets)."""
+    return base64.urlsafe_b64encode(os.urandom(size)).decode("ascii").rstrip("=")
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """What the RLMS sent to start a session."""
+
+    client_data: dict[str, Any]
+    server_data: dict[str, Any]
+    back: str | None
+
+
+def _as_object(payload: Mapping[str, Any], name: str) -> dict[str, Any]:
+    import json
+
+    value = payload.get(name)
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as error:
+            raise InvalidStartRequestError(f"{name} is not valid JSON: {error}") from error
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidStartRequestError(f"{name} must be an object, got {type(value).__name__}")
+    return value
+
+
+def parse_start_request(payload: Mapping[str, Any]) -> StartRequest:
+    """Accept the initial data as objects or as JSON strings (WebLab-Deusto api "0", forms)."""
+    back = payload.get("back")
+    return StartRequest(
+        client_data=_as_object(payload, "client_initial_data"),
+        server_data=_as_object(payload, "server_initial_data"),
+        back=str(back) if back else None,
+    )
+
+
+def _parse_datetime(text: str, naive_is_utc: bool) -> float:
+    moment = datetime.fromisoformat(text.strip())
+    if moment.tzinfo is None and naive_is_utc:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()  # naive: local time, as WebLab-Deusto's str(datetime)
+
+
+def slot_times(server_data: Mapping[str, Any], now: float) -> tuple[float, float]:
+    """(start, length) in seconds from server_initial_data, every form of PROTOCOL.md."""
+    raw_length = server_data.get("priority.queue.slot.length")
+    try:
+        length = float(raw_length)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidStartRequestError(
+            f"priority.queue.slot.length={raw_length!r} is not a number of seconds"
+        ) from None
+    if not math.isfinite(length) or length <= 0:
+        raise InvalidStartRequestError(f"priority.queue.slot.length={raw_length!r} must be > 0")
+    start = now
+    timestamp = server_data.get("priority.queue.slot.start.timestamp")
+    if timestamp not in (None, ""):
+        try:
+            start = float(timestamp)
+        except (TypeError, ValueError):
+            raise InvalidStartRequestError(
+                f"priority.queue.slot.start.timestamp={timestamp!r} is not a number"
+            ) from None
+    else:
+        for name, naive_is_utc in (
+            ("priority.queue.slot.start.utc", True),
+            ("priority.queue.slot.start", False),
+        ):
+            text = server_data.get(name)
+            if text in (None, ""):
+                continue
+            try:
+                start = _parse_datetime(str(text), naive_is_utc)
+            except ValueError:
+                raise InvalidStartRequestError(
+                    f"{name}={text!r} is not a date (expected e.g. '2026-11-24 18:00:00.123456' "
+                    "or ISO-8601 '2026-11-24T18:00:00+01:00')"
+                ) from None
+            break
+    return start, length
+
+
+@dataclass(frozen=True)
+class DisposeOutcome:
+    """found False: unknown or already disposed. retry_in: still busy, ask again then."""
+
+    found: bool
+    retry_in: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.found and self.retry_in is None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class SessionManager:
+    """Start / status / poll / dispose of sessions, on a Store, with an injectable clock."""
+
+    def __init__(
+        self, store: Store, config: WebLabConfig, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+
+    def _event(self, event: str, session_id: str, message: str, **fields: Any) -> None:
+        if self.config.log_session_lifecycle:
+            extra = {"event": event, "session_id": session_id, **fields}
+            log.info("%s session %s %s", event, session_id, message, extra={"weblab": extra})
+
+    # -- start ------------------------------------------------------------------------------
+    def create(self, request: StartRequest, session_id: str | None = None) -> SessionRecord:
+        """Store a new active session from a start request."""
+        now = self.clock()
+        start, length = slot_times(request.server_data, now)
+        sd = request.server_data
+        record = SessionRecord(
+            session_id=session_id or create_token(),
+            username=_text(sd.get("request.username")),
+            username_unique=_text(sd.get("request.username.unique")),
+            full_name=_text(sd.get("request.full_name")),
+            locale=_text(sd.get("request.locale")),
+            back=request.back,
+            experiment_name=_text(sd.get("request.experiment_id.experiment_name")),
+            category_name=_text(sd.get("request.experiment_id.category_name")),
+            client_data=request.client_data,
+            server_data=request.server_data,
+            start_date=start,
+            max_date=start + length,
+            last_poll=now,
+        )
+        ttl = record.max_date - now + self.config.expired_users_timeout + 3600
+        self.store.create_session(record, check_at=self._check_at(record, now), ttl=ttl)
+        self._event(
+            "start", record.session_id, f"for {record.username!r}, {length:g} s",
+            username=record.username, length=length,
+        )  # fmt: skip
+        return record
+
+    def _check_at(self, record: SessionRecord | SessionState, last_poll: float) -> float:
+        if self.config.timeout > 0:
+            return min(record.max_date, last_poll + self.config.timeout)
+        return record.max_date
+
+    # -- status -----------------------------------------------------------------------------
+    def should_finish(self, state: SessionState | SessionRecord | None, now: float) -> int:
+        """-1 finish now; N > 0 ask again in N seconds (see PROTOCOL.md)."""
+        if state is None or state.status == "expired" or state.exited:
+            return -1
+        if state.status == "disposing":
+            return 1
+        left = state.max_date - now
+        timed_out = self.config.timeout > 0 and now - state.last_poll > self.config.timeout
+        if left <= 0 or timed_out:
+            return -1
+        return max(1, math.ceil(min(self.config.poll_interval, left)))
+
+    def is_active(self, record: SessionRecord, now: float) -> bool:
+        """Active for the student: not disposing/ended, slot not over, still polling."""
+        return record.status == "active" and self.should_finish(record, now) > 0
+
+    def status(self, session_id: str) -> int:
+        """One session's should_finish (one round trip)."""
+        return self.should_finish(self.store.session_states([session_id])[0], self.clock())
+
+    def bulk_status(self, session_ids: list[str], timeout: float | None = None) -> dict[str, int]:
+        """should_finish of many sessions, 500 per pipelined round trip, stops at ``timeout``."""
+        started = time.monotonic()
+        result: dict[str, int] = {}
+        for first in range(0, len(session_ids), 500):
+            if first and timeout is not None and time.monotonic() - started >= timeout:
+                break
+            chunk = session_ids[first : first + 500]
+            now = self.clock()
+            for sid, state in zip(chunk, self.store.session_states(chunk), strict=True):
+                result[sid] = self.should_finish(state, now)
+        return result
+
+    # -- student ----------------------------------------------------------------------------
+    def load(self, session_id: str, *, poll: bool) -> SessionRecord | None:
+        """The session (one round trip), recording a poll when ``poll``."""
+        if poll:
+            return self.store.load_session(
+                session_id, poll_at=self.clock(), timeout=self.config.timeout
+            )
+        return self.store.load_session(session_id)
+
+    def poll(self, session_id: str) -> bool:
+        """The student is still there."""
+        return self.store.poll(session_id, now=self.clock(), timeout=self.config.timeout)
+
+    def logout(self, session_id: str) -> bool:
+        """The student left: status answers -1 and the cleaner disposes it."""
+        done = self.store.mark_exited(session_id, self.clock())
+        if done:
+            self._event("logout", session_id, "by the student")
+        return done
+
+    # -- dispose ----------------------------------------------------------------------------
+    def dispose(
+        self,
+        session_id: str,
+        reason: str,
+        steps: Callable[[str], float | None],
+        on_dispose: Callable[[SessionRecord], None],
+    ) -> DisposeOutcome:
+        """Run the dispose steps; on_dispose runs exactly once per session, in one process."""
+        now = self.clock()
+        begun = self.store.begin_dispose(session_id, now, reason)
+        if begun == "missing":
+            self.store.forget_live(session_id)
+            return DisposeOutcome(found=False)
+        if begun == "expired":
+            return DisposeOutcome(found=False)
+        if begun == "started":
+            self._event("dispose", session_id, f"started ({reason})", reason=reason)
+        record = self.store.load_session(session_id)
+        if record is None:
+            return DisposeOutcome(found=False)
+        if record.dispose_claim:
+            return self._claimed_elsewhere(record, now)
+        busy = steps(session_id)
+        if busy is not None and busy > 0:
+            self.store.reschedule(session_id, now + busy)
+            self._event("dispose", session_id, f"waits {busy:g} s for work", busy=busy)
+            return DisposeOutcome(found=True, retry_in=busy)
+        if not self.store.claim_dispose(session_id, f"{create_token(8)} {now!r}"):
+            return DisposeOutcome(found=True, retry_in=BUSY_RETRY)
+        try:
+            on_dispose(record)
+        except StoreUnavailableError:
+            raise
+        except Exception:
+            log.exception("on_dispose of session %s raised; the session ends anyway", session_id)
+        self.store.finish_dispose(session_id, self.clock(), self.config.expired_users_timeout)
+        self._event("dispose", session_id, "done", reason=record.reason or reason)
+        return DisposeOutcome(found=True)
+
+    def _claimed_elsewhere(self, record: SessionRecord, now: float) -> DisposeOutcome:
+        try:
+            claimed_at = float((record.dispose_claim or "").split()[-1])
+        except (ValueError, IndexError):
+            claimed_at = now
+        if now - claimed_at > self.config.dispose_timeout + STALE_CLAIM_MARGIN:
+            log.warning(
+                "session %s: the process running on_dispose died; marking it ended",
+                record.session_id,
+            )
+            self.store.finish_dispose(record.session_id, now, self.config.expired_users_timeout)
+            return DisposeOutcome(found=True)
+        self.store.reschedule(record.session_id, now + BUSY_RETRY)
+        return DisposeOutcome(found=True, retry_in=BUSY_RETRY)
+
+    def _reason(self, state: SessionState, now: float) -> str:
+        if state.status == "disposing":
+            return "retry"
+        if state.exited:
+            return "logout"
+        if now >= state.max_date:
+            return "slot over"
+        return "timeout"
+
+    def clean(
+        self,
+        steps: Callable[[str], float | None],
+        on_dispose: Callable[[SessionRecord], None],
+    ) -> int:
+        """One cleaner pass: dispose every session whose time is over. Returns how many ended."""
+        now = self.clock()
+        due = self.store.due_sessions(now)
+        ended = 0
+        for sid, state in zip(due, self.store.session_states(due), strict=True):
+            if state is None:
+                self.store.forget_live(sid)
+                continue
+            if state.status == "active" and self.should_finish(state, now) > 0:
+                self.store.reschedule(sid, self._check_at(state, state.last_poll))
+                continue
+            reason = self._reason(state, now)
+            if reason == "timeout":
+                self._event("timeout", sid, "stopped polling", reason=reason)
+            if self.dispose(sid, reason, steps, on_dispose).done:
+                ended += 1
+        return ended
+
+
+class CleanerThread(threading.Thread):
+    """Runs ``run_pass`` whenever a session is due (at most every ``interval`` seconds)."""
+
+    def __init__(
+        self, run_pass: Callable[[], None], next_due: Callable[[], float | None], interval: float
+    ) -> None:
+        super().__init__(name="labruntime-cleaner", daemon=True)
+        self._run_pass = run_pass
+        self._next_due = next_due
+        self._interval = interval
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        backoff = 1.0
+        while not self.stopping.is_set():
+            try:
+                self._run_pass()
+                due = self._next_due()
+                wait = self._interval if due is None else min(self._interval, due - time.time())
+                backoff = 1.0
+            except StoreUnavailableError as error:
+                log.warning("cleaner: %s; retrying in %.0f s", error, backoff)
+                wait, backoff = backoff, min(backoff * 2, 30.0)
+            except Exception:
+                log.exception("cleaner pass failed; retrying in %.0f s", self._interval)
+                wait = self._interval
+            self.stopping.wait(max(0.05, wait))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to end and wait for it (bounded)."""
+        self.stopping.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout)

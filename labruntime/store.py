@@ -1,0 +1,427 @@
+"""All Redis access of the session layer: the key layout, the Lua scripts, the connection.
+
+Key layout (``B`` is WEBLAB_REDIS_BASE, so several labs share one Redis without meeting)::
+
+    B:weblab:session:<id>   hash, one per session (fields: see SessionRecord.to_hash).
+                            status is "active", "disposing" or "expired". Its TTL covers the
+                            slot plus WEBLAB_EXPIRED_USERS_TIMEOUT plus a margin while it is
+                            live, then exactly WEBLAB_EXPIRED_USERS_TIMEOUT once expired: Redis
+                            itself forgets expired users.
+    B:weblab:live           sorted set: session id -> the time the cleaner must look at it
+                            (min(slot end, last poll + WEBLAB_TIMEOUT), "now" after a logout,
+                            the retry time while a dispose waits for work to end).
+    B:weblab:fake           string: the id of the last session made by `fake new`.
+
+Costs: a student's request is one EVALSHA (poll + read the whole hash); a status is one HMGET;
+a bulk status is one pipelined round trip of HMGETs; the cleaner reads one ZRANGEBYSCORE.
+
+The task layer (store_tasks.py) reuses :attr:`Store.redis`, :meth:`Store.key` and
+:meth:`Store.pipeline`. Every ``redis`` error becomes a
+:class:`~labruntime.errors.StoreUnavailableError` naming the server and what to check.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from .errors import StoreUnavailableError
+
+__all__ = ["Store", "SessionRecord", "SessionState"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LIVE_MARGIN = 3600.0  # extra lifetime of a live session record after its slot ends
+
+# KEYS: session hash, live zset. ARGV: now, timeout, session id.
+_POLL_AND_GET = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {} end
+if status == 'active' then
+  local f = redis.call('HMGET', KEYS[1], 'max_date', 'last_poll', 'exited')
+  local now = tonumber(ARGV[1]); local timeout = tonumber(ARGV[2])
+  local max_date = tonumber(f[1]); local last_poll = tonumber(f[2])
+  if f[3] ~= '1' and now < max_date and (timeout <= 0 or now - last_poll <= timeout) then
+    redis.call('HSET', KEYS[1], 'last_poll', ARGV[1])
+    local score = max_date
+    if timeout > 0 and now + timeout < score then score = now + timeout end
+    redis.call('ZADD', KEYS[2], score, ARGV[3])
+  end
+end
+if ARGV[4] == '1' then return redis.call('HGETALL', KEYS[1]) end
+return {'status', status}
+"""
+
+# KEYS: session hash, live zset. ARGV: now, reason, session id.
+_BEGIN_DISPOSE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'missing' end
+if status == 'active' then
+  redis.call('HSET', KEYS[1], 'status', 'disposing', 'disposing_since', ARGV[1],
+             'reason', ARGV[2])
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+  return 'started'
+end
+return status
+"""
+
+# KEYS: session hash. ARGV: field, value... ; writes only if the session still exists.
+_SET_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+@dataclass
+class SessionRecord:
+    """One session as stored: what the RLMS sent plus the lab's data and the timings."""
+
+    session_id: str
+    status: str = "active"
+    username: str | None = None
+    username_unique: str | None = None
+    full_name: str | None = None
+    locale: str | None = None
+    back: str | None = None
+    experiment_name: str | None = None
+    category_name: str | None = None
+    client_data: dict[str, Any] = field(default_factory=dict)
+    server_data: dict[str, Any] = field(default_factory=dict)
+    start_date: float = 0.0
+    max_date: float = 0.0
+    last_poll: float = 0.0
+    exited: bool = False
+    data_json: str = "{}"
+    reason: str | None = None
+    dispose_claim: str | None = None
+    ended_at: float | None = None
+
+    def to_hash(self) -> dict[str, str]:
+        """The fields written to Redis (JSON for nested values, never pickle)."""
+        values: dict[str, Any] = {
+            "status": self.status,
+            "username": self.username,
+            "username_unique": self.username_unique,
+            "full_name": self.full_name,
+            "locale": self.locale,
+            "back": self.back,
+            "experiment_name": self.experiment_name,
+            "category_name": self.category_name,
+            "client_data": json.dumps(self.client_data),
+            "server_data": json.dumps(self.server_data),
+            "start_date": repr(self.start_date),
+            "max_date": repr(self.max_date),
+            "last_poll": repr(self.last_poll),
+            "exited": "1" if self.exited else "0",
+            "data": self.data_json,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+    @classmethod
+    def from_hash(cls, session_id: str, h: dict[str, str]) -> SessionRecord:
+        """Build a record from an HGETALL reply."""
+
+        def num(name: str) -> float:
+            try:
+                return float(h.get(name) or 0.0)
+            except ValueError:
+                return 0.0
+
+        return cls(
+            session_id=session_id,
+            status=h.get("status", "expired"),
+            username=h.get("username"),
+            username_unique=h.get("username_unique"),
+            full_name=h.get("full_name"),
+            locale=h.get("locale"),
+            back=h.get("back"),
+            experiment_name=h.get("experiment_name"),
+            category_name=h.get("category_name"),
+            client_data=_loads(h.get("client_data"), {}),
+            server_data=_loads(h.get("server_data"), {}),
+            start_date=num("start_date"),
+            max_date=num("max_date"),
+            last_poll=num("last_poll"),
+            exited=h.get("exited") == "1",
+            data_json=h.get("data") or "{}",
+            reason=h.get("reason"),
+            dispose_claim=h.get("dispose_claim"),
+            ended_at=num("ended_at") if h.get("ended_at") else None,
+        )
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """The few fields a status call needs."""
+
+    status: str
+    max_date: float
+    last_poll: float
+    exited: bool
+
+
+def _wrap(method: Callable[..., T]) -> Callable[..., T]:
+    """Turn redis connection errors into StoreUnavailableError; heal the embedded server."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            if not self._heal():
+                raise self._unavailable(error) from error
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise self._unavailable(error) from error
+
+    return wrapper
+
+
+class Store:
+    """The Redis connection of one lab plus the session operations.
+
+    ``url`` None means the embedded server in ``instance_path`` (started on first use).
+    """
+
+    def __init__(self, url: str | None, base: str, instance_path: str | None = None) -> None:
+        self.url = url
+        self.base = base
+        self.instance_path = instance_path
+        self._redis: redis.Redis | None = None
+        self._lock = threading.Lock()
+        self._last_heal = 0.0
+        self._scripts: dict[str, Any] = {}
+
+    # -- connection -------------------------------------------------------------------------
+    def _resolve_url(self) -> str:
+        if self.url:
+            return self.url
+        from .embedded import EmbeddedRedisError, ensure_embedded_redis
+
+        if not self.instance_path:
+            raise StoreUnavailableError(
+                "no WEBLAB_REDIS_URL and no instance folder for the embedded Redis: "
+                "set WEBLAB_REDIS_URL"
+            )
+        try:
+            return ensure_embedded_redis(self.instance_path)
+        except EmbeddedRedisError as error:
+            raise StoreUnavailableError(f"the embedded Redis cannot start: {error}") from error
+
+    @property
+    def redis(self) -> redis.Redis:
+        """The client (``decode_responses=True``), connected on first use."""
+        if self._redis is None:
+            with self._lock:
+                if self._redis is None:
+                    url = self._resolve_url()
+                    self._redis = redis.Redis.from_url(
+                        url,
+                        decode_responses=True,
+                        socket_connect_timeout=3,
+                        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+                        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+                        health_check_interval=30,
+                    )
+                    self._resolved_url = url
+        return self._redis
+
+    def _heal(self) -> bool:
+        """Embedded mode: restart a dead server (at most every 2 s). True if worth retrying."""
+        if self.url or time.monotonic() - self._last_heal < 2.0:
+            return False
+        self._last_heal = time.monotonic()
+        try:
+            self._resolve_url()
+        except StoreUnavailableError:
+            return False
+        log.warning("the embedded Redis was not answering; it has been started again")
+        return True
+
+    def _unavailable(self, error: Exception) -> StoreUnavailableError:
+        where = self.url or f"the embedded Redis in {self.instance_path}"
+        return StoreUnavailableError(
+            f"Redis is unavailable ({where}): {error}. Check that the server is running "
+            "and WEBLAB_REDIS_URL is right; labruntime reconnects by itself when it is back"
+        )
+
+    def close(self) -> None:
+        """Close the connection pool (a new one opens on next use)."""
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+            self._scripts.clear()
+
+    def key(self, *parts: str) -> str:
+        """A key under this lab's prefix: ``key("weblab", "live") == "B:weblab:live"``."""
+        return ":".join((self.base, *parts))
+
+    def pipeline(self, transaction: bool = True) -> Any:
+        """A pipeline on the lab's connection."""
+        return self.redis.pipeline(transaction=transaction)
+
+    def _script(self, name: str, source: str) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self.redis.register_script(source)
+        return script
+
+    def _session_key(self, session_id: str) -> str:
+        return self.key("weblab", "session", session_id)
+
+    @property
+    def _live_key(self) -> str:
+        return self.key("weblab", "live")
+
+    # -- sessions ---------------------------------------------------------------------------
+    @_wrap
+    def ping(self) -> bool:
+        """True when the server answers."""
+        return bool(self.redis.ping())
+
+    @_wrap
+    def create_session(self, record: SessionRecord, *, check_at: float, ttl: float) -> None:
+        """Write a new session and schedule the cleaner's look at it (one round trip)."""
+        pipe = self.pipeline()
+        key = self._session_key(record.session_id)
+        pipe.hset(key, mapping=record.to_hash())
+        pipe.expire(key, max(1, int(ttl)))
+        pipe.zadd(self._live_key, {record.session_id: check_at})
+        pipe.execute()
+
+    @_wrap
+    def load_session(
+        self, session_id: str, *, poll_at: float | None = None, timeout: float = 0.0
+    ) -> SessionRecord | None:
+        """The session, or None. With ``poll_at``, also records a poll (same round trip)."""
+        if poll_at is None:
+            h = self.redis.hgetall(self._session_key(session_id))
+        else:
+            reply = self._script("poll", _POLL_AND_GET)(
+                keys=[self._session_key(session_id), self._live_key],
+                args=[repr(poll_at), repr(timeout), session_id, "1"],
+            )
+            h = dict(zip(reply[::2], reply[1::2], strict=True))
+        return SessionRecord.from_hash(session_id, h) if h else None
+
+    @_wrap
+    def poll(self, session_id: str, *, now: float, timeout: float) -> bool:
+        """Record a poll; False when the session does not exist."""
+        reply = self._script("poll", _POLL_AND_GET)(
+            keys=[self._session_key(session_id), self._live_key],
+            args=[repr(now), repr(timeout), session_id, "0"],
+        )
+        return bool(reply)
+
+    @_wrap
+    def session_states(self, session_ids: Iterable[str]) -> list[SessionState | None]:
+        """Status fields of many sessions in one pipelined round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        ids = list(session_ids)
+        for session_id in ids:
+            pipe.hmget(self._session_key(session_id), "status", "max_date", "last_poll", "exited")
+        states: list[SessionState | None] = []
+        for status, max_date, last_poll, exited in pipe.execute():
+            if status is None:
+                states.append(None)
+            else:
+                states.append(
+                    SessionState(status, float(max_date or 0), float(last_poll or 0), exited == "1")
+                )
+        return states
+
+    @_wrap
+    def save_data(self, session_id: str, data_json: str) -> bool:
+        """Replace the lab's data of a session; False if the session is gone."""
+        script = self._script("set_if_exists", _SET_IF_EXISTS)
+        return bool(script(keys=[self._session_key(session_id)], args=["data", data_json]))
+
+    @_wrap
+    def mark_exited(self, session_id: str, now: float) -> bool:
+        """The student logged out: status says -1 and the cleaner looks at it now."""
+        script = self._script("set_if_exists", _SET_IF_EXISTS)
+        done = bool(script(keys=[self._session_key(session_id)], args=["exited", "1"]))
+        if done:
+            self.redis.zadd(self._live_key, {session_id: now}, xx=True)
+        return done
+
+    @_wrap
+    def begin_dispose(self, session_id: str, now: float, reason: str) -> str:
+        """Move an active session to "disposing". Returns "started", "missing" or its status."""
+        return self._script("begin_dispose", _BEGIN_DISPOSE)(
+            keys=[self._session_key(session_id), self._live_key],
+            args=[repr(now), reason, session_id],
+        )
+
+    @_wrap
+    def claim_dispose(self, session_id: str, claim: str) -> bool:
+        """Atomically win the right to run on_dispose (exactly one caller ever wins)."""
+        return bool(self.redis.hsetnx(self._session_key(session_id), "dispose_claim", claim))
+
+    @_wrap
+    def reschedule(self, session_id: str, at: float) -> None:
+        """Ask the cleaner to look at a session again at ``at``."""
+        self.redis.zadd(self._live_key, {session_id: at})
+
+    @_wrap
+    def finish_dispose(self, session_id: str, now: float, keep_for: float) -> None:
+        """The session becomes an expired user, kept ``keep_for`` seconds."""
+        key = self._session_key(session_id)
+        pipe = self.pipeline()
+        pipe.hset(key, mapping={"status": "expired", "ended_at": repr(now)})
+        pipe.expire(key, max(1, int(keep_for)))
+        pipe.zrem(self._live_key, session_id)
+        pipe.execute()
+
+    @_wrap
+    def forget_live(self, session_id: str) -> None:
+        """Drop a session id from the cleaner's set (its record is gone)."""
+        self.redis.zrem(self._live_key, session_id)
+
+    @_wrap
+    def due_sessions(self, now: float, limit: int = 500) -> list[str]:
+        """Session ids the cleaner must look at now."""
+        return self.redis.zrangebyscore(self._live_key, "-inf", repr(now), start=0, num=limit)
+
+    @_wrap
+    def next_due(self) -> float | None:
+        """When the cleaner must next look (None: no live session)."""
+        first = self.redis.zrange(self._live_key, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    @_wrap
+    def live_session_ids(self) -> list[str]:
+        """Every session id still live (active or disposing)."""
+        return self.redis.zrange(self._live_key, 0, -1)
+
+    @_wrap
+    def set_fake_session(self, session_id: str) -> None:
+        """Remember the session made by ``fake new``."""
+        self.redis.set(self.key("weblab", "fake"), session_id)
+
+    @_wrap
+    def get_fake_session(self) -> str | None:
+        """The session made by the last ``fake new``, if any."""
+        return self.redis.get(self.key("weblab", "fake"))

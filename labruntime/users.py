@@ -1,0 +1,196 @@
+"""The student as the lab sees it: AnonymousUser, CurrentUser, ExpiredUser.
+
+A session user wraps a :class:`~labruntime.store.SessionRecord`. ``data`` is a JSON dict,
+saved at the end of the request when it changed (or at once with ``data.store()``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .sessions import SessionManager
+    from .store import SessionRecord
+
+__all__ = ["WebLabUser", "AnonymousUser", "CurrentUser", "ExpiredUser", "SessionData", "make_user"]
+
+
+class SessionData(dict):
+    """``weblab_user.data``: a dict with ``store()`` (save now) and ``retrieve()`` (reload)."""
+
+    def __init__(self, owner: _SessionUser | None = None, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._owner = owner
+
+    def store(self) -> None:
+        """Save the data now."""
+        if self._owner is not None:
+            self._owner.store()
+
+    def retrieve(self) -> None:
+        """Replace the contents with what is stored now."""
+        if self._owner is not None:
+            self._owner.retrieve()
+
+
+class WebLabUser:
+    """What every user has (the seed's attribute names)."""
+
+    is_anonymous = False
+    session_id: str | None = None
+    username: str | None = None
+    username_unique: str | None = None
+    full_name: str | None = None
+    locale: str | None = None
+    back: str | None = None
+    experiment_name: str | None = None
+    category_name: str | None = None
+    start_date: datetime | None = None
+    max_date: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return False
+
+    @property
+    def time_left(self) -> float:
+        return 0.0
+
+    @property
+    def experiment_id(self) -> str | None:
+        if self.experiment_name is None:
+            return None
+        return f"{self.experiment_name}@{self.category_name}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.username_unique or self.username!r}>"
+
+
+class AnonymousUser(WebLabUser):
+    """No session: the forbidden page."""
+
+    is_anonymous = True
+    request_client_data: dict[str, Any] = {}
+    request_server_data: dict[str, Any] = {}
+    user = None
+
+    @property
+    def data(self) -> SessionData:
+        return SessionData()
+
+    def __repr__(self) -> str:
+        return "<AnonymousUser>"
+
+
+class _SessionUser(WebLabUser):
+    def __init__(
+        self,
+        record: SessionRecord,
+        manager: SessionManager,
+        user_loader: Callable[[str | None], Any] | None = None,
+    ) -> None:
+        self._record = record
+        self._manager = manager
+        self._user_loader = user_loader
+        self._data: SessionData | None = None
+        self._user_loaded = False
+        self._user: Any = None
+        self.session_id = record.session_id
+        self.username = record.username
+        self.username_unique = record.username_unique
+        self.full_name = record.full_name
+        self.locale = record.locale
+        self.back = record.back
+        self.experiment_name = record.experiment_name
+        self.category_name = record.category_name
+        self.request_client_data = record.client_data
+        self.request_server_data = record.server_data
+        self.start_date = datetime.fromtimestamp(record.start_date)
+        self.max_date = datetime.fromtimestamp(record.max_date)
+
+    @property
+    def data(self) -> SessionData:
+        if self._data is None:
+            self._data = SessionData(self, json.loads(self._record.data_json or "{}"))
+        return self._data
+
+    @data.setter
+    def data(self, value: dict[str, Any]) -> None:
+        if not isinstance(value, dict):
+            raise TypeError(f"weblab_user.data must be a dict, not {type(value).__name__}")
+        self._data = SessionData(self, value)
+
+    def _dump(self) -> str:
+        try:
+            return json.dumps(dict(self.data))
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"weblab_user.data must hold JSON values only (str, number, bool, None, "
+                f"list, dict): {error}"
+            ) from error
+
+    @property
+    def data_changed(self) -> bool:
+        """True when ``data`` differs from what was loaded or last stored."""
+        return self._data is not None and self._dump() != self._record.data_json
+
+    def store(self) -> None:
+        """Save ``data`` now (one round trip)."""
+        dumped = self._dump()
+        self._manager.store.save_data(self.session_id or "", dumped)
+        self._record.data_json = dumped
+
+    def retrieve(self) -> None:
+        """Reload ``data`` from the store."""
+        fresh = self._manager.store.load_session(self.session_id or "")
+        if fresh is not None:
+            self._record.data_json = fresh.data_json
+        content = json.loads(self._record.data_json or "{}")
+        if self._data is None:
+            self._data = SessionData(self, content)
+        else:
+            dict.clear(self._data)
+            dict.update(self._data, content)
+
+    @property
+    def user(self) -> Any:
+        """The lab's own user object, from ``@weblab.user_loader`` (loaded once)."""
+        if not self._user_loaded:
+            self._user_loaded = True
+            if self._user_loader is not None:
+                self._user = self._user_loader(self.username_unique)
+        return self._user
+
+
+class CurrentUser(_SessionUser):
+    """A student with a session (``active`` turns False once the time is over)."""
+
+    @property
+    def active(self) -> bool:
+        return self._manager.is_active(self._record, self._manager.clock())
+
+    @property
+    def time_left(self) -> float:
+        if self._record.status != "active":
+            return 0.0
+        return max(0.0, self._record.max_date - self._manager.clock())
+
+
+class ExpiredUser(_SessionUser):
+    """A student whose session ended, kept WEBLAB_EXPIRED_USERS_TIMEOUT seconds."""
+
+
+def make_user(
+    record: SessionRecord | None,
+    manager: SessionManager,
+    user_loader: Callable[[str | None], Any] | None = None,
+) -> WebLabUser:
+    """The right user class for a stored record."""
+    if record is None:
+        return AnonymousUser()
+    if record.status == "expired":
+        return ExpiredUser(record, manager, user_loader)
+    return CurrentUser(record, manager, user_loader)

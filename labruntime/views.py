@@ -1,0 +1,231 @@
+"""HTTP: the RLMS blueprint (PROTOCOL.md) and the student's callback, poll and logout.
+
+Thin: parse, call the extension/sessions, reply. Every RLMS reply is JSON with
+``Content-Type: application/json``; errors become replies only here.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from .errors import InvalidStartRequestError, StoreUnavailableError
+from .globals import get_state
+from .sessions import DisposeOutcome, parse_start_request
+from .users import make_user
+
+__all__ = ["register_views", "forbidden_response", "student_link"]
+
+log = logging.getLogger(__name__)
+REALM = 'Basic realm="labruntime"'
+
+
+def forbidden_response() -> Any:
+    """The forbidden page: WEBLAB_UNAUTHORIZED_LINK, _TEMPLATE, or a plain 403."""
+    config = get_state().config
+    if config.unauthorized_link:
+        return redirect(config.unauthorized_link)
+    if config.unauthorized_template:
+        return render_template(config.unauthorized_template), 403
+    return Response("Access forbidden", 403, mimetype="text/plain")
+
+
+def student_link(session_id: str) -> str:
+    """The absolute link for the student (WEBLAB_SCHEME, SCRIPT_NAME and base URL applied)."""
+    scheme = get_state().config.scheme
+    options: dict[str, Any] = {"_external": True}
+    if scheme:
+        options["_scheme"] = scheme
+    return url_for("weblab_callback_url", session_id=session_id, **options)
+
+
+def _payload() -> dict[str, Any]:
+    data = request.get_json(force=True, silent=True)
+    if isinstance(data, dict):
+        return data
+    return request.form.to_dict()
+
+
+def _credentials_ok() -> bool:
+    config = get_state().config
+    auth = request.authorization
+    user = (auth.username or "") if auth else ""
+    password = (auth.password or "") if auth else ""
+    same_user = hmac.compare_digest(user.encode(), config.username.encode())
+    same_password = hmac.compare_digest(password.encode(), config.password.encode())
+    return bool(auth) and same_user & same_password
+
+
+def _check_credentials() -> Any:
+    if request.endpoint == "weblab.api" or _credentials_ok():
+        return None
+    auth = request.authorization
+    given = auth.username if auth else None
+    log.warning(
+        "rejected RLMS request to %s: wrong or missing credentials (username %r)",
+        request.path,
+        given,
+        extra={"weblab": {"event": "rejected", "path": request.path, "username": given}},
+    )
+    if request.endpoint == "weblab.test":
+        body = {"valid": False, "error_messages": ["Invalid credentials (HTTP Basic)"]}
+    else:
+        body = {"error": True, "message": "Invalid credentials (HTTP Basic)"}
+    reply = jsonify(body)
+    reply.status_code = 401
+    reply.headers["WWW-Authenticate"] = REALM
+    return reply
+
+
+def _api() -> Any:
+    return jsonify(api_version="1")
+
+
+def _test() -> Any:
+    return jsonify(valid=True)
+
+
+def _start() -> Any:
+    state = get_state()
+    try:
+        start = parse_start_request(_payload())
+        record = state.sessions.create(start)
+    except InvalidStartRequestError as error:
+        log.warning("start request refused: %s", error)
+        return jsonify(error=True, message=str(error))
+    try:
+        state.weblab._run_on_start(current_app._get_current_object(), record)
+    except StoreUnavailableError:
+        raise
+    except Exception as error:
+        log.exception("on_start of session %s raised; disposing it", record.session_id)
+        state.weblab._dispose(current_app._get_current_object(), record.session_id, "start failed")
+        return jsonify(error=True, message=f"Error initializing laboratory: {error}")
+    return jsonify(url=student_link(record.session_id), session_id=record.session_id)
+
+
+def _status(session_id: str) -> Any:
+    return jsonify(should_finish=get_state().sessions.status(session_id))
+
+
+def _bulk_status() -> Any:
+    payload = request.get_json(force=True, silent=True)
+    ids = payload.get("session_ids") if isinstance(payload, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return jsonify(
+            success=False,
+            error_code="missing-parameters",
+            error_human="session_ids (a list of session id strings) is missing",
+        )
+    timeout = payload.get("timeout")
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool):
+        timeout = None
+    return jsonify(status=get_state().sessions.bulk_status(ids, timeout))
+
+
+def dispose_reply(outcome: DisposeOutcome) -> dict[str, Any]:
+    """The dispose reply both clients understand (never a falsy ``data``)."""
+    if not outcome.found:
+        return {"message": "Not found"}
+    if outcome.retry_in is None:
+        return {"message": "Deleted"}
+    again = max(1, math.ceil(outcome.retry_in))
+    return {
+        "finished": False,
+        "ask_again": again,
+        "should_finish": again,
+        "message": f"Still finishing the session's work; ask again in {again} s",
+    }
+
+
+def _dispose(session_id: str) -> Any:
+    action = _payload().get("action")
+    if action != "delete":
+        return jsonify(message="Unknown op")
+    state = get_state()
+    outcome = state.weblab._dispose(current_app._get_current_object(), session_id, "rlms")
+    return jsonify(dispose_reply(outcome))
+
+
+def _callback(session_id: str) -> Any:
+    state = get_state()
+    record = state.sessions.load(session_id, poll=True)
+    user = make_user(record, state.sessions, state.weblab._user_loader)
+    if record is None or not user.active:
+        return forbidden_response()
+    session[state.config.session_id_name] = session_id
+    g._weblab_user = user
+    initial_url = state.weblab._initial_url
+    if initial_url is None:
+        log.error("no @weblab.initial_url registered: the student cannot enter the lab")
+        return Response(
+            "This lab has no @weblab.initial_url: the lab author must register one.",
+            500,
+            mimetype="text/plain",
+        )
+    return redirect(initial_url())
+
+
+def _poll_view() -> Any:
+    from .globals import _current_user, poll
+
+    user = _current_user()
+    if not get_state().config.autopoll:
+        poll()
+    return jsonify(success=user.active, time_left=user.time_left, back=user.back)
+
+
+def _logout_view() -> Any:
+    from .globals import _current_user, logout
+
+    user = _current_user()
+    done = logout()
+    return jsonify(success=done, back=user.back)
+
+
+def _unavailable(error: StoreUnavailableError) -> Any:
+    log.error("%s", error)
+    message = "The laboratory's session store (Redis) is unavailable; try again shortly."
+    if request.path.startswith(get_state().config.base_url + "/weblab/") or (
+        request.accept_mimetypes.best == "application/json"
+    ):
+        reply = jsonify(error=True, message=message)
+        reply.status_code = 503
+        return reply
+    html = f"<!doctype html><title>Unavailable</title><h1>503 Unavailable</h1><p>{message}</p>"
+    return Response(html, 503, mimetype="text/html")
+
+
+def register_views(app: Flask, base_url: str, callback_url: str) -> None:
+    """Add the RLMS blueprint, the student's routes and the 503 handler to ``app``."""
+    bp = Blueprint("weblab", __name__)
+    bp.before_request(_check_credentials)
+    bp.add_url_rule("/sessions/api", "api", _api, methods=["GET"])
+    bp.add_url_rule("/sessions/test", "test", _test, methods=["GET"])
+    bp.add_url_rule("/sessions/", "start", _start, methods=["POST"])
+    bp.add_url_rule("/sessions/status/multiple", "bulk_status", _bulk_status, methods=["POST"])
+    bp.add_url_rule("/sessions/<session_id>/status", "status", _status, methods=["GET"])
+    bp.add_url_rule("/sessions/<session_id>", "dispose", _dispose, methods=["POST"])
+    app.register_blueprint(bp, url_prefix=base_url + "/weblab")
+    app.add_url_rule(callback_url + "/<session_id>", "weblab_callback_url", _callback)
+    app.add_url_rule(callback_url + "/poll", "weblab_poll_url", _poll_view, methods=["GET", "POST"])
+    app.add_url_rule(
+        callback_url + "/logout", "weblab_logout_url", _logout_view, methods=["GET", "POST"]
+    )
+    app.register_error_handler(StoreUnavailableError, _unavailable)

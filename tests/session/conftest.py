@@ -1,0 +1,130 @@
+"""Fixtures for the session layer: a lab app on the test's Redis prefix, RLMS helpers."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from labruntime import WebLab, weblab_user
+
+USER, PASSWORD = "rlms", "s3cret"
+
+
+def basic(user: str = USER, password: str = PASSWORD) -> dict[str, str]:
+    """HTTP Basic header for the RLMS."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def server_data(length: Any = 300, **extra: Any) -> dict[str, Any]:
+    """A WebLab-Deusto-like server_initial_data."""
+    data = {
+        "priority.queue.slot.length": length,
+        "request.username": "jdoe",
+        "request.username.unique": "jdoe@deusto",
+        "request.full_name": "jdoe",
+        "request.locale": "es",
+        "request.experiment_id.experiment_name": "led",
+        "request.experiment_id.category_name": "arduino",
+    }
+    data.update(extra)
+    return data
+
+
+class Lab:
+    """An app + its WebLab + the calls its hooks received."""
+
+    def __init__(self, app: Flask, weblab: WebLab) -> None:
+        self.app = app
+        self.weblab = weblab
+        self.started: list[tuple[dict, dict]] = []
+        self.disposed: list[str] = []
+        self.client = app.test_client()
+
+    def start(self, client_data: Any = None, sd: Any = None, back: str = "http://rlms/back"):
+        body = {
+            "client_initial_data": client_data if client_data is not None else {},
+            "server_initial_data": sd if sd is not None else server_data(),
+            "back": back,
+        }
+        return self.client.post("/weblab/sessions/", json=body, headers=basic())
+
+    def new_session(self, **kw: Any) -> str:
+        reply = self.start(**kw)
+        assert reply.status_code == 200, reply.data
+        return reply.get_json()["session_id"]
+
+    def status(self, session_id: str) -> int:
+        reply = self.client.get(f"/weblab/sessions/{session_id}/status", headers=basic())
+        return reply.get_json()["should_finish"]
+
+    def dispose(self, session_id: str) -> dict[str, Any]:
+        reply = self.client.post(
+            f"/weblab/sessions/{session_id}", json={"action": "delete"}, headers=basic()
+        )
+        assert reply.status_code == 200
+        return reply.get_json()
+
+    def enter(self, session_id: str):
+        """The student opens the link."""
+        return self.client.get(f"/callback/{session_id}")
+
+    @property
+    def state(self):
+        return self.app.extensions["weblab"]
+
+
+@pytest.fixture
+def make_lab(redis_url: str, redis_base: str, tmp_path) -> Iterator[Callable[..., Lab]]:
+    labs: list[Lab] = []
+
+    def factory(**config: Any) -> Lab:
+        app = Flask(f"lab{len(labs)}", instance_path=str(tmp_path / f"instance{len(labs)}"))
+        app.config.update(
+            SECRET_KEY="test-secret",
+            WEBLAB_USERNAME=USER,
+            WEBLAB_PASSWORD=PASSWORD,
+            WEBLAB_REDIS_URL=redis_url,
+            WEBLAB_REDIS_BASE=redis_base,
+            WEBLAB_AUTOCLEAN_THREAD=False,
+            WEBLAB_TASK_THREADS_PROCESS=0,
+        )
+        app.config.update(config)
+        weblab = WebLab(app)
+        lab = Lab(app, weblab)
+
+        @weblab.on_start
+        def start(client_data, server_data):
+            lab.started.append((client_data, server_data))
+            return {"started": True}
+
+        @weblab.on_dispose
+        def dispose():
+            lab.disposed.append(weblab_user.session_id)
+
+        @weblab.initial_url
+        def initial():
+            return "/lab/"
+
+        @app.route("/lab/")
+        def index():
+            from labruntime import requires_active
+
+            @requires_active
+            def view():
+                weblab_user.data["visits"] = weblab_user.data.get("visits", 0) + 1
+                return f"hello {weblab_user.username} {weblab_user.data['visits']}"
+
+            return view()
+
+        labs.append(lab)
+        return lab
+
+    yield factory
+    for lab in labs:
+        lab.weblab._stop_background(lab.app)
+        lab.state.store.close()
