@@ -422,6 +422,22 @@ class TaskStore:
         value = self._stop(args=argv)
         return None if value is None else _text(value)
 
+    def requeue(self, task_id: str, worker_id: str, pool: str = "default") -> None:
+        """Give back an id the worker took but will not run (it is shutting down)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lrem(self._k("worker", worker_id, "processing"), 1, task_id)
+        pipe.rpush(self._k("tasks", "queue", pool), task_id)
+        pipe.execute()
+
+    def retire(self, worker_id: str) -> int:
+        """A worker leaving: drop its lease, fail what it still runs, requeue what it took."""
+        self.redis.delete(self._k("worker", worker_id))
+        return self.reap(worker_id, force=True)
+
+    def stop_listener(self, worker_id: str) -> StopListener:
+        """Subscribe to the worker's stop channel (do it before taking tasks)."""
+        return StopListener(self.redis, self.stop_channel(worker_id))
+
     def heartbeat(self, worker_id: str, lease: float, info: dict[str, Any]) -> list[str]:
         """Renew the worker's lease and its tasks' lock leases; return ids flagged stopping."""
         argv = [self.prefix, worker_id, int(lease * 1000), json.dumps(info)]
@@ -496,6 +512,24 @@ class TaskStore:
 
     def unlock(self, key: str, holder: str) -> bool:
         return bool(self._lock_renew(args=[self.prefix, key, holder, "0"]))
+
+
+class StopListener:
+    """The stop messages (task ids) sent to one worker, over pub/sub."""
+
+    def __init__(self, client: Any, channel: str) -> None:
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(channel)
+
+    def get(self, timeout: float) -> str | None:
+        """The next task id to stop, or None after ``timeout`` seconds."""
+        message = self._pubsub.get_message(timeout=timeout)
+        if message is None or message.get("type") != "message":
+            return None
+        return _text(message["data"])
+
+    def close(self) -> None:
+        self._pubsub.close()
 
 
 def _pairs_dict(raw: dict[Any, Any]) -> dict[str, str]:

@@ -1,47 +1,380 @@
-"""Tasks: long lab operations run off the request path (skeleton; filled in next)."""
+"""Tasks: long lab operations run off the request path, in runner threads or worker processes.
+
+``@weblab.task(unique=None | 'global' | 'user')`` wraps a function in a :class:`TaskWrapper`:
+calling it runs the function here and now; ``.delay(*args, **kwargs)`` queues it and returns a
+:class:`~labruntime.task_handle.WebLabTask` handle; ``.run_sync(...)`` is delay + join.
+Arguments, results and data are JSON. :class:`TasksMixin` gives ``WebLab`` the task API
+(``get_task``, ``tasks``, ``join_tasks``...), starts the runner threads and drives dispose.
+Where tasks run: :mod:`labruntime.worker`; storage: :mod:`labruntime.store_tasks`.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from .errors import AlreadyRunningError
+from .store_tasks import TaskRecord, TaskStore, error_info
+from .task_handle import (
+    TaskArgumentError,
+    WebLabTask,
+    current_task,
+    current_task_stopping,
+    new_task_id,
+    running_task,
+    to_json,
+)
+
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "TaskArgumentError",
+    "TaskWrapper",
+    "TasksMixin",
+    "WebLabTask",
+    "current_task",
+    "current_task_stopping",
+]
+
+UNIQUE_CHOICES = (None, "global", "user")
+SYNC_LOCK_LEASE = 10.0  # seconds; a direct call renews its unique lock while it runs
+DISPOSE_WAIT = 1.5  # seconds one dispose step may block waiting for tasks to finish
+DISPOSE_ASK_AGAIN = 1.0  # seconds the RLMS is told to wait before asking again
+
+
+def _arguments_json(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
+    try:
+        return json.dumps(list(args), allow_nan=False), json.dumps(kwargs, allow_nan=False)
+    except (TypeError, ValueError):
+        pass  # find the culprit, to name it
+    for i, value in enumerate(args):
+        to_json(value, f"argument {i + 1} of {name}() ({type(value).__name__})")
+    for key, value in kwargs.items():
+        if not isinstance(key, str):
+            raise TaskArgumentError(f"keyword {key!r} of {name}() is not a string")
+        to_json(value, f"argument {key}= of {name}() ({type(value).__name__})")
+    raise TaskArgumentError(f"the arguments of {name}() cannot be sent as JSON")
+
+
+def _name_of(func_or_name: Any) -> str:
+    if isinstance(func_or_name, str):
+        return func_or_name
+    inner = getattr(func_or_name, "func", None)
+    if isinstance(func_or_name, TaskWrapper) and inner is not None:
+        return inner.__name__
+    name = getattr(func_or_name, "__name__", None)
+    if not isinstance(name, str):
+        raise TypeError(f"expected a task function, a task or its name, got {func_or_name!r}")
+    return name
+
+
+class TaskWrapper:
+    """What ``@weblab.task()`` returns: call it, ``.delay()`` it or ``.run_sync()`` it."""
+
+    def __init__(
+        self, weblab: Any, func: Callable[..., Any], unique: str | None, pool: str = "default"
+    ) -> None:
+        if unique not in UNIQUE_CHOICES:
+            raise ValueError(f"unique={unique!r} is invalid: use None, 'global' or 'user'")
+        self._weblab = weblab
+        self._func = func
+        self._unique = unique
+        self.pool = pool
+        self.__name__ = self.name = func.__name__
+        self.__doc__ = func.__doc__
+        self.__wrapped__ = func
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        return self._func
+
+    @property
+    def unique(self) -> str | None:
+        return self._unique
+
+    def _lock_key(self, task_store: TaskStore, session_id: str | None) -> str | None:
+        if self._unique is None:
+            return None
+        return task_store.lock_key(self.name, self._unique, session_id)
+
+    def _already_running(self) -> AlreadyRunningError:
+        scope = "in the whole lab" if self._unique == "global" else "for this session"
+        return AlreadyRunningError(
+            f"task {self.name} is unique {scope} and one is already queued or running; "
+            f"wait for it (weblab.get_running_task({self.name!r}).join()) or stop it first"
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function here and now (taking the unique lock, if any)."""
+        if self._unique is None:
+            return self._func(*args, **kwargs)
+        task_store = self._weblab._task_store()
+        key = self._lock_key(task_store, self._weblab._task_session_id())
+        holder = f"sync:{new_task_id()}"
+        if not task_store.lock(key, holder, SYNC_LOCK_LEASE):
+            raise self._already_running()
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(SYNC_LOCK_LEASE / 3):
+                try:
+                    task_store.renew_lock(key, holder, SYNC_LOCK_LEASE)
+                except Exception:  # noqa: BLE001 - keep renewing; the lease is the safety net
+                    log.warning("cannot renew the unique lock of %s", self.name, exc_info=True)
+
+        renewer = threading.Thread(target=renew, name=f"lock-{self.name}", daemon=True)
+        renewer.start()
+        try:
+            return self._func(*args, **kwargs)
+        finally:
+            done.set()
+            renewer.join()
+            task_store.unlock(key, holder)
+
+    def delay(self, *args: Any, **kwargs: Any) -> WebLabTask:
+        """Queue the task; returns its handle at once. Arguments must be JSON."""
+        args_json, kwargs_json = _arguments_json(self.name, args, kwargs)
+        task_store = self._weblab._task_store()
+        session_id = self._weblab._task_session_id()
+        task_id = new_task_id()
+        lock = self._lock_key(task_store, session_id)
+        if not task_store.enqueue(
+            task_id, self.name, session_id, args_json, kwargs_json, pool=self.pool, lock=lock
+        ):
+            raise self._already_running()
+        record = TaskRecord(
+            task_id=task_id,
+            name=self.name,
+            session_id=session_id,
+            status="submitted",
+            pool=self.pool,
+            args=json.loads(args_json),
+            kwargs=json.loads(kwargs_json),
+            created=time.time(),
+        )
+        return WebLabTask(task_store, record)
+
+    def run_sync(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> WebLabTask:
+        """``delay()`` then ``join(timeout, error_on_timeout=False)``; returns the handle."""
+        task = self.delay(*args, **kwargs)
+        return task.join(timeout=timeout, error_on_timeout=False)
+
+    def __repr__(self) -> str:
+        return f"<task {self.name} unique={self._unique!r}>"
+
+
+class _AppTasks:
+    """Per-app task state, kept in ``app.extensions["labruntime.tasks"]``."""
+
+    def __init__(self, task_store: TaskStore, dispose_timeout: float) -> None:
+        self.task_store = task_store
+        self.dispose_timeout = dispose_timeout
+        self.workers: list[Any] = []
+        self.lock = threading.Lock()
 
 
 class TasksMixin:
-    """Task API mixed into ``WebLab``."""
+    """The task API of ``WebLab`` (the seed's names): task, get_task, tasks, join_tasks..."""
 
-    def task(self, unique: str | None = None) -> Callable[[Callable[..., Any]], Any]:
-        raise NotImplementedError
+    # -- registry ---------------------------------------------------------------------------
+    @property
+    def _task_functions(self) -> dict[str, TaskWrapper]:
+        registry = self.__dict__.get("_task_registry")
+        if registry is None:
+            registry = self.__dict__["_task_registry"] = {}
+        return registry
 
-    def get_task(self, identifier: Any) -> Any:
-        return None
+    def task(
+        self, unique: str | None = None, pool: str = "default"
+    ) -> Callable[[Callable[..., Any]], TaskWrapper]:
+        """Decorator: ``@weblab.task()`` / ``@weblab.task(unique='global' | 'user')``."""
+        if callable(unique):  # used bare, as @weblab.task
+            return self.task()(unique)  # type: ignore[return-value]
+        if unique not in UNIQUE_CHOICES:
+            raise ValueError(f"unique={unique!r} is invalid: use None, 'global' or 'user'")
+
+        def decorator(func: Callable[..., Any]) -> TaskWrapper:
+            name = func.__name__
+            if name in self._task_functions:
+                raise ValueError(
+                    f"two tasks are named {name!r}: task names must be unique, rename one"
+                )
+            wrapper = TaskWrapper(self, func, unique, pool)
+            self._task_functions[name] = wrapper
+            return wrapper
+
+        return decorator
+
+    # -- context ----------------------------------------------------------------------------
+    def _app_tasks(self, app: Any = None) -> _AppTasks:
+        from .globals import get_state
+
+        state = get_state(app)
+        app = state.app if app is None and hasattr(state, "app") else app
+        if app is None:
+            from flask import current_app
+
+            app = current_app._get_current_object()
+        tasks = app.extensions.get("labruntime.tasks")
+        if tasks is None:
+            store = getattr(state, "store", None) or state.sessions.store
+            config = state.config
+            tasks = _AppTasks(TaskStore(store, int(config.task_expires)), config.dispose_timeout)
+            tasks = app.extensions.setdefault("labruntime.tasks", tasks)
+        return tasks
+
+    def _task_store(self, app: Any = None) -> TaskStore:
+        return self._app_tasks(app).task_store
+
+    def _task_session_id(self) -> str | None:
+        """The session tasks belong to here: the running task's, else the request's."""
+        ctx = running_task()
+        if ctx is not None:
+            return ctx.handle.session_id
+        from flask import has_request_context, session
+
+        if not has_request_context():
+            return None
+        from .globals import get_state
+
+        return session.get(get_state().config.session_id_name) or None
+
+    def _load_task_user(self, session_id: str | None) -> Any:
+        from .users import AnonymousUser
+
+        if not session_id:
+            return AnonymousUser()
+        loader = getattr(self, "_load_user", None)
+        if loader is not None:
+            return loader(session_id)
+        from .globals import _load
+
+        return _load(session_id, poll=False)
+
+    def _handles(self, records: list[TaskRecord]) -> list[WebLabTask]:
+        task_store = self._task_store()
+        return [WebLabTask(task_store, record) for record in records]
+
+    # -- queries ----------------------------------------------------------------------------
+    def get_task(self, identifier: Any) -> WebLabTask | None:
+        """The task of the current session with this id, or the latest one of this function or
+        name. None when there is none (or it belongs to another session)."""
+        session_id = self._task_session_id()
+        if isinstance(identifier, str):
+            record = self._task_store().get(identifier)
+            if record is not None and record.session_id == session_id:
+                return WebLabTask(self._task_store(), record)
+        try:
+            name = _name_of(identifier)
+        except TypeError:
+            return None
+        tasks = self.get_tasks(name)
+        return tasks[-1] if tasks else None
 
     @property
-    def tasks(self) -> list[Any]:
-        return []
+    def tasks(self) -> list[WebLabTask]:
+        """Every task of the current session still stored (oldest first)."""
+        return self._handles(self._task_store().session_tasks(self._task_session_id()))
 
     @property
-    def running_tasks(self) -> list[Any]:
-        return []
+    def running_tasks(self) -> list[WebLabTask]:
+        """The current session's tasks not finished yet (submitted or running)."""
+        return self._handles(self._task_store().unfinished_tasks(self._task_session_id()))
 
-    def get_tasks(self, func_or_name: Any) -> list[Any]:
-        return []
+    def get_tasks(self, func_or_name: Any) -> list[WebLabTask]:
+        name = _name_of(func_or_name)
+        return [task for task in self.tasks if task.name == name]
 
-    def get_running_tasks(self, func_or_name: Any) -> list[Any]:
-        return []
+    def get_running_tasks(self, func_or_name: Any) -> list[WebLabTask]:
+        name = _name_of(func_or_name)
+        return [task for task in self.running_tasks if task.name == name]
 
-    def get_running_task(self, func_or_name: Any) -> Any:
-        return None
+    def get_running_task(self, func_or_name: Any) -> WebLabTask | None:
+        tasks = self.get_running_tasks(func_or_name)
+        return tasks[0] if tasks else None
 
     def join_tasks(
         self, func_or_name: Any, timeout: float | None = None, stop: bool = False
     ) -> None:
-        return None
+        """Wait (up to ``timeout`` seconds overall) for the unfinished tasks of this name;
+        ``stop=True`` raises their ``stopping`` flag first."""
+        tasks = self.get_running_tasks(func_or_name)
+        if stop:
+            for task in tasks:
+                task.stop()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for task in tasks:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            task.join(timeout=left, error_on_timeout=False)
 
+    # -- background workers (called by WebLab._ensure_background) ----------------------------
     def _start_task_workers(self, app: Any) -> None:
-        return None
+        """Start WEBLAB_TASK_THREADS_PROCESS runner threads in this process (none if 0 or
+        WEBLAB_NO_THREAD)."""
+        from .globals import get_state
+        from .worker import WorkerGroup
 
+        config = get_state(app).config
+        threads = int(config.task_threads_process)
+        if config.no_thread or threads <= 0:
+            return
+        app_tasks = self._app_tasks(app)
+        with app_tasks.lock:
+            if app_tasks.workers:
+                return
+            group = WorkerGroup(self, app, app_tasks.task_store, threads=threads, kind="threads")
+            group.start()
+            app_tasks.workers.append(group)
+
+    def _stop_task_workers(self, app: Any, timeout: float = 10.0) -> None:
+        """Stop this process's runner threads (stopping their tasks, waiting up to timeout)."""
+        app_tasks = app.extensions.get("labruntime.tasks")
+        if app_tasks is None:
+            return
+        with app_tasks.lock:
+            groups, app_tasks.workers = app_tasks.workers, []
+        for group in groups:
+            group.stop(timeout)
+
+    # -- dispose (called by the session layer before on_dispose) -----------------------------
     def _dispose_steps(self, session_id: str) -> float | None:
-        return None
+        """Stop the session's unfinished tasks and wait a little for them.
+
+        None: nothing left running (go on with on_dispose). A positive number: ask again in
+        that many seconds. Past WEBLAB_DISPOSE_TIMEOUT (from the first call) the remaining
+        tasks are marked failed (``dispose-timeout``) and None is returned.
+        """
+        app_tasks = self._app_tasks()
+        task_store = app_tasks.task_store
+        if not task_store.unfinished_ids(session_id):
+            task_store.clear_dispose(session_id)
+            return None
+        started = task_store.dispose_started(session_id)
+        for task_id in task_store.unfinished_ids(session_id):
+            task_store.stop(task_id)
+        task_store.reap_dead()
+        limit = time.monotonic() + DISPOSE_WAIT
+        while task_store.unfinished_ids(session_id):
+            left = limit - time.monotonic()
+            if left <= 0:
+                break
+            task_store.wait_session_event(session_id, left)
+        else:
+            task_store.clear_dispose(session_id)
+            return None
+        if time.time() - started >= app_tasks.dispose_timeout:
+            error = error_info(
+                "dispose-timeout",
+                "DisposeTimeout",
+                f"still running {app_tasks.dispose_timeout:g} s after the session ended "
+                "(WEBLAB_DISPOSE_TIMEOUT); make the task check current_task_stopping",
+            )
+            failed = task_store.fail_unfinished(session_id, error)
+            log.warning("session %s: %d task(s) failed with dispose-timeout", session_id, failed)
+            task_store.clear_dispose(session_id)
+            return None
+        return DISPOSE_ASK_AGAIN

@@ -1,0 +1,91 @@
+"""Running one claimed task: its Flask context, its user, its result, its final state.
+
+The task function runs inside an app context with ``weblab_user`` bound to the session's user
+(time_left included) and :data:`~labruntime.task_handle.current_task` set. Whatever happens
+(an exception, a result JSON cannot carry, even SystemExit) ends as a final state in Redis,
+and the runner thread lives on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from .store_tasks import DONE, FAILED, TaskRecord, TaskStore, error_info
+from .task_handle import RunningTask, WebLabTask, bind_running
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_claimed"]
+
+FINISH_ATTEMPTS = 5
+
+
+def _call(weblab: Any, app: Any, record: TaskRecord, handle: WebLabTask, event: Any) -> Any:
+    from .globals import bind_user
+
+    wrapper = weblab._task_functions[record.name]
+    with app.app_context(), bind_running(RunningTask(handle, event)):
+        user = weblab._load_task_user(record.session_id)
+        with bind_user(user):
+            return wrapper.func(*record.args, **record.kwargs)
+
+
+def run_claimed(
+    weblab: Any,
+    app: Any,
+    task_store: TaskStore,
+    record: TaskRecord,
+    stop_event: threading.Event,
+    worker_id: str,
+) -> str:
+    """Run a task this worker claimed and store how it ended. Returns the final status."""
+    handle = WebLabTask(task_store, record)
+    status, result_json, error = FAILED, "", None
+    if record.name not in weblab._task_functions:
+        error = error_info(
+            "not-found",
+            "LookupError",
+            f"no task named {record.name!r} in this process: is the same app loaded here?",
+        )
+    else:
+        try:
+            result = _call(weblab, app, record, handle, stop_event)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
+            log.exception("task %s (%s) raised", record.name, record.task_id)
+            error = error_info("exception", type(exc).__name__, str(exc))
+        else:
+            try:
+                result_json = json.dumps(result, allow_nan=False)
+                status = DONE
+            except (TypeError, ValueError) as exc:
+                log.error("task %s (%s) returned a non-JSON result", record.name, record.task_id)
+                error = error_info(
+                    "result-not-json",
+                    type(exc).__name__,
+                    f"the task returned {type(result).__name__}, which JSON cannot carry "
+                    f"({exc}); return str, int, float, bool, None, list or dict",
+                )
+    try:
+        data_json = json.dumps(record.data, allow_nan=False)
+    except (TypeError, ValueError):
+        log.error("task %s (%s): current_task.data is not JSON", record.name, record.task_id)
+        data_json = ""
+    for attempt in range(FINISH_ATTEMPTS):
+        try:
+            task_store.finish(
+                record.task_id,
+                status,
+                worker_id=worker_id,
+                result_json=result_json,
+                error=error,
+                data_json=data_json,
+            )
+            break
+        except Exception:  # noqa: BLE001 - Redis restarting: retry, then leave it to the reaper
+            log.warning("cannot store the end of task %s", record.task_id, exc_info=True)
+            time.sleep(0.2 * (attempt + 1))
+    return status

@@ -1,0 +1,207 @@
+"""Where tasks run: a :class:`WorkerGroup` of runner threads with one heartbeat lease.
+
+A group is one *worker* for Redis (one id, one lease, one stop channel) with N runner threads.
+Web processes start one lazily (WEBLAB_TASK_THREADS_PROCESS threads); ``labruntime loop`` and
+``labruntime run-tasks`` start one in their own process. Threads of a group:
+
+- runners: block on the queue (BLMOVE, so a ``.delay()`` wakes one within milliseconds), claim
+  the task atomically, run it (see :mod:`labruntime.runner`), store its final state;
+- heartbeat: renews the lease every HEARTBEAT seconds (and the unique locks of the tasks it
+  runs), re-reads their stop flags (a safety net for lost pub/sub messages), and reaps dead
+  workers: their running tasks fail with ``worker-lost`` within LEASE + HEARTBEAT seconds;
+- stop listener: pub/sub on the worker's stop channel; sets the running task's local Event,
+  which is what ``current_task_stopping`` reads.
+
+``stop(timeout)`` is the graceful end (SIGTERM): take no more tasks, raise ``stopping`` on the
+running ones, wait for them up to the deadline, then retire (what still runs is marked
+``worker-lost``; what was taken but not started goes back to the queue).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from .runner import run_claimed
+from .store_tasks import TaskStore
+
+log = logging.getLogger(__name__)
+
+__all__ = ["WorkerGroup", "HEARTBEAT", "LEASE"]
+
+HEARTBEAT = 1.0  # seconds between lease renewals (and reaper passes)
+LEASE = 5.0  # seconds a worker's lease lasts without renewal
+TAKE_BLOCK = 0.5  # seconds a runner blocks on the queue before checking it should stop
+
+
+class WorkerGroup:
+    """N runner threads sharing one worker id and lease.
+
+    ``drain=True`` (``run-tasks``): runners take what is queued now and return when the queue
+    is empty, instead of blocking for more.
+    """
+
+    def __init__(
+        self,
+        weblab: Any,
+        app: Any,
+        task_store: TaskStore,
+        threads: int = 3,
+        *,
+        pools: tuple[str, ...] = ("default",),
+        drain: bool = False,
+        kind: str = "threads",
+    ) -> None:
+        if threads < 1:
+            raise ValueError(f"threads={threads} is invalid: a worker needs at least 1 thread")
+        self.weblab = weblab
+        self.app = app
+        self.store = task_store
+        self.threads = threads
+        self.pools = pools
+        self.drain = drain
+        host = socket.gethostname()
+        self.worker_id = f"{host}:{os.getpid()}:{os.urandom(4).hex()}"
+        self.info = {"host": host, "pid": os.getpid(), "kind": kind, "started": time.time()}
+        self.running: dict[str, threading.Event] = {}
+        self._running_lock = threading.Lock()
+        self._no_more = threading.Event()  # runners take no more tasks
+        self._closed = threading.Event()  # heartbeat and listener end
+        self._runners: list[threading.Thread] = []
+        self._service: list[threading.Thread] = []
+        self._listener: Any = None
+        self.started = False
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self) -> WorkerGroup:
+        self.store.heartbeat(self.worker_id, LEASE, self.info)
+        self._listener = self.store.stop_listener(self.worker_id)
+        self._service = [
+            threading.Thread(target=self._heartbeat_loop, name="weblab-heartbeat", daemon=True),
+            threading.Thread(target=self._listen_loop, name="weblab-stop-listener", daemon=True),
+        ]
+        pools = [self.pools[i % len(self.pools)] for i in range(self.threads)]
+        self._runners = [
+            threading.Thread(
+                target=self._runner_loop, args=(pool,), name=f"weblab-task-{n}", daemon=True
+            )
+            for n, pool in enumerate(pools, 1)
+        ]
+        for thread in self._service + self._runners:
+            thread.start()
+        self.started = True
+        log.info("worker %s: %d runner thread(s) on %s", self.worker_id, self.threads, pools)
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the runners to end (drain mode: the queue is empty). True if they did."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._runners:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(left)
+        return not any(t.is_alive() for t in self._runners)
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Take no more tasks, stop the running ones, wait up to ``timeout`` s, retire.
+        True if every task ended in time."""
+        if not self.started:
+            return True
+        self._no_more.set()
+        for task_id in self._running_ids():
+            self._raise_stop(task_id, remote=True)
+        clean = self.wait(timeout)
+        self._closed.set()
+        for thread in self._service:
+            thread.join(HEARTBEAT + 1)
+        try:
+            lost = self.store.retire(self.worker_id)
+        except Exception:  # noqa: BLE001 - the lease expires anyway; others will reap
+            log.warning("worker %s: cannot retire cleanly", self.worker_id, exc_info=True)
+            lost = -1
+        if lost > 0:
+            log.warning(
+                "worker %s: %d task(s) still running at exit: worker-lost", self.worker_id, lost
+            )
+        self.started = False
+        return clean
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _running_ids(self) -> list[str]:
+        with self._running_lock:
+            return list(self.running)
+
+    def _raise_stop(self, task_id: str, remote: bool = False) -> None:
+        with self._running_lock:
+            event = self.running.get(task_id)
+        if event is not None:
+            event.set()
+        if remote:
+            try:
+                self.store.stop(task_id)
+            except Exception:  # noqa: BLE001 - the local flag is what the task reads
+                log.warning("cannot flag task %s as stopping", task_id, exc_info=True)
+
+    # -- threads ---------------------------------------------------------------------------
+    def _runner_loop(self, pool: str) -> None:
+        while not self._no_more.is_set():
+            try:
+                task_id = self.store.take(pool, self.worker_id, 0 if self.drain else TAKE_BLOCK)
+            except Exception:  # noqa: BLE001 - Redis restarting: wait and retry
+                log.warning("worker %s: cannot read the queue", self.worker_id, exc_info=True)
+                self._no_more.wait(1.0)
+                continue
+            if task_id is None:
+                if self.drain:
+                    return
+                continue
+            if self._no_more.is_set():
+                self.store.requeue(task_id, self.worker_id, pool)
+                return
+            self._run_one(task_id)
+
+    def _run_one(self, task_id: str) -> None:
+        event = threading.Event()
+        with self._running_lock:
+            self.running[task_id] = event
+        try:
+            record = self.store.claim(task_id, self.worker_id, LEASE)
+            if record is None:
+                return  # stopped, finalized or claimed elsewhere: never run it
+            if record.stopping:
+                event.set()
+            run_claimed(self.weblab, self.app, self.store, record, event, self.worker_id)
+        except Exception:  # noqa: BLE001 - a runner thread never dies
+            log.exception("worker %s: task %s could not be run", self.worker_id, task_id)
+        finally:
+            with self._running_lock:
+                self.running.pop(task_id, None)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._closed.wait(HEARTBEAT):
+            try:
+                for task_id in self.store.heartbeat(self.worker_id, LEASE, self.info):
+                    self._raise_stop(task_id)
+                self.store.reap_dead()
+            except Exception:  # noqa: BLE001 - keep beating; Redis may come back
+                log.warning("worker %s: heartbeat failed", self.worker_id, exc_info=True)
+
+    def _listen_loop(self) -> None:
+        listener = self._listener
+        try:
+            while not self._closed.is_set():
+                try:
+                    task_id = listener.get(timeout=0.5)
+                except Exception:  # noqa: BLE001 - the heartbeat re-reads stop flags anyway
+                    log.warning("worker %s: stop listener failed", self.worker_id, exc_info=True)
+                    self._closed.wait(1.0)
+                    listener.close()
+                    listener = self._listener = self.store.stop_listener(self.worker_id)
+                    continue
+                if task_id is not None:
+                    self._raise_stop(task_id)
+        finally:
+            listener.close()
