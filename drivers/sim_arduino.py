@@ -42,15 +42,24 @@ import tempfile
 import threading
 import time
 import tty
+from typing import Any
 
+from .base import open_with_lease
 from .errors import DeviceURLError
 from .parts import Part, get_part
 from .sim_bootloader import Bootloader, command_length
 from .sim_faults import FAULT_GRAMMAR, Faults, parse_faults
+from .stk500 import Stk500Programmer
 from .stk500_protocol import STK_PROG_PAGE
 from .urls import DeviceURL, opt_float, opt_int, opt_str, parse_device_url, reject_unknown
 
-__all__ = ["GRAMMAR", "SimulatedArduino", "open_url", "validate"]
+__all__ = [
+    "GRAMMAR",
+    "SimulatedArduino",
+    "SimulatedArduinoProgrammer",
+    "open_url",
+    "validate",
+]
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +325,7 @@ def _shift(marks: list[tuple[int, float]], used: int) -> list[tuple[int, float]]
 
 
 # -- sim:arduino URLs ---------------------------------------------------------------------------
-def _options(url: DeviceURL) -> dict[str, object]:
+def _options(url: DeviceURL) -> dict[str, Any]:
     if url.target.lower() != "arduino":
         raise DeviceURLError(
             f"bad device URL {str(url)!r}: this simulator is 'sim:arduino', not "
@@ -352,16 +361,50 @@ def validate(url: str | DeviceURL) -> None:
     _options(parse_device_url(url))
 
 
-def open_url(url: str | DeviceURL, *, name: str | None = None):  # -> Stk500Programmer
-    """Start a simulated board and return the native STK500 driver connected to it."""
-    from .stk500 import open_simulated
+class SimulatedArduinoProgrammer(Stk500Programmer):
+    """The native STK500 driver on a simulated board it owns (stopped on close())."""
 
+    scheme = "sim"
+    page_write_seconds = 0.0
+
+    def __init__(self, url: str | DeviceURL, *, board: SimulatedArduino, **kwargs: Any) -> None:
+        self.board = board
+        super().__init__(url, port=board.tty_path, part=board.part, reset="none", **kwargs)
+
+    def _before_program(self, pages: list[tuple[int, bytes]]) -> None:
+        self.board.announce_pages(len(pages))
+
+    def _close(self) -> None:
+        try:
+            super()._close()
+        finally:
+            self.board.stop()
+
+    def _describe(self) -> dict[str, Any]:
+        info = super()._describe()
+        info["simulator"] = self.board.describe()
+        return info
+
+
+def open_url(url: str | DeviceURL, *, name: str | None = None) -> SimulatedArduinoProgrammer:
+    """Start a simulated board and return the native STK500 driver connected to it."""
     parsed = parse_device_url(url)
     opts = _options(parsed)
-    board = SimulatedArduino(opts["baudrate"], opts["part"], opts["faults"])  # type: ignore[arg-type]
+    board = SimulatedArduino(opts["baudrate"], opts["part"], opts["faults"])
     board.start()
     try:
-        return open_simulated(parsed, board, name=name, **opts)
+        return open_with_lease(
+            "sim-arduino:" + (board.pts_path or board.tty_path),
+            lambda lease: SimulatedArduinoProgrammer(
+                parsed,
+                board=board,
+                baudrate=opts["baudrate"],
+                sync_timeout=opts["sync_timeout"],
+                retries=opts["retries"],
+                name=name,
+                lease=lease,
+            ),
+        )
     except BaseException:
         board.stop()
         raise

@@ -7,6 +7,8 @@ address / 2), little-endian; page lengths in ``STK_PROG_PAGE``/``STK_READ_PAGE``
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "CRC_EOP",
     "STK_FAILED",
@@ -86,3 +88,109 @@ def prog_page(data: bytes, memtype: int = MEM_FLASH) -> bytes:
 def read_page(length: int, memtype: int = MEM_FLASH) -> bytes:
     """``STK_READ_PAGE`` of ``length`` bytes at the loaded address."""
     return bytes((STK_READ_PAGE, length >> 8, length & 0xFF, memtype, CRC_EOP))
+
+
+def universal_ext_address(ext: int) -> bytes:
+    """``STK_UNIVERSAL`` "load extended address" (flash above 128 KiB, e.g. ATmega2560)."""
+    return bytes((STK_UNIVERSAL, 0x4D, 0x00, ext & 0xFF, 0x00, CRC_EOP))
+
+
+class Stk500Link:
+    """One STK500v1 conversation over an open pyserial port. No retries, no policy.
+
+    Each method writes one command (or a pipelined pair) and reads exactly the number of
+    bytes the reply must have; the port's read timeout only matters when the board stops
+    answering. ``ProtocolError`` reports a reply that is not what STK500v1 says.
+    """
+
+    def __init__(self, port: Any) -> None:
+        self.port = port
+        self._ext: int | None = None
+
+    def exchange(self, command: bytes, reply_len: int, what: str) -> bytes:
+        """Send ``command``, read ``reply_len`` bytes; ``ProtocolTimeout`` if fewer come."""
+        self.port.write(command)
+        reply = self.port.read(reply_len)
+        if len(reply) < reply_len:
+            raise ProtocolTimeout(what, reply)
+        return reply
+
+    def command(self, command: bytes, body_len: int, what: str) -> bytes:
+        """A command answered by INSYNC, ``body_len`` bytes, OK; returns the body."""
+        reply = self.exchange(command, body_len + 2, what)
+        _check_framing(reply, 0, body_len, what)
+        return reply[1 : 1 + body_len]
+
+    def sync_once(self) -> bool:
+        """One GET_SYNC attempt; True if the board answered INSYNC OK in the read timeout."""
+        self.port.reset_input_buffer()
+        self.port.write(bytes((STK_GET_SYNC, CRC_EOP)))
+        return self.port.read(2) == bytes((STK_INSYNC, STK_OK))
+
+    def read_signature(self) -> bytes:
+        return self.command(bytes((STK_READ_SIGN, CRC_EOP)), 3, "reading the signature")
+
+    def get_parameter(self, parm: int) -> int:
+        return self.command(bytes((STK_GET_PARAMETER, parm, CRC_EOP)), 1, "get parameter")[0]
+
+    def enter_progmode(self) -> None:
+        self._ext = None
+        self.command(bytes((STK_ENTER_PROGMODE, CRC_EOP)), 0, "entering programming mode")
+
+    def leave_progmode(self) -> None:
+        self.command(bytes((STK_LEAVE_PROGMODE, CRC_EOP)), 0, "leaving programming mode")
+
+    def _ext_prefix(self, address: int) -> tuple[bytes, int]:
+        ext = address >> 17
+        if ext == self._ext or (self._ext is None and ext == 0):
+            return b"", 0
+        self._ext = ext
+        return universal_ext_address(ext), 3
+
+    def write_page(self, address: int, data: bytes) -> None:
+        """LOAD_ADDRESS + PROG_PAGE sent back to back, then both replies read."""
+        prefix, extra = self._ext_prefix(address)
+        what = f"writing the page at 0x{address:X}"
+        reply = self.exchange(prefix + load_address(address) + prog_page(data), extra + 4, what)
+        if extra:
+            _check_framing(reply, 0, 1, what)
+        _check_framing(reply, extra, 0, what)
+        _check_framing(reply, extra + 2, 0, what)
+
+    def read_page(self, address: int, length: int) -> bytes:
+        """LOAD_ADDRESS + READ_PAGE sent back to back; returns the page read."""
+        prefix, extra = self._ext_prefix(address)
+        what = f"reading back the page at 0x{address:X}"
+        reply = self.exchange(
+            prefix + load_address(address) + read_page(length), extra + 4 + length, what
+        )
+        if extra:
+            _check_framing(reply, 0, 1, what)
+        _check_framing(reply, extra, 0, what)
+        _check_framing(reply, extra + 2, length, what)
+        return reply[extra + 3 : extra + 3 + length]
+
+
+class ProtocolError(Exception):
+    """A reply broke STK500v1 framing (``reply`` holds the bytes received)."""
+
+    def __init__(self, what: str, reply: bytes, detail: str) -> None:
+        super().__init__(f"{detail} while {what} (got {reply.hex(' ') or 'nothing'})")
+        self.what = what
+        self.reply = reply
+
+
+class ProtocolTimeout(ProtocolError):
+    """Fewer bytes than the reply needs arrived within the port's read timeout."""
+
+    def __init__(self, what: str, reply: bytes) -> None:
+        super().__init__(what, reply, "the board stopped answering")
+
+
+def _check_framing(reply: bytes, start: int, body_len: int, what: str) -> None:
+    if reply[start] != STK_INSYNC:
+        detail = "the board replied NOSYNC" if reply[start] == STK_NOSYNC else "lost sync"
+        raise ProtocolError(what, reply, detail)
+    end = reply[start + 1 + body_len]
+    if end != STK_OK:
+        raise ProtocolError(what, reply, f"the board answered 0x{end:02X} instead of OK")
