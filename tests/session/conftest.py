@@ -73,6 +73,9 @@ class Lab:
         """The student opens the link."""
         return self.client.get(f"/callback/{session_id}")
 
+    basic = staticmethod(basic)
+    server_data = staticmethod(server_data)
+
     @property
     def state(self):
         return self.app.extensions["weblab"]
