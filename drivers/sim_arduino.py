@@ -88,6 +88,8 @@ class SimulatedArduino:
         self.bootloader = Bootloader(self.part, corrupt_at=self.faults.verify_at)
         self.expected_pages: int | None = None
         self.disconnects = 0
+        #: every byte the host sent (also under nosync), for tests
+        self.bytes_received = 0
         self._disconnect_pending = self.faults.disconnect_at is not None
         self._dir: str | None = None
         self._link: str | None = None
@@ -240,6 +242,7 @@ class SimulatedArduino:
                     time.sleep(0.01)
                     continue
                 raise
+            self.bytes_received += len(chunk)
             if self.faults.nosync or not chunk:
                 continue
             now = time.monotonic()

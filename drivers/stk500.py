@@ -39,6 +39,7 @@ from .errors import (
     DeviceIOError,
     DeviceTimeoutError,
     DeviceURLError,
+    DriverError,
     ProgrammingError,
     VerifyError,
 )
@@ -212,6 +213,8 @@ class Stk500Programmer(Device):
                     op.report("verify", done, total)
             stage, address = "leaving programming mode", None
             self._leave(link)
+        except DriverError:
+            raise
         except ProtocolTimeout as exc:
             raise DeviceTimeoutError(
                 f"{self.label}: {exc} on {self.port} (no reply within "
@@ -386,9 +389,9 @@ def validate(url: str | DeviceURL) -> None:
     parsed = parse_device_url(url)
     opts = _options(parsed)
     if opts["reset"] not in ("dtr", "none"):
-        from .registry import validate_url
+        from .registry import validate_device_url
 
-        validate_url(opts["reset"])
+        validate_device_url(opts["reset"])
 
 
 def open_url(url: str | DeviceURL, *, name: str | None = None) -> Stk500Programmer:
