@@ -131,3 +131,33 @@ def make_lab(redis_url: str, redis_base: str, tmp_path) -> Iterator[Callable[...
     for lab in labs:
         lab.weblab._stop_background(lab.app)
         lab.state.store.close()
+
+
+class _Trips:
+    count = 0
+
+
+@pytest.fixture
+def count_round_trips(monkeypatch):
+    """Count Redis round trips (packed sends) made while the block runs."""
+    from contextlib import contextmanager
+
+    from redis.connection import AbstractConnection
+
+    original = AbstractConnection.send_packed_command
+
+    @contextmanager
+    def counting(lab: Lab):
+        trips = _Trips()
+
+        def send(self, command, check_health=True):
+            trips.count += 1
+            return original(self, command, check_health)
+
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", send)
+        try:
+            yield trips
+        finally:
+            monkeypatch.setattr(AbstractConnection, "send_packed_command", original)
+
+    return counting
