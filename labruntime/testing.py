@@ -43,7 +43,7 @@ from typing import Any, Literal, TypedDict, Unpack
 from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .errors import WebLabError
 
@@ -388,6 +388,13 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
+class _QuietHandler(WSGIRequestHandler):
+    """Request lines go to this module's logger at DEBUG, not to stderr."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        logger.debug("%s %s -> %s", self.command, self.path, code)
+
+
 @contextlib.contextmanager
 def serve_app(
     app: Any, *, script_name: str | None = None, host: str = "127.0.0.1"
@@ -397,7 +404,7 @@ def serve_app(
     if script_name:
         script_name = "/" + script_name.strip("/")
         wsgi = DispatcherMiddleware(NotFound(), {script_name: app})
-    server = make_server(host, 0, wsgi, threaded=True)
+    server = make_server(host, 0, wsgi, threaded=True, request_handler=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="labruntime-serve_app", daemon=True)
     thread.start()
     try:
