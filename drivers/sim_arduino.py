@@ -151,6 +151,7 @@ class SimulatedArduino:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+            self._link = None
 
     def __enter__(self) -> SimulatedArduino:
         self.start()

@@ -8,8 +8,9 @@ Answers follow Optiboot 8.0 where avrdude ``-c arduino`` looks: ``GET_PARAMETER`
 hardware version 3 and software version 8.0 (3 for anything else); ``UNIVERSAL`` answers
 signature reads, typical Arduino fuse values and the extended-address command, and 0x00 to the
 rest (chip erase does nothing, as on Optiboot, which erases each page as it writes it). A
-command not ending in ``CRC_EOP`` gets ``STK_NOSYNC`` and one byte is dropped, so the host can
-resynchronise. Writes into the bootloader section are ignored (as the lock bits would).
+known command not ending in ``CRC_EOP`` gets ``STK_NOSYNC`` and is dropped; an unknown byte not
+followed by ``CRC_EOP`` is dropped silently (line noise), so the host can resynchronise.
+Writes into the bootloader section are ignored (as the lock bits would).
 """
 
 from __future__ import annotations
@@ -95,8 +96,10 @@ class Bootloader:
     def execute(self, frame: bytes) -> tuple[int, bytes]:
         """Answer the command at the start of ``frame``: (bytes consumed, reply)."""
         if frame[-1] != P.CRC_EOP:
+            if frame[0] not in _FIXED and frame[0] not in (P.STK_SET_DEVICE_EXT, P.STK_PROG_PAGE):
+                return 1, b""  # line noise: drop the byte
             log.debug("sim bootloader: no CRC_EOP after command 0x%02X; NOSYNC", frame[0])
-            return 1, bytes((P.STK_NOSYNC,))
+            return len(frame), bytes((P.STK_NOSYNC,))
         body = self._answer(frame[0], frame[1:-1])
         if body is None:
             return len(frame), bytes((P.STK_INSYNC, P.STK_UNKNOWN))
