@@ -1,0 +1,265 @@
+"""config/: the Raspberry Pi deployment files parse, validate, and really serve a lab.
+
+The slow test starts gunicorn with config/gunicorn.conf.py, SCRIPT_NAME=/lab1, the example lab
+(config/wsgi_app.py) and config/lab.example.toml exactly as labruntime-web.service does, then
+speaks the RLMS protocol to it over HTTP under the /lab1 prefix.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from labruntime.drivers import validate_device_url
+
+from labruntime.embedded import stop_embedded_redis
+from labruntime.testing import FakeRLMS
+
+CONFIG = Path(__file__).resolve().parent.parent / "config"
+DEVICE_MAPS = ["devices.sim.toml", "devices.rig.toml"]
+UNITS = ["labruntime-web.service", "labruntime-worker.service"]
+LAB_USER, LAB_PASSWORD = "weblabdeusto", "change-me-rlms-password"
+
+
+def _toml(name: str) -> dict[str, Any]:
+    with (CONFIG / name).open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def _devices(name: str) -> dict[str, str]:
+    data = _toml(name)
+    return {**data["WEBLAB_DEVICES"], **data.get("HIL_DEVICES", {})}
+
+
+# -- device maps and the lab config ------------------------------------------------------------
+@pytest.mark.parametrize("name", DEVICE_MAPS)
+def test_device_maps_load_into_flask_config(name):
+    app = Flask(__name__)
+    assert app.config.from_file(str(CONFIG / name), load=tomllib.load, text=False)
+    devices = app.config["WEBLAB_DEVICES"]
+    assert isinstance(devices, dict) and {"board", "led"} <= devices.keys()
+    assert all(isinstance(url, str) for url in devices.values())
+
+
+@pytest.mark.parametrize("name", DEVICE_MAPS)
+def test_device_urls_validate_without_hardware(name):
+    for device, url in _devices(name).items():
+        parsed = validate_device_url(url)
+        assert parsed.raw == url, device
+
+
+def test_sim_and_rig_maps_offer_the_same_devices():
+    def roles(devices: dict[str, str]) -> set[str]:
+        names = set(devices)
+        if "loopback" in names or {"loop_out", "loop_in"} <= names:
+            names -= {"loopback", "loop_out", "loop_in"}
+            names.add("<loopback>")
+        return names
+
+    sim, rig = (_devices(name) for name in DEVICE_MAPS)
+    assert roles(sim) == roles(rig) == {"board", "board_nosync", "led", "<loopback>"}
+    assert rig["board"].startswith("stk500:/dev/arduino-uno?") and "reset=gpio:" in rig["board"]
+    assert rig["led"].startswith("gpio:17?") and "safe=0" in rig["led"]
+
+
+def test_hil_plugin_finds_the_sim_map_by_default():
+    from labruntime.hil import resolve_device_map
+
+    devices = resolve_device_map(None, {}, CONFIG.parent)
+    assert dict(devices) == _devices("devices.sim.toml")
+    assert devices.source.endswith("devices.sim.toml")
+
+
+def test_example_lab_config_is_accepted_by_weblab(tmp_path):
+    from labruntime import WebLab
+
+    app = Flask(__name__, instance_path=str(tmp_path))
+    app.config.from_file(str(CONFIG / "lab.example.toml"), load=tomllib.load, text=False)
+    app.config.from_file(str(CONFIG / "devices.rig.toml"), load=tomllib.load, text=False)
+    WebLab(app)  # validates every WEBLAB_* key (and the device URLs) without starting Redis
+    assert app.config["WEBLAB_TASK_THREADS_PROCESS"] == 0
+    assert app.config["SESSION_COOKIE_NAME"] == "lab1sess"
+    assert app.config["SESSION_COOKIE_PATH"] == "/lab1"
+
+
+# -- systemd, udev, nginx ------------------------------------------------------------------------
+def _unit(name: str) -> dict[str, dict[str, list[str]]]:
+    """A systemd unit as section -> key -> values (a key such as Environment may repeat)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] = {}
+    for line in (CONFIG / "systemd" / name).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"{name}: not a key=value line: {line!r}"
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_systemd_units_run_as_the_lab_user_with_device_groups(name):
+    unit = _unit(name)
+    service = unit["Service"]
+    assert service["User"] == ["lab"]
+    assert {"dialout", "gpio"} <= set(service["SupplementaryGroups"][0].split())
+    assert service["ExecStart"][0].startswith("/opt/labruntime/venv/bin/")
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+    env = dict(value.partition("=")[::2] for value in service["Environment"])
+    # the web server and the worker share the lab's instance folder (its embedded Redis)
+    assert env["LABRUNTIME_INSTANCE"] == "/var/lib/labruntime/lab1"
+
+
+def test_worker_unit_stops_with_sigterm_and_time_to_dispose():
+    service = _unit("labruntime-worker.service")["Service"]
+    assert service["KillSignal"] == ["SIGTERM"]
+    dispose_timeout = _toml("lab.example.toml")["WEBLAB_DISPOSE_TIMEOUT"]
+    assert float(service["TimeoutStopSec"][0].rstrip("s")) > dispose_timeout + 5
+    exec_start = service["ExecStart"][0]
+    assert " loop " in exec_start and "--device board=" in exec_start
+    # systemd expands % specifiers: a literal % in a device URL must be written %%.
+    assert "%" not in exec_start.replace("%%", "")
+    for arg in exec_start.split():
+        if arg.startswith(("board=", "led=")):
+            validate_device_url(arg.partition("=")[2].replace("%%", "%"))
+
+
+def test_web_unit_sets_script_name_and_uses_gunicorn_conf():
+    service = _unit("labruntime-web.service")["Service"]
+    assert "SCRIPT_NAME=/lab1" in service["Environment"]
+    assert (
+        "gunicorn -c /etc/labruntime/gunicorn.conf.py wsgi_app:application"
+        in (service["ExecStart"][0])
+    )
+
+
+def test_udev_rule_names_the_board_by_serial_number():
+    rules = (CONFIG / "udev" / "99-labruntime.rules").read_text()
+    active = [line for line in rules.splitlines() if line and not line.startswith("#")]
+    assert any('SYMLINK+="arduino-uno"' in line and "ATTRS{serial}" in line for line in active)
+
+
+def test_nginx_example_proxies_two_labs_with_their_prefixes():
+    conf = (CONFIG / "nginx" / "labs.conf").read_text()
+    assert "location /lab1/" in conf and "proxy_pass http://127.0.0.1:8080;" in conf
+    assert "location /lab2/" in conf and "proxy_pass http://127.0.0.1:8081;" in conf
+    assert conf.count("proxy_set_header X-Forwarded-Proto $scheme;") >= 2
+
+
+# -- gunicorn for real ---------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(port: int, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    response.body = response.read()  # type: ignore[attr-defined]
+    conn.close()
+    return response
+
+
+def _wait_until_serving(proc: subprocess.Popen[bytes], port: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited with {proc.returncode} before serving")
+        try:
+            if _get(port, "/lab1/weblab/sessions/api").status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)  # gunicorn has no readiness signal outside systemd's sd_notify
+    raise AssertionError("gunicorn did not serve /lab1/weblab/sessions/api within 30 s")
+
+
+@pytest.fixture
+def gunicorn_lab1(tmp_path: Path) -> Iterator[int]:
+    """gunicorn as labruntime-web.service runs it, on a free port; its process group killed."""
+    port = _free_port()
+    instance = tmp_path / "instance"
+    env = {
+        **os.environ,
+        "SCRIPT_NAME": "/lab1",
+        "LABRUNTIME_BIND": f"127.0.0.1:{port}",
+        "LABRUNTIME_CONFIG": str(CONFIG / "lab.example.toml"),
+        "LABRUNTIME_DEVICES": str(CONFIG / "devices.sim.toml"),
+        "LABRUNTIME_INSTANCE": str(instance),
+        "LABRUNTIME_LOCK_DIR": str(tmp_path / "locks"),
+    }
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    cmd = [str(gunicorn), "-c", str(CONFIG / "gunicorn.conf.py"), "wsgi_app:application"]
+    log = (tmp_path / "gunicorn.log").open("wb")
+    proc = subprocess.Popen(
+        cmd, cwd=CONFIG, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        _wait_until_serving(proc, port, time.monotonic() + 30)
+        yield port
+    except AssertionError:
+        log.flush()
+        raise AssertionError((tmp_path / "gunicorn.log").read_text()[-3000:]) from None
+    finally:
+        _stop_group(proc)
+        log.close()
+        stop_embedded_redis(instance)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_gunicorn_serves_the_rlms_protocol_under_script_name(gunicorn_lab1):
+    port = gunicorn_lab1
+    api = _get(port, "/lab1/weblab/sessions/api")
+    assert api.status == 200 and api.getheader("Content-Type") == "application/json"
+    assert json.loads(api.body) == {"api_version": "1"}
+    # Only under the prefix: gunicorn refuses a path outside SCRIPT_NAME (nginx never sends one)
+    assert _get(port, "/weblab/sessions/api").status != 200
+
+    rlms = FakeRLMS(f"http://127.0.0.1:{port}/lab1", LAB_USER, LAB_PASSWORD)
+    assert rlms.api() == {"api_version": "1"}
+    assert rlms.test() == {"valid": True}
+    wrong = FakeRLMS(f"http://127.0.0.1:{port}/lab1", LAB_USER, "not-the-password")
+    assert wrong.test()["valid"] is False
+    assert wrong.calls[-1].status == 401
+
+    started = rlms.start({}, username="alice", assigned_time=120)
+    # WEBLAB_SCHEME=https from the example config, the prefix from SCRIPT_NAME
+    assert started.url.startswith(f"https://127.0.0.1:{port}/lab1/")
+    assert 0 < rlms.status(started.session_id) <= 5
+
+    link = started.url.replace("https://", "http://", 1).split(f":{port}", 1)[1]
+    callback = _get(port, link)
+    assert callback.status == 302
+    assert callback.getheader("Location").endswith("/lab1/")
+    cookie = callback.getheader("Set-Cookie")
+    assert cookie.startswith("lab1sess=") and "Path=/lab1" in cookie
+
+    assert rlms.dispose(started.session_id)["message"] == "Deleted"
+    assert rlms.status(started.session_id) == -1
