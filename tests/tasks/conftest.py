@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 import redis
+from flask import Flask
 
 from labruntime.store_tasks import TaskStore
+from labruntime.testing import FakeRLMS
+
+HERE = Path(__file__).parent
+LABAPP = HERE / "labapp.py"
 
 
 class _KeyedRedis:
@@ -28,3 +38,66 @@ def task_store(redis_url: str, redis_base: str) -> Iterator[TaskStore]:
         yield TaskStore(_KeyedRedis(client, redis_base), expires=60)
     finally:
         client.close()
+
+
+def load_labapp() -> ModuleType:
+    """tests/tasks/labapp.py as a module (the test folder is not a package)."""
+    name = "labruntime_tests_tasks_labapp"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, LABAPP)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+class Lab:
+    """The test lab: app, weblab, its tasks, a fake RLMS and helpers."""
+
+    def __init__(self, app: Flask, weblab: Any, tasks: dict[str, Any], redis_url: str) -> None:
+        self.app, self.weblab, self.tasks = app, weblab, tasks
+        self.rlms = FakeRLMS.for_app(app, max_dispose_wait=30)
+        self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.base = app.config["WEBLAB_REDIS_BASE"]
+
+    def start_session(self, username: str = "alice", assigned_time: float = 300) -> str:
+        return self.rlms.start(username=username, assigned_time=assigned_time).session_id
+
+    def as_session(self, session_id: str | None):
+        """A request context whose Flask session holds ``session_id`` (None: no session)."""
+        ctx = self.app.test_request_context("/lab")
+        ctx.push()
+        from flask import session
+
+        if session_id:
+            session["weblab_session_id"] = session_id
+        return ctx
+
+    def runs(self, task_id: str) -> int:
+        return int(self.redis.hget(f"{self.base}:test:runs", task_id) or 0)
+
+    def start_workers(self) -> None:
+        self.weblab._start_task_workers(self.app)
+
+    def close(self) -> None:
+        self.weblab._stop_task_workers(self.app, timeout=5)
+        self.weblab._stop_background(self.app)
+        self.app.extensions["weblab"].store.close()
+        self.redis.close()
+
+
+def make_lab(redis_url: str, redis_base: str, threads: int = 2, **kw: Any) -> Lab:
+    module = load_labapp()
+    app, weblab, tasks = module.create_app(redis_url, redis_base, threads=threads, **kw)
+    return Lab(app, weblab, tasks, redis_url)
+
+
+@pytest.fixture
+def lab(redis_url: str, redis_base: str) -> Iterator[Lab]:
+    """The lab with 3 runner threads in this process (started)."""
+    lab = make_lab(redis_url, redis_base, threads=3)
+    lab.start_workers()
+    try:
+        yield lab
+    finally:
+        lab.close()

@@ -1,0 +1,80 @@
+"""The task commands: ``run-tasks`` (run what is queued, then exit) and ``loop`` (run tasks and
+clean expired users until SIGTERM). Both work as ``labruntime --app X ...`` and
+``flask --app X weblab ...``.
+
+On SIGTERM (or Ctrl-C) a worker stops taking tasks, raises ``stopping`` on the ones it runs,
+waits for them up to ``--stop-timeout`` seconds and exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from .globals import get_state
+from .worker import WorkerGroup
+
+log = logging.getLogger(__name__)
+
+__all__ = ["loop_command", "run_tasks_command"]
+
+
+def _on_signals(event: threading.Event) -> None:
+    def handler(signum: int, frame: Any) -> None:
+        event.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _group(threads: int, drain: bool, kind: str) -> WorkerGroup:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    weblab = get_state(app).weblab
+    return WorkerGroup(weblab, app, weblab._task_store(app), threads, drain=drain, kind=kind)
+
+
+@click.command("run-tasks")
+@click.option("--threads", default=1, show_default=True, help="Tasks run in parallel.")
+@click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
+@with_appcontext
+def run_tasks_command(threads: int, stop_timeout: float) -> None:
+    """Run the tasks queued now, then exit (for cron, or WEBLAB_NO_THREAD setups)."""
+    stop = threading.Event()
+    _on_signals(stop)
+    group = _group(threads, drain=True, kind="run-tasks").start()
+    while not group.wait(0.2):
+        if stop.is_set():
+            break
+    group.stop(stop_timeout)
+    click.echo("run-tasks: the queue is empty" if not stop.is_set() else "run-tasks: stopped")
+
+
+@click.command("loop")
+@click.option("--threads", default=5, show_default=True, help="Tasks run in parallel.")
+@click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
+@with_appcontext
+def loop_command(threads: int, stop_timeout: float) -> None:
+    """Run tasks and clean expired users until SIGTERM."""
+    from .sessions import CleanerThread
+
+    stop = threading.Event()
+    _on_signals(stop)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = get_state(app)
+    group = _group(threads, drain=False, kind="loop").start()
+    cleaner = CleanerThread(
+        lambda: state.weblab._clean(app), state.store.next_due, state.config.cleaner_interval
+    )
+    cleaner.start()
+    click.echo(f"loop: worker {group.worker_id}, {threads} thread(s); SIGTERM to stop")
+    stop.wait()
+    click.echo("loop: stopping (no new tasks; running ones asked to stop)")
+    clean = group.stop(stop_timeout)
+    cleaner.stop()
+    click.echo("loop: stopped" if clean else "loop: stopped; some tasks did not end in time")
