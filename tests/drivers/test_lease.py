@@ -1,0 +1,129 @@
+"""Device leases across real processes: busy names the holder, kill -9 frees the device."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from labruntime.drivers import DeviceBusyError, DeviceIOError, DeviceLease
+from labruntime.drivers.lease import lock_dir, path_key
+
+HOLDER = """
+import sys
+from labruntime.drivers.lease import DeviceLease
+lease = DeviceLease.acquire(sys.argv[1])
+print("held", flush=True)
+sys.stdin.read()          # hold until the test closes our stdin
+lease.release()
+print("released", flush=True)
+"""
+
+
+@pytest.fixture
+def holder() -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, "/dev/ttyTEST0", "--marker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "held"
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(5)
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
+
+
+def test_second_process_gets_busy_naming_the_holder(holder: subprocess.Popen[str]) -> None:
+    with pytest.raises(DeviceBusyError) as info:
+        DeviceLease.acquire("/dev/ttyTEST0")
+    message = str(info.value)
+    assert f"pid {holder.pid}" in message
+    assert "--marker" in message  # the holder's command line
+    assert info.value.holder is not None and info.value.holder["pid"] == holder.pid
+
+
+def test_clean_release_lets_the_next_holder_in_with_previous_clean(
+    holder: subprocess.Popen[str],
+) -> None:
+    assert holder.stdin is not None and holder.stdout is not None
+    holder.stdin.close()
+    assert holder.stdout.readline().strip() == "released"
+    assert holder.wait(5) == 0
+    with DeviceLease.acquire("/dev/ttyTEST0") as lease:
+        assert lease.held
+        assert lease.previous is not None and lease.previous["pid"] == holder.pid
+        assert lease.previous_unclean is False
+    assert not lease.held
+
+
+def test_kill_9_frees_the_lock_and_marks_previous_unclean(holder: subprocess.Popen[str]) -> None:
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait(5)
+    lease = DeviceLease.acquire("/dev/ttyTEST0")
+    try:
+        assert lease.previous_unclean is True
+        assert lease.previous is not None and lease.previous["pid"] == holder.pid
+    finally:
+        lease.release()
+    lease.release()  # idempotent
+    again = DeviceLease.acquire("/dev/ttyTEST0")
+    assert again.previous_unclean is False
+    again.release()
+
+
+def test_same_process_second_acquirer_is_busy_too() -> None:
+    first = DeviceLease.acquire("gpio:GPIO17")
+    try:
+        with pytest.raises(DeviceBusyError, match=f"this process pid {os.getpid()}"):
+            DeviceLease.acquire("gpio:GPIO17")
+        other = DeviceLease.acquire("gpio:GPIO18")  # another key is independent
+        other.release()
+    finally:
+        first.release()
+    DeviceLease.acquire("gpio:GPIO17").release()
+
+
+def test_lease_file_holds_json_about_the_holder(lock_dir: Path) -> None:
+    import json
+
+    with DeviceLease.acquire("/dev/ttyACM0") as lease:
+        info = json.loads(lease.path.read_text())
+        assert lease.path.parent == lock_dir
+        assert info["pid"] == os.getpid() and info["clean"] is False
+        assert info["key"] == "/dev/ttyACM0" and info["argv"] and info["host"] and info["since"]
+    assert json.loads(lease.path.read_text())["clean"] is True
+
+
+def test_lock_dir_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LABRUNTIME_LOCK_DIR", str(tmp_path / "x"))
+    assert lock_dir() == tmp_path / "x"
+    monkeypatch.delenv("LABRUNTIME_LOCK_DIR")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert lock_dir() == tmp_path / "labruntime"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert lock_dir() == Path(f"/tmp/labruntime-{os.getuid()}")
+
+
+def test_unusable_lock_dir_is_a_clear_io_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(DeviceIOError, match="LABRUNTIME_LOCK_DIR"):
+        DeviceLease.acquire("k", directory=blocker / "locks")
+
+
+def test_path_key_resolves_symlinks(tmp_path: Path) -> None:
+    target = tmp_path / "ttyACM0"
+    target.touch()
+    link = tmp_path / "by-id-arduino"
+    link.symlink_to(target)
+    assert path_key(str(link)) == path_key(str(target)) == str(target)

@@ -1,0 +1,144 @@
+"""serial: Console over pyserial, on loop:// and on a real pseudo-terminal pair."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from labruntime.drivers import (
+    Console,
+    DeviceBusyError,
+    DeviceClosedError,
+    DeviceIOError,
+    DeviceTimeoutError,
+    DigitalOutput,
+    Programmer,
+    has_capability,
+    open_device,
+)
+
+
+@pytest.fixture
+def pty_pair() -> Iterator[tuple[int, str]]:
+    """(master fd, slave tty path) of a real pseudo-terminal in raw mode."""
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    os.close(slave)
+    yield master, path
+    try:
+        os.close(master)
+    except OSError:
+        pass
+
+
+def test_loop_console_round_trip() -> None:
+    with open_device("serial:loop://?timeout=0.5", name="loop") as dev:
+        assert has_capability(dev, Console)
+        assert not has_capability(dev, DigitalOutput) and not has_capability(dev, Programmer)
+        assert dev.write(b"boot ok\nprompt> rest") == 20
+        assert dev.readline() == b"boot ok\n"
+        match = dev.expect(rb"prompt(>)", timeout=1)
+        assert match.group(1) == b">"
+        assert dev.read(10, timeout=0.1) == b" rest"  # fewer than asked: what came in time
+        assert dev.read(1, timeout=0.05) == b""
+    assert dev.closed
+
+
+def test_pty_both_directions(pty_pair: tuple[int, str]) -> None:
+    master, path = pty_pair
+    with open_device(f"serial:{path}?baudrate=115200") as dev:
+        os.write(master, b"hello from the board\r\n")
+        assert dev.readline(timeout=2) == b"hello from the board\r\n"
+        dev.write(b"AT\r\n")
+        assert os.read(master, 100) == b"AT\r\n"
+        # bytes arriving in pieces, from another thread, while expect() waits
+        feeder = threading.Timer(0.05, lambda: os.write(master, b"...Upload do"))
+        feeder2 = threading.Timer(0.1, lambda: os.write(master, b"ne: 42 bytes\n"))
+        feeder.start()
+        feeder2.start()
+        match = dev.expect(r"done: (\d+) bytes", timeout=2)
+        feeder.join()
+        feeder2.join()
+        assert match.group(1) == b"42"
+        assert dev.readline(timeout=1) == b"\n"
+
+
+def test_expect_timeout_says_what_was_read(pty_pair: tuple[int, str]) -> None:
+    master, path = pty_pair
+    with open_device(f"serial:{path}") as dev:
+        os.write(master, b"garbage 123")
+        t0 = time.monotonic()
+        with pytest.raises(DeviceTimeoutError, match=r"b'garbage 123'") as info:
+            dev.expect(b"OK", timeout=0.2)
+        assert 0.15 < time.monotonic() - t0 < 1.5
+        assert isinstance(info.value, TimeoutError)
+        assert "did not appear within 0.2 s" in str(info.value)
+
+
+def test_safe_drops_pending_input_and_reports(pty_pair: tuple[int, str]) -> None:
+    master, path = pty_pair
+    with open_device(f"serial:{path}") as dev:
+        os.write(master, b"stale line\npartial")
+        assert dev.readline(timeout=1) == b"stale line\n"
+        time.sleep(0.05)
+        report = dev.safe()
+        assert report.ok and report.state["dropped_bytes"] >= 1
+        assert dev.read(1, timeout=0.05) == b""
+        assert json.loads(json.dumps(dev.describe()))["safe"]["ok"] is True
+
+
+def test_second_open_of_the_same_tty_is_busy_even_through_a_symlink(
+    pty_pair: tuple[int, str], tmp_path: Path
+) -> None:
+    _master, path = pty_pair
+    link = tmp_path / "by-id-board"
+    link.symlink_to(path)
+    with open_device(f"serial:{path}"):
+        with pytest.raises(DeviceBusyError, match="busy"):
+            open_device(f"serial:{link}")
+    with open_device(f"serial:{link}") as again:  # released on close
+        assert not again.closed
+
+
+def test_missing_port_is_a_clear_io_error_and_leaves_no_lease() -> None:
+    for _ in range(2):  # the failed open released its lease: the second is not "busy"
+        with pytest.raises(DeviceIOError, match=r"ttyNOPE.*Check the cable") as info:
+            open_device("serial:/dev/ttyNOPE?baudrate=9600")
+        assert isinstance(info.value, OSError)
+
+
+def test_unplugged_device_is_an_io_error(pty_pair: tuple[int, str]) -> None:
+    master, path = pty_pair
+    dev = open_device(f"serial:{path}")
+    try:
+        os.close(master)
+        with pytest.raises(DeviceIOError, match="unplugged"):
+            dev.read(1, timeout=1)
+    finally:
+        dev.close()
+    assert dev.closed
+
+
+def test_closed_device_refuses_use_and_close_is_idempotent() -> None:
+    dev = open_device("serial:loop://")
+    dev.close()
+    dev.close()
+    with pytest.raises(DeviceClosedError, match="is closed"):
+        dev.write(b"x")
+    with pytest.raises(DeviceClosedError):
+        dev.readline()
+    assert dev.safe().ok  # the last report, no error
+    assert dev.describe()["closed"] is True
+
+
+def test_write_refuses_text() -> None:
+    with open_device("serial:loop://") as dev, pytest.raises(TypeError, match="encode"):
+        dev.write("text")  # type: ignore[arg-type]
