@@ -1,0 +1,216 @@
+"""The native STK500v1 programmer end to end, through open_device(), against the simulator."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+from labruntime.drivers import open_device
+from labruntime.drivers.capabilities import Programmer
+from labruntime.drivers.errors import (
+    DeviceBusyError,
+    DeviceIOError,
+    DeviceTimeoutError,
+    DeviceURLError,
+    ImageError,
+    OperationCancelled,
+    ProgrammingError,
+    VerifyError,
+)
+from labruntime.drivers.image import FirmwareImage
+from labruntime.drivers.operations import Progress
+from labruntime.drivers.registry import validate_device_url
+from labruntime.drivers.sim_arduino import SimulatedArduino
+
+
+def image(size: int, base: int = 0) -> FirmwareImage:
+    return FirmwareImage(os.urandom(size), base, "random.bin")
+
+
+def test_program_and_verify_through_open_device(tmp_path) -> None:
+    img = image(2000, base=0x40)
+    hexfile = tmp_path / "fw.hex"
+    hexfile.write_text(img.to_ihex())
+    events: list[Progress] = []
+    with open_device("sim:arduino?baud=115200", name="uno") as dev:
+        assert isinstance(dev, Programmer)
+        result = dev.program(hexfile, progress=events.append)
+        flash = dev.board.flash
+        info = dev.describe()
+        assert not dev.board.bootloader.progmode
+    assert dev.closed and not dev.board.running
+    assert (result.bytes, result.verified) == (2000, True)
+    assert result.seconds > 0
+    assert flash[0x40 : 0x40 + 2000] == img.data
+    assert flash[:0x40] == b"\xff" * 0x40
+    pages = 17  # 0x00..0x840 in 128-byte pages
+    assert [(e.stage, e.done) for e in events] == [("write", i) for i in range(1, pages + 1)] + [
+        ("verify", i) for i in range(1, pages + 1)
+    ]
+    assert {e.total for e in events} == {pages}
+    assert info["name"] == "uno" and "programmer" in info["capabilities"]
+    assert info["part"]["name"] == "atmega328p" and info["simulator"]["faults"] == []
+
+
+def test_no_verify_and_estimate() -> None:
+    with open_device("sim:arduino") as dev:
+        img = image(4096)
+        estimate = dev.estimate_seconds(img)
+        # 32 pages, write only: ~ 32 * 141 bytes of line time, verify would double it
+        assert 32 * 282 * 10 / 115200 <= estimate < 32 * 282 * 10 / 115200 + 0.5
+        result = dev.program(img, verify=False)
+        assert result.verified is False
+        assert dev.board.flash[:4096] == img.data
+
+
+def test_stk500_scheme_on_the_simulators_tty_and_the_lease() -> None:
+    with SimulatedArduino() as board:
+        url = f"stk500:{board.tty_path}?baudrate=115200&part=m328p&reset=none"
+        validate_device_url(url)
+        with open_device(url) as dev:
+            img = image(300)
+            dev.program(img)
+            assert board.flash[:300] == img.data
+            with pytest.raises(DeviceBusyError, match="busy"):
+                open_device(url)
+        with open_device(url.replace("reset=none", "reset=dtr")) as dev:  # pty: no DTR, fine
+            dev.program(image(10))
+
+
+def test_verify_fault_names_the_address_and_leaves_progmode() -> None:
+    with open_device("sim:arduino?fault=verify@0x1234") as dev:
+        with pytest.raises(VerifyError, match="verify failed at 0x1234") as info:
+            dev.program(image(0x2000))
+        assert info.value.address == 0x1234
+        assert isinstance(info.value, ProgrammingError)
+        assert not dev.board.bootloader.progmode
+        assert dev.safe().ok
+
+
+def test_nosync_fails_fast_with_advice() -> None:
+    with open_device("sim:arduino?fault=nosync&sync_timeout=0.5") as dev:
+        started = time.monotonic()
+        with pytest.raises(DeviceTimeoutError) as info:
+            dev.program(image(100))
+        assert time.monotonic() - started < 1.5
+        message = str(info.value)
+        for hint in ("no answer from the bootloader", "baud rate", "bootloader", "reset"):
+            assert hint in message
+        assert isinstance(info.value, TimeoutError)
+
+
+@pytest.mark.slow
+def test_nosync_default_gives_up_within_3_seconds() -> None:
+    with open_device("sim:arduino?fault=nosync") as dev:
+        started = time.monotonic()
+        with pytest.raises(DeviceTimeoutError):
+            dev.program(image(100))
+        assert time.monotonic() - started < 3.5
+
+
+def test_retries_caps_the_sync_attempts() -> None:
+    with open_device("sim:arduino?fault=nosync&retries=2") as dev:
+        with pytest.raises(DeviceTimeoutError, match="2 sync attempts"):
+            dev.program(image(100))
+
+
+def test_disconnect_mid_write_then_the_next_session_works() -> None:
+    with open_device("sim:arduino?fault=disconnect@50") as dev:
+        img = image(16 * 128)
+        with pytest.raises(DeviceIOError, match="while writing at 0x400") as info:
+            dev.program(img)
+        assert isinstance(info.value, OSError)
+        report = dev.safe()
+        assert report.ok and report.state["port"] == "closed"
+        assert dev.board.disconnects == 1
+        result = dev.program(img)  # reopens the same path; the fault fired once
+        assert result.verified and dev.board.flash[: len(img.data)] == img.data
+
+
+def test_cancel_at_a_page_boundary_leaves_the_board_safe() -> None:
+    cancel = threading.Event()
+
+    def progress(event: Progress) -> None:
+        if event.done == 3:
+            cancel.set()
+
+    with open_device("sim:arduino") as dev:
+        with pytest.raises(OperationCancelled):
+            dev.program(image(10 * 128), progress=progress, cancel=cancel)
+        assert dev.board.bootloader.pages_written == 3
+        assert not dev.board.bootloader.progmode
+        assert not dev.ops.busy
+
+
+def test_safe_from_another_thread_cancels_and_waits() -> None:
+    with open_device("sim:arduino?fault=slow=4") as dev:
+        errors: list[BaseException] = []
+        started = threading.Event()
+
+        def run() -> None:
+            try:
+                dev.program(image(64 * 128), progress=lambda e: started.set())
+            except BaseException as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        assert started.wait(5)
+        report = dev.safe()
+        worker.join(5)
+        assert report.ok and report.state["progmode"] is False
+        assert len(errors) == 1 and isinstance(errors[0], OperationCancelled)
+        assert dev.board.bootloader.pages_written < 64
+
+
+def test_deadline() -> None:
+    with open_device("sim:arduino?fault=slow=10") as dev:
+        with pytest.raises(DeviceTimeoutError, match="deadline"):
+            dev.program(image(64 * 128), timeout=0.3)
+        assert not dev.board.bootloader.progmode
+
+
+def test_image_too_big_is_refused_before_touching_the_board() -> None:
+    with open_device("sim:arduino") as dev:
+        with pytest.raises(ImageError, match="32256 bytes"):
+            dev.program(image(32 * 1024))
+        assert dev.board.bytes_received == 0
+
+
+def test_wrong_part_is_caught_by_the_signature() -> None:
+    with SimulatedArduino(part="atmega168") as board:
+        with open_device(f"stk500:{board.tty_path}?part=atmega328p&reset=none") as dev:
+            with pytest.raises(ProgrammingError, match="set part=atmega168"):
+                dev.program(image(100))
+            assert board.bootloader.pages_written == 0
+
+
+def test_missing_port() -> None:
+    with pytest.raises(DeviceIOError, match="cannot open serial port '/dev/nonexistent-tty'"):
+        open_device("stk500:/dev/nonexistent-tty")
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("stk500:/dev/ttyACM0?baud=115200", "unknown option 'baud'"),
+        ("stk500:/dev/ttyACM0?part=pic16", "unknown AVR part"),
+        ("stk500:/dev/ttyACM0?reset=maybe", "reset='maybe' must be dtr, none"),
+        ("stk500:/dev/ttyACM0?sync_timeout=-1", "below"),
+        ("stk500:/dev/ttyACM0?retries=x", "not an integer"),
+    ],
+)
+def test_bad_stk500_urls_show_the_grammar(url: str, why: str) -> None:
+    with pytest.raises(DeviceURLError, match=why) as info:
+        validate_device_url(url)
+    assert "stk500:PORT?baudrate=" in str(info.value)
+
+
+def test_atmega2560_extended_addresses() -> None:
+    with open_device("sim:arduino?part=atmega2560") as dev:
+        img = image(3 * 256, base=0x1FF00)  # crosses the 128 KiB boundary
+        dev.program(img)
+        assert dev.board.flash[0x1FF00 : 0x1FF00 + 768] == img.data
+        assert dev.board.flash[0xFF00:0x10000] == b"\xff" * 256
