@@ -1,0 +1,239 @@
+"""The command line: one click group, `labruntime --app X ...` and `flask --app X weblab ...`.
+
+Commands: ``fake new|status|dispose`` (play the RLMS against your lab), ``clean-expired-users``
+(one cleaner pass, for cron or a WEBLAB_AUTOCLEAN_THREAD=False setup), ``redis stop`` (the
+embedded server), ``demo`` (serve the demo lab). More commands come from the modules listed in
+:data:`COMMAND_MODULES`: each click command named in their ``__all__`` is added to both groups
+(or their ``register(group)`` is called), see :func:`_register`.
+
+Errors end as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import sys
+import webbrowser
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from flask import Flask
+from flask.cli import NoAppException, ScriptInfo
+
+from .errors import WebLabError
+from .globals import get_state
+
+__all__ = ["main", "weblab_group", "app_command", "COMMAND_MODULES"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+COMMAND_MODULES = ("labruntime.cli_tasks", "labruntime.cli_devices")
+
+
+def _load_app() -> Flask:
+    ctx = click.get_current_context()
+    info = ctx.find_object(ScriptInfo) or ctx.ensure_object(ScriptInfo)
+    try:
+        return info.load_app()
+    except NoAppException as error:
+        raise click.ClickException(
+            f"{error.format_message()} (give the lab with --app module:app or FLASK_APP)"
+        ) from None
+    except WebLabError as error:
+        raise click.ClickException(f"the lab cannot start: {error}") from None
+
+
+def app_command(func: F) -> F:
+    """Run ``func(app, ...)`` inside the lab's app context; errors become one clean line."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        app = _load_app()
+        try:
+            with app.app_context():
+                return func(app, *args, **kwargs)
+        except (WebLabError, OSError) as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# -- fake ------------------------------------------------------------------------------------
+@click.group("fake")
+def fake() -> None:
+    """Play the RLMS: start, check and end a fake student's session."""
+
+
+@fake.command("new")
+@click.option("--name", default="John Doe", show_default=True, help="The student's full name.")
+@click.option("--username", default="john_doe", show_default=True)
+@click.option("--username-unique", default=None, help="Default: <username>@fake.")
+@click.option("--assigned-time", default=300.0, show_default=True, help="Seconds in the slot.")
+@click.option("--back", default="http://localhost/back", show_default=True)
+@click.option("--locale", default="en", show_default=True)
+@click.option("--experiment-name", default="mylab", show_default=True)
+@click.option("--category-name", default="Lab experiments", show_default=True)
+@click.option("--client-initial-data", default=None, help="JSON object given to on_start.")
+@click.option("--client-initial-data-file", type=click.File("r"), default=None)
+@click.option("--dont-open-browser", is_flag=True, help="Only print the link.")
+@click.option(
+    "--url-base",
+    default="http://localhost:5000",
+    show_default=True,
+    help="Where the lab is served (the link is built on it).",
+)
+@app_command
+def fake_new(app: Flask, **options: Any) -> None:
+    """Start a session for a fake student and print (and open) the link."""
+    data_text = options["client_initial_data"]
+    if options["client_initial_data_file"] is not None:
+        data_text = options["client_initial_data_file"].read()
+    try:
+        client_data = json.loads(data_text) if data_text else {}
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="client initial data") from None
+    if not isinstance(client_data, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="client initial data")
+    with app.test_client() as client:
+        from .testing import FakeRLMS
+
+        server_data = FakeRLMS.server_initial_data(
+            username=options["username"],
+            username_unique=options["username_unique"] or f"{options['username']}@fake",
+            full_name=options["name"],
+            assigned_time=options["assigned_time"],
+            locale=options["locale"],
+            experiment_name=options["experiment_name"],
+            category_name=options["category_name"],
+            style="labsland",  # carries the full name (WebLab-Deusto sends the username)
+        )
+        config = get_state(app).config
+        reply = client.post(
+            f"{config.base_url}/weblab/sessions/",
+            json={
+                "client_initial_data": client_data,
+                "server_initial_data": server_data,
+                "back": options["back"],
+            },
+            auth=(config.username, config.password),
+            base_url=options["url_base"],
+        )
+    body = reply.get_json(silent=True) or {}
+    if reply.status_code != 200 or "session_id" not in body:
+        raise click.ClickException(f"the lab refused the session: {body.get('message', body)}")
+    get_state(app).store.set_fake_session(body["session_id"])
+    click.echo(f"session {body['session_id']}")
+    click.echo(f"open: {body['url']}")
+    if not options["dont_open_browser"]:
+        webbrowser.open(body["url"])
+
+
+def _fake_id(app: Flask) -> str:
+    session_id = get_state(app).store.get_fake_session()
+    if not session_id:
+        raise click.ClickException("no fake session: create one with `fake new`")
+    return session_id
+
+
+@fake.command("status")
+@app_command
+def fake_status(app: Flask) -> None:
+    """Print should_finish of the last fake session (-1: it should end)."""
+    session_id = _fake_id(app)
+    click.echo(f"should_finish: {get_state(app).sessions.status(session_id)}")
+
+
+@fake.command("dispose")
+@app_command
+def fake_dispose(app: Flask) -> None:
+    """End the last fake session as the RLMS does (on_dispose runs)."""
+    from .views import dispose_reply
+
+    session_id = _fake_id(app)
+    outcome = get_state(app).weblab._dispose(app, session_id, "fake dispose")
+    click.echo(json.dumps(dispose_reply(outcome)))
+
+
+# -- cleaner, redis --------------------------------------------------------------------------
+@click.command("clean-expired-users")
+@app_command
+def clean_expired_users(app: Flask) -> None:
+    """End every session whose slot is over or that stopped polling, then exit."""
+    ended = get_state(app).weblab.clean_expired_users(app)
+    click.echo(f"clean-expired-users: {ended} session(s) ended")
+
+
+@click.group("redis")
+def redis_group() -> None:
+    """The embedded Redis server of the lab (when WEBLAB_REDIS_URL is unset)."""
+
+
+@redis_group.command("stop")
+@app_command
+def redis_stop(app: Flask) -> None:
+    """Stop the embedded Redis server (data is kept; the next use starts it again)."""
+    from .embedded import stop_embedded_redis
+
+    if get_state(app).config.redis_url:
+        raise click.ClickException("WEBLAB_REDIS_URL is set: that server is not labruntime's")
+    stopped = stop_embedded_redis(app.instance_path)
+    click.echo("stopped" if stopped else "it was not running")
+
+
+# -- demo ------------------------------------------------------------------------------------
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--instance", default=None, help="Instance folder (default: ~/.labruntime-demo).")
+@click.option("--dont-open-browser", is_flag=True)
+def demo(host: str, port: int, instance: str | None, dont_open_browser: bool) -> None:
+    """Serve the demo lab on the embedded store and print a student's link."""
+    from .demo import run_demo
+
+    try:
+        run_demo(host, port, instance, open_browser=not dont_open_browser, echo=click.echo)
+    except (WebLabError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+# -- groups ----------------------------------------------------------------------------------
+def _register(group: click.Group) -> None:
+    for command in (fake, clean_expired_users, redis_group, demo):
+        group.add_command(command)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name == name:
+                continue
+            raise
+        register = getattr(module, "register", None)
+        if callable(register):
+            register(group)
+            continue
+        for attr in getattr(module, "__all__", ()):
+            command = getattr(module, attr)
+            if isinstance(command, click.Command):
+                group.add_command(command)
+
+
+@click.group("labruntime")
+@click.option("--app", "app_path", envvar="FLASK_APP", help="The lab: module:app or module.")
+@click.pass_context
+def main(ctx: click.Context, app_path: str | None) -> None:
+    """labruntime: run and operate a remote laboratory."""
+    ctx.obj = ScriptInfo(app_import_path=app_path)
+
+
+@click.group("weblab")
+def weblab_group() -> None:
+    """labruntime: sessions, tasks and devices of this lab."""
+
+
+_register(main)
+_register(weblab_group)
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
