@@ -1,6 +1,6 @@
 """GPIO lines on gpiozero: ``gpio:`` (one real or mock pin) and ``sim:gpio`` (a mock board).
 
-``gpio:PIN?mode=out&active_high=true&safe=0&initial=0&factory=mock``
+``gpio:PIN?mode=out&active_high=true&safe=0&factory=mock``
 ``gpio:PIN?mode=in&pull=down|up|none&active_high=true&bounce=0.01&factory=mock``
 
 * ``PIN``: any name gpiozero takes: ``17``, ``GPIO17``, ``BCM17``, ``BOARD11``, ``J8:11``.
@@ -8,9 +8,9 @@
 * ``active_high``: whether "on"/active is the high level (default true). For inputs it is
   only allowed with ``pull=none`` (with a pull resistor gpiozero derives it: pull=up means
   active low).
-* ``safe``: the *logical* value (0 = off, 1 = on) an output is driven to at open, by ``safe()``
-  and before close; ``safe()`` drives it actively and reads it back (never close-and-float).
-  ``initial`` (default = ``safe``) is the value right after open.
+* ``safe``: the *logical* value (0 = off, 1 = on) an output is driven to at open (so it is
+  also the initial value), by ``safe()`` and before close; ``safe()`` drives it actively and
+  reads it back (never close-and-float).
 * ``pull``: an input's pull resistor (default down); ``bounce``: debounce seconds.
 * ``factory``: ``mock``, ``lgpio``, ``rpigpio``, ``pigpio`` or ``native``. Without it, gpiozero's
   default (``$GPIOZERO_PIN_FACTORY``, else the first that works). ``mock`` pins live in this
@@ -47,11 +47,11 @@ __all__ = ["GpioInputDevice", "GpioOutputDevice", "open_url", "validate"]
 log = logging.getLogger(__name__)
 
 GRAMMAR = (
-    "gpio:PIN?mode=out&active_high=true&safe=0&initial=0&factory=mock | "
+    "gpio:PIN?mode=out&active_high=true&safe=0&factory=mock | "
     "gpio:PIN?mode=in&pull=down|up|none&active_high=true&bounce=SECONDS&factory=mock "
     "(PIN as gpiozero names it: 17, GPIO17, BOARD11)"
 )
-_OUT_OPTIONS = {"mode", "active_high", "safe", "initial", "factory"}
+_OUT_OPTIONS = {"mode", "active_high", "safe", "factory"}
 _IN_OPTIONS = {"mode", "active_high", "pull", "bounce", "factory"}
 _FACTORIES = {
     "lgpio": "gpiozero.pins.lgpio:LGPIOFactory",
@@ -67,7 +67,6 @@ _factories: dict[str, Any] = {}
 def shared_factory(name: str | None) -> Any:
     """The pin factory for ``factory=name`` (None: gpiozero's default), made once per process."""
     from gpiozero import Device as ZeroDevice
-    from gpiozero.exc import BadPinFactory
 
     with _factory_lock:
         try:
@@ -78,7 +77,7 @@ def shared_factory(name: str | None) -> Any:
                 module, cls = _FACTORIES[name].split(":")
                 _factories[name] = getattr(importlib.import_module(module), cls)()
             return _factories[name]
-        except (BadPinFactory, ImportError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # gpiozero's factories fail in many ways
             which = f"pin factory {name!r}" if name else "gpiozero's default pin factory"
             raise DeviceIOError(
                 f"{which} is not usable here: {exc}. On a machine without GPIO use "
@@ -102,7 +101,6 @@ class _Options:
         if not sim:
             reject_unknown(url, _OUT_OPTIONS if self.mode == "out" else _IN_OPTIONS, grammar)
         self.safe = bool(opt_bool(url, "safe", False, grammar=grammar))
-        self.initial = bool(opt_bool(url, "initial", self.safe, grammar=grammar))
         self.pull = opt_choice(url, "pull", ["down", "up", "none"], "down", grammar=grammar)
         active_high = opt_bool(url, "active_high", None, grammar=grammar)
         if "active_high" in url.options and self.pull != "none" and self.mode == "in" and not sim:
@@ -120,7 +118,7 @@ class _Options:
         from gpiozero import DigitalOutputDevice
 
         zero = DigitalOutputDevice(
-            pin, active_high=self.active_high, initial_value=self.initial, pin_factory=factory
+            pin, active_high=self.active_high, initial_value=self.safe, pin_factory=factory
         )
         return OutputLine(zero, safe_value=self.safe, owner=owner)
 
