@@ -1,0 +1,205 @@
+"""Lifecycle: on_dispose exactly once whatever ended the session, the cleaner, busy disposes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+from flask import Flask
+
+from labruntime import WebLab, weblab_user
+
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_cleaner_thread_ends_finished_slot(make_lab):
+    lab = make_lab(WEBLAB_AUTOCLEAN_THREAD=True, WEBLAB_CLEANER_INTERVAL=0.1)
+    sid = lab.new_session(sd=lab.server_data(length=0.4))
+    assert lab.state.cleaner is not None and lab.state.cleaner.is_alive()
+    assert wait_for(lambda: lab.disposed == [sid])
+    time.sleep(0.3)
+    assert lab.disposed == [sid]
+    assert lab.status(sid) == -1
+
+
+def test_cleaner_thread_ends_poll_timeout(make_lab, caplog):
+    caplog.set_level(logging.INFO, logger="labruntime.sessions")
+    lab = make_lab(WEBLAB_AUTOCLEAN_THREAD=True, WEBLAB_CLEANER_INTERVAL=0.1, WEBLAB_TIMEOUT=0.3)
+    sid = lab.new_session()
+    assert wait_for(lambda: lab.disposed == [sid])
+    events = [r.weblab["event"] for r in caplog.records if hasattr(r, "weblab")]
+    assert events[:2] == ["start", "timeout"] and "dispose" in events
+
+
+def test_no_thread_means_no_cleaner(make_lab):
+    lab = make_lab(WEBLAB_AUTOCLEAN_THREAD=True, WEBLAB_NO_THREAD=True)
+    lab.new_session()
+    assert lab.state.cleaner is None
+
+
+def test_no_background_thread_before_first_request(make_lab):
+    lab = make_lab(WEBLAB_AUTOCLEAN_THREAD=True)
+    assert lab.state.cleaner is None
+    lab.client.get("/weblab/sessions/api")
+    assert lab.state.cleaner is not None
+
+
+def test_on_dispose_exactly_once_under_races(make_lab):
+    lab = make_lab()
+    slow = threading.Event()
+
+    @lab.weblab.on_dispose
+    def dispose():
+        lab.disposed.append(weblab_user.session_id)
+        slow.wait(0.2)
+
+    sid = lab.new_session(sd=lab.server_data(length=0.2))
+    lab.enter(sid)
+    lab.client.post("/callback/logout")
+    time.sleep(0.25)
+    barrier = threading.Barrier(6)
+    results = []
+
+    def rlms():
+        barrier.wait()
+        with lab.app.app_context():
+            results.append(lab.weblab._dispose(lab.app, sid, "rlms").done)
+
+    def cleaner():
+        barrier.wait()
+        results.append(lab.weblab.clean_expired_users(lab.app))
+
+    threads = [threading.Thread(target=rlms) for _ in range(3)]
+    threads += [threading.Thread(target=cleaner) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert lab.disposed == [sid]
+    assert lab.dispose(sid) == {"message": "Not found"}
+
+
+def test_on_dispose_data_changes_are_kept(make_lab):
+    lab = make_lab()
+
+    @lab.weblab.on_dispose
+    def dispose():
+        weblab_user.data["result"] = 42
+        assert weblab_user.active is False
+
+    sid = lab.new_session()
+    lab.dispose(sid)
+    with lab.app.app_context():
+        assert lab.weblab._load_user(sid).data == {"started": True, "result": 42}
+
+
+def test_on_dispose_raising_still_ends_session(make_lab):
+    lab = make_lab()
+
+    @lab.weblab.on_dispose
+    def dispose():
+        raise RuntimeError("board stuck")
+
+    sid = lab.new_session()
+    assert lab.dispose(sid) == {"message": "Deleted"}
+    assert lab.status(sid) == -1
+
+
+class BusyLab(WebLab):
+    """A lab whose session work takes a while to end (the task layer's seam)."""
+
+    busy_rounds = 2
+
+    def _dispose_steps(self, session_id: str) -> float | None:
+        if self.busy_rounds:
+            self.busy_rounds -= 1
+            return 2.5
+        return None
+
+
+def test_dispose_waits_for_work(redis_url, redis_base):
+    app = Flask("busy")
+    app.config.update(
+        SECRET_KEY="k",
+        WEBLAB_USERNAME="u",
+        WEBLAB_PASSWORD="p",
+        WEBLAB_REDIS_URL=redis_url,
+        WEBLAB_REDIS_BASE=redis_base,
+        WEBLAB_AUTOCLEAN_THREAD=False,
+    )
+    weblab = BusyLab(app)
+    disposed = []
+    weblab.on_dispose(lambda: disposed.append(weblab_user.session_id))
+    weblab.initial_url(lambda: "/")
+    client = app.test_client()
+    auth = ("u", "p")
+    body = {"client_initial_data": {}, "server_initial_data": {"priority.queue.slot.length": 60}}
+    sid = client.post("/weblab/sessions/", json=body, auth=auth).get_json()["session_id"]
+    client.get(f"/callback/{sid}")
+    first = client.post(f"/weblab/sessions/{sid}", json={"action": "delete"}, auth=auth)
+    reply = first.get_json()
+    assert reply["finished"] is False and reply["ask_again"] == 3 and reply["should_finish"] == 3
+    assert "data" not in reply and reply["message"]
+    assert disposed == []
+    status = client.get(f"/weblab/sessions/{sid}/status", auth=auth).get_json()
+    assert status == {"should_finish": 1}
+    assert client.post("/callback/poll").get_json()["success"] is False
+    with app.app_context():
+        assert weblab.clean_expired_users(app) == 0  # not due yet: retry scheduled
+        assert weblab._dispose(app, sid, "rlms").retry_in == 2.5
+    done = client.post(f"/weblab/sessions/{sid}", json={"action": "delete"}, auth=auth)
+    assert done.get_json() == {"message": "Deleted"}
+    assert disposed == [sid]
+    app.extensions["weblab"].store.close()
+
+
+def test_two_labs_on_one_redis_stay_apart(make_lab, redis_base):
+    lab_a = make_lab()
+    lab_b = make_lab(WEBLAB_REDIS_BASE=redis_base + "b")
+    sid = lab_a.new_session(sd=lab_a.server_data(length=0.2))
+    assert lab_b.status(sid) == -1
+    assert lab_b.dispose(sid) == {"message": "Not found"}
+    time.sleep(0.3)
+    assert lab_b.weblab.clean_expired_users(lab_b.app) == 0
+    assert lab_a.disposed == [] and lab_b.disposed == []
+    assert lab_a.weblab.clean_expired_users(lab_a.app) == 1
+    assert lab_a.disposed == [sid]
+    redis = lab_a.state.store.redis
+    assert all(k.startswith(redis_base + ":") for k in redis.scan_iter(f"{redis_base}:*"))
+    assert not list(redis.scan_iter(f"{redis_base}b:*"))
+
+
+def test_redis_down_is_a_clear_503(make_lab, tmp_path):
+    lab = make_lab(WEBLAB_REDIS_URL=f"unix://{tmp_path}/nothing.sock")
+    reply = lab.client.get("/weblab/sessions/abc/status", headers=lab.basic())
+    assert reply.status_code == 503 and reply.content_type == "application/json"
+    body = reply.get_json()
+    assert body["error"] is True and "unavailable" in body["message"]
+    start = lab.start()
+    assert start.status_code == 503 and start.get_json()["error"] is True
+    with lab.client.session_transaction() as flask_session:
+        flask_session["weblab_session_id"] = "abc"
+    page = lab.client.get("/lab/")
+    assert page.status_code == 503 and page.content_type.startswith("text/html")
+    assert b"Traceback" not in page.data and b"unavailable" in page.data
+
+
+@pytest.mark.slow
+def test_cleaner_thread_survives_redis_down(make_lab, tmp_path, caplog):
+    lab = make_lab(
+        WEBLAB_REDIS_URL=f"unix://{tmp_path}/nothing.sock",
+        WEBLAB_AUTOCLEAN_THREAD=True,
+        WEBLAB_CLEANER_INTERVAL=0.1,
+    )
+    lab.client.get("/weblab/sessions/api")
+    assert wait_for(lambda: "cleaner: Redis is unavailable" in caplog.text)
+    assert lab.state.cleaner.is_alive()
