@@ -88,8 +88,10 @@ class SimulatedArduino:
         self.bootloader = Bootloader(self.part, corrupt_at=self.faults.verify_at)
         self.expected_pages: int | None = None
         self.disconnects = 0
-        #: every byte the host sent (also under nosync), for tests
+        #: every byte the host sent (also under nosync) and the board answered; for tests and
+        #: benchmarks
         self.bytes_received = 0
+        self.bytes_sent = 0
         self._disconnect_pending = self.faults.disconnect_at is not None
         self._dir: str | None = None
         self._link: str | None = None
@@ -230,6 +232,7 @@ class SimulatedArduino:
                 tx_clock = max(tx_clock, ready) + len(reply) * self.byte_time
                 if not self._sleep_until(tx_clock) or not self._send(reply):
                     return
+                self.bytes_sent += len(reply)
                 continue
             readable, _, _ = select.select([self._master, self._wake_r], [], [])
             if self._wake_r in readable:
