@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import io
+import re
 import sys
 import tokenize
 from pathlib import Path
@@ -150,6 +151,22 @@ def test_modules_stay_small(path: Path) -> None:
     code = code_lines(source)
     assert code <= MAX_CODE_LINES, f"{rel(path)} has {code} lines of code: split it"
     assert total <= MAX_LINES, f"{rel(path)} has {total} lines: split it"
+
+
+def test_the_readme_starts_with_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    assert "labruntime demo" in blocks[0]
+    assert blocks[1].strip() == "bash tools/test.sh"
+    assert (ROOT / "tools" / "test.sh").is_file()
+
+
+def test_the_readme_documents_every_configuration_key() -> None:
+    from labruntime.config import KNOWN_KEYS
+
+    readme = (ROOT / "README.md").read_text()
+    missing = sorted(key for key in KNOWN_KEYS if f"`{key}`" not in readme)
+    assert not missing, f"README.md's configuration table lacks {missing}"
 
 
 def test_the_checks_see_violations(tmp_path: Path) -> None:
