@@ -108,6 +108,11 @@ class Stk500Programmer(Device):
                 self._close_port()
                 raise
 
+    @property
+    def reset_line(self) -> Any:
+        """The device driving reset when ``reset=`` is a device URL, else None."""
+        return self._reset_device
+
     # -- port -------------------------------------------------------------------------------
     def _open_port(self) -> Any:
         if self._ser is None:
@@ -308,11 +313,16 @@ class Stk500Programmer(Device):
 
     # -- Device hooks -----------------------------------------------------------------------
     def _drive_safe(self) -> dict[str, Any]:
-        with self._io_lock:
+        # an operation that ignored its cancel still holds the port: do not talk over it
+        if not self._io_lock.acquire(timeout=self.reply_timeout + 1):
+            raise DeviceBusyError(f"{self.label}: an operation still holds the port")
+        try:
             if self._in_progmode and self._ser is not None:
                 self._leave_quietly()
             if self._reset_device is not None:
                 self._reset_device.off()
+        finally:
+            self._io_lock.release()
         return {
             "progmode": self._in_progmode,
             "reset": "released",

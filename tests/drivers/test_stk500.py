@@ -8,6 +8,7 @@ import time
 
 import pytest
 from labruntime.drivers import open_device
+from labruntime.drivers.base import Device
 from labruntime.drivers.capabilities import Programmer
 from labruntime.drivers.errors import (
     DeviceBusyError,
@@ -21,7 +22,7 @@ from labruntime.drivers.errors import (
 )
 from labruntime.drivers.image import FirmwareImage
 from labruntime.drivers.operations import Progress
-from labruntime.drivers.registry import validate_device_url
+from labruntime.drivers.registry import register_scheme, unregister_scheme, validate_device_url
 from labruntime.drivers.sim_arduino import SimulatedArduino
 
 
@@ -214,3 +215,57 @@ def test_atmega2560_extended_addresses() -> None:
         dev.program(img)
         assert dev.board.flash[0x1FF00 : 0x1FF00 + 768] == img.data
         assert dev.board.flash[0xFF00:0x10000] == b"\xff" * 256
+
+
+class RecordingLine(Device):
+    """A reset line that records what the programmer does with it (a real registry scheme)."""
+
+    scheme = "recline"
+    instances: list[RecordingLine] = []
+
+    def __init__(self, url: object, *, name: str | None = None) -> None:
+        super().__init__(str(url), name=name)
+        self.events: list[tuple[str, float]] = []
+        RecordingLine.instances.append(self)
+
+    def on(self) -> None:
+        self.events.append(("on", time.monotonic()))
+
+    def off(self) -> None:
+        self.events.append(("off", time.monotonic()))
+
+    def _drive_safe(self) -> dict[str, object]:
+        self.off()
+        return {"value": False}
+
+    def _close(self) -> None:
+        self.events.append(("close", time.monotonic()))
+
+
+def test_reset_through_a_device_url() -> None:
+    register_scheme("recline", RecordingLine)
+    try:
+        with SimulatedArduino() as board:
+            url = f"stk500:{board.tty_path}?reset=recline:4&reset_pulse=0.05"
+            with open_device(url, name="uno") as dev:
+                RecordingLine.instances[-1].events.clear()
+                dev.program(image(200))
+                line = RecordingLine.instances[-1]
+                events = list(line.events)
+                assert line.name == "uno reset"
+        kinds = [kind for kind, _ in events]
+        assert kinds[:2] == ["on", "off"]
+        assert events[1][1] - events[0][1] >= 0.05
+        assert line.events[-1][0] == "close"  # closed with the programmer
+    finally:
+        unregister_scheme("recline")
+        RecordingLine.instances.clear()
+
+
+def test_reset_on_a_mock_gpio_pin_ends_released() -> None:
+    with SimulatedArduino() as board:
+        url = f"stk500:{board.tty_path}?reset=gpio:4%3Ffactory%3Dmock"
+        with open_device(url) as dev:
+            dev.program(image(100))
+            assert dev.describe()["reset"] == "gpio:4?factory=mock"
+            assert dev.reset_line.value is False
