@@ -51,6 +51,16 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def dead(pid: int, timeout: float = 3.0) -> bool:
+    """True once ``pid`` is gone (SIGKILL is delivered asynchronously: allow a moment)."""
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def wait_for_pids(path: Path, timeout: float = 10) -> tuple[int, int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -122,8 +132,7 @@ def test_cancel_kills_the_whole_process_group(
         assert time.monotonic() - t0 < 1.5  # SIGTERM was enough: no grace period needed
     assert len(outcome) == 1 and isinstance(outcome[0], OperationCancelled)
     assert ("write", 10) in [(e.stage, e.done) for e in events]
-    assert not alive(tool)
-    assert not alive(grandchild)
+    assert dead(tool) and dead(grandchild)
 
 
 def test_a_tool_ignoring_sigterm_is_killed_after_the_grace_period(
@@ -143,7 +152,7 @@ def test_a_tool_ignoring_sigterm_is_killed_after_the_grace_period(
     assert report.ok and "cancelled 1 operation" in report.detail
     assert 0.25 <= elapsed < 3
     assert isinstance(result[0], OperationCancelled)
-    assert not alive(tool) and not alive(grandchild)
+    assert dead(tool) and dead(grandchild)
 
 
 def _capture(prog, image: Path, sink: list[BaseException]) -> None:  # noqa: ANN001
@@ -164,7 +173,7 @@ def test_deadline_stops_the_tool_with_its_last_lines(
         assert 0.45 < time.monotonic() - t0 < 3
     assert isinstance(info.value, TimeoutError)
     tool, grandchild = wait_for_pids(tmp_path / "pids")
-    assert not alive(tool) and not alive(grandchild)
+    assert dead(tool) and dead(grandchild)
 
 
 def test_bytes_image_goes_through_a_temporary_hex_file(tmp_path: Path) -> None:
