@@ -263,3 +263,10 @@ def test_gunicorn_serves_the_rlms_protocol_under_script_name(gunicorn_lab1):
 
     assert rlms.dispose(started.session_id)["message"] == "Deleted"
     assert rlms.status(started.session_id) == -1
+
+
+def test_readme_explains_every_file():
+    readme = (CONFIG / "README.md").read_text()
+    files = [p.relative_to(CONFIG).as_posix() for p in CONFIG.rglob("*") if p.is_file()]
+    missing = [f for f in files if f != "README.md" and f"`{f}`" not in readme]
+    assert not missing, f"config/README.md does not explain {missing}"
