@@ -203,6 +203,7 @@ def gunicorn_lab1(tmp_path: Path) -> Iterator[int]:
         "LABRUNTIME_DEVICES": str(CONFIG / "devices.sim.toml"),
         "LABRUNTIME_INSTANCE": str(instance),
         "LABRUNTIME_LOCK_DIR": str(tmp_path / "locks"),
+        "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in config/
     }
     gunicorn = Path(sys.executable).with_name("gunicorn")
     cmd = [str(gunicorn), "-c", str(CONFIG / "gunicorn.conf.py"), "wsgi_app:application"]
@@ -267,6 +268,10 @@ def test_gunicorn_serves_the_rlms_protocol_under_script_name(gunicorn_lab1):
 
 def test_readme_explains_every_file():
     readme = (CONFIG / "README.md").read_text()
-    files = [p.relative_to(CONFIG).as_posix() for p in CONFIG.rglob("*") if p.is_file()]
+    files = [
+        p.relative_to(CONFIG).as_posix()
+        for p in CONFIG.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
     missing = [f for f in files if f != "README.md" and f"`{f}`" not in readme]
     assert not missing, f"config/README.md does not explain {missing}"
