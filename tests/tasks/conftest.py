@@ -101,3 +101,22 @@ def lab(redis_url: str, redis_base: str) -> Iterator[Lab]:
         yield lab
     finally:
         lab.close()
+
+
+@pytest.fixture
+def lab_factory(redis_url: str, redis_base: str) -> Iterator[Any]:
+    """``lab_factory(threads=1, dispose_timeout=2, start=True)``: labs closed at the end."""
+    labs: list[Lab] = []
+
+    def factory(threads: int = 1, start: bool = True, **kw: Any) -> Lab:
+        lab = make_lab(redis_url, redis_base, threads=threads, **kw)
+        labs.append(lab)
+        if start:
+            lab.start_workers()
+        return lab
+
+    try:
+        yield factory
+    finally:
+        for lab in labs:
+            lab.close()

@@ -1,0 +1,66 @@
+"""Ending a session: its tasks are stopped, waited for (bounded), then on_dispose runs."""
+
+from __future__ import annotations
+
+import time
+
+from labruntime.testing import FakeRLMS
+
+
+def _wait_running(task, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not task.retrieve().running:
+        assert time.monotonic() < deadline, f"{task} did not start"
+        task.join(timeout=0.02, error_on_timeout=False)
+
+
+def test_dispose_stops_and_waits_for_tasks(lab) -> None:
+    disposed: list[bool] = []
+    lab.weblab.on_dispose(lambda: disposed.append(True))
+    sid = lab.start_session()
+    ctx = lab.as_session(sid)
+    try:
+        task = lab.tasks["until_stopped"].delay(20)
+        queued = lab.tasks["add"].delay(1, 2)
+        _wait_running(task)
+    finally:
+        ctx.pop()
+    start = time.monotonic()
+    reply = lab.rlms.dispose(sid)
+    assert reply["message"] == "Deleted"
+    assert time.monotonic() - start < 3
+    assert disposed == [True]
+    # finished tasks stay readable by the (now expired) user
+    ctx = lab.as_session(sid)
+    try:
+        got = lab.weblab.get_task(task.task_id)
+        assert got.done and got.result.startswith("stopped after")
+        assert {t.task_id for t in lab.weblab.tasks} == {task.task_id, queued.task_id}
+        assert lab.weblab.running_tasks == []
+    finally:
+        ctx.pop()
+
+
+def test_dispose_answers_ask_again_then_times_out(lab_factory) -> None:
+    lab = lab_factory(threads=1, dispose_timeout=2)
+    sid = lab.start_session()
+    ctx = lab.as_session(sid)
+    try:
+        stubborn = lab.tasks["ignore_stop"].delay(4)
+        _wait_running(stubborn)
+    finally:
+        ctx.pop()
+    rlms = FakeRLMS.for_app(lab.app, style="labsland", max_dispose_wait=10)
+    first = rlms.request("POST", sid, {"action": "delete"})
+    body = first.json()
+    assert body.get("finished") is False and body.get("ask_again", 0) > 0
+    assert body.get("should_finish", -1) > 0
+    start = time.monotonic()
+    assert rlms.dispose(sid)["message"] == "Deleted"
+    assert time.monotonic() - start < 4
+    ctx = lab.as_session(sid)
+    try:
+        got = lab.weblab.get_task(stubborn.task_id)
+        assert got.failed and got.error["code"] == "dispose-timeout"
+    finally:
+        ctx.pop()

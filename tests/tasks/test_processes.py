@@ -1,0 +1,102 @@
+"""Worker processes (`loop`, `run-tasks`) started, stopped and killed for real."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+LABAPP = Path(__file__).parent / "labapp.py"
+FLASK = [sys.executable, "-m", "flask", "--app", str(LABAPP)]
+
+
+@pytest.fixture
+def spawn(redis_url: str, redis_base: str) -> Iterator:
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        env = dict(os.environ, LAB_REDIS_URL=redis_url, LAB_REDIS_BASE=redis_base, LAB_THREADS="0")
+        proc = subprocess.Popen(
+            [*FLASK, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        procs.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=10)
+
+
+def _wait(predicate, seconds: float, what: str) -> float:
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < seconds, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def test_kill_9_marks_running_task_worker_lost_and_frees_lock(lab_factory, spawn) -> None:
+    lab = lab_factory(threads=0, start=False)
+    sid = lab.start_session()
+    ctx = lab.as_session(sid)
+    try:
+        task = lab.tasks["only_one"].delay(60)
+        queued = lab.tasks["add"].delay(2, 2)
+        worker = spawn("loop", "--threads", "1")
+        _wait(lambda: task.retrieve().running, 15, "the loop process to start the task")
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(5)
+        killed_at = time.monotonic()
+        spawn("loop", "--threads", "1")  # a live worker reaps the dead one
+        _wait(lambda: task.retrieve().failed, 10, "worker-lost")
+        assert time.monotonic() - killed_at < 10
+        assert task.error["code"] == "worker-lost"
+        assert lab.runs(task.task_id) == 1  # never re-run
+        assert queued.join(timeout=5).result == 4  # the queue still flows
+        again = lab.tasks["only_one"].delay(0.01)  # the unique lock was released
+        assert again.join(timeout=5).done
+    finally:
+        ctx.pop()
+
+
+def test_sigterm_stops_running_tasks_and_exits_0(lab_factory, spawn) -> None:
+    lab = lab_factory(threads=0, start=False)
+    ctx = lab.as_session(lab.start_session())
+    try:
+        task = lab.tasks["until_stopped"].delay(60)
+        worker = spawn("loop", "--threads", "2")
+        _wait(lambda: task.retrieve().running, 15, "the loop process to start the task")
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=10)
+        assert worker.returncode == 0, output
+        assert task.retrieve().done and task.result.startswith("stopped after")
+        later = lab.tasks["add"].delay(1, 1)  # nobody takes tasks any more
+        assert not later.join(timeout=0.3, error_on_timeout=False).finished
+    finally:
+        ctx.pop()
+
+
+def test_run_tasks_runs_the_queue_and_exits(lab_factory, spawn) -> None:
+    lab = lab_factory(threads=0, start=False)
+    ctx = lab.as_session(lab.start_session())
+    try:
+        tasks = [lab.tasks["add"].delay(i, 1) for i in range(5)]
+        stopped = lab.tasks["add"].delay(0, 0)
+        stopped.stop()
+        proc = spawn("run-tasks", "--threads", "2")
+        output, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0, output
+        assert [t.retrieve().result for t in tasks] == [1, 2, 3, 4, 5]
+        assert stopped.retrieve().failed and stopped.error["code"] == "stopped"
+    finally:
+        ctx.pop()
