@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, url_for
 
 from labruntime import WebLab, weblab_user
 
@@ -111,7 +111,7 @@ def make_lab(redis_url: str, redis_base: str, tmp_path) -> Iterator[Callable[...
 
         @weblab.initial_url
         def initial():
-            return "/lab/"
+            return url_for("index")
 
         @app.route("/lab/")
         def index():
