@@ -270,10 +270,16 @@ class SimulatedArduino:
             self.bootloader.pages_written,
             self.pts_path,
         )
-        self._close_pty()
+        # the new pty is in place (symlink switched atomically) before the old one closes, so
+        # the path never dangles for a host that reopens at once
+        old = (self._master, self._slave)
+        self._open_pty()
+        for fd in old:
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         with self._lock:
             self.bootloader.reset()
-        self._open_pty()
         log.info("simulated board is back on %s (now %s)", self._link, self.pts_path)
 
     def _sleep_until(self, deadline: float) -> bool:
