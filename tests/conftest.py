@@ -11,8 +11,6 @@ Sub-folders add their own fixtures in their own ``conftest.py``.
 
 from __future__ import annotations
 
-import ctypes
-import sys
 import uuid
 from collections.abc import Iterator
 
@@ -20,8 +18,6 @@ import pytest
 import redis
 
 from labruntime.embedded import EmbeddedRedis
-
-PR_SET_CHILD_SUBREAPER = 36
 
 
 @pytest.fixture(scope="session")
@@ -53,16 +49,3 @@ def redis_base(redis_url: str) -> Iterator[str]:
             client.unlink(*keys[start : start + 500])
     finally:
         client.close()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _reap_daemons() -> None:
-    """Adopt the processes our children daemonize (the embedded Redis) so they can be reaped.
-
-    Daemons are re-parented to PID 1, and in some containers PID 1 never reaps them, leaving
-    zombies behind. As a child subreaper (Linux), pytest adopts them instead and
-    ``EmbeddedRedis.stop()`` collects their exit status.
-    """
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)

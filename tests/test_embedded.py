@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -66,6 +67,28 @@ def redis_servers_using(conffile: Path) -> list[int]:
         if comm == "redis-server" and cwd == str(conffile.parent) and alive(int(entry.name)):
             found.append(int(entry.name))
     return found
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@pytest.fixture(scope="module", autouse=True)
+def adopt_daemons() -> Iterator[None]:
+    """Adopt the servers these tests daemonize, so that stopping them leaves no zombie.
+
+    A daemon is re-parented to PID 1, and in some containers PID 1 is slow to reap it. As a
+    child subreaper (Linux) pytest adopts the daemons instead and ``EmbeddedRedis.stop()``
+    reaps them. Only for this module: other tests keep the usual parenting.
+    """
+    if sys.platform != "linux":
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    try:
+        yield
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 @pytest.fixture
