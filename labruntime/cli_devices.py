@@ -1,0 +1,209 @@
+"""Device commands: ``labruntime device check|program`` and ``labruntime sim arduino``.
+
+* ``device check URL [--json]``: open the device, describe it, drive it safe, close it. Exit 0
+  when the safe state was reached, 1 when not or on a device error, 2 on a bad URL.
+* ``device program URL FIRMWARE [--no-verify] [--timeout S]``: program a board (any device
+  with the Programmer capability) with a progress bar; Ctrl-C cancels and leaves it safe.
+* ``sim arduino [--baud N] [--fault F]... [--part P]``: start a simulated Arduino; its tty path
+  is the first line on stdout; runs until SIGINT/SIGTERM. Try avrdude or your own tool on it.
+
+Every DriverError ends as one ``Error: ...`` line (exit 1; 2 for a bad URL or option), never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from .drivers import (
+    DeviceURLError,
+    DriverError,
+    Programmer,
+    Progress,
+    UnknownSchemeError,
+    has_capability,
+    open_device,
+)
+
+__all__ = ["device_group", "sim_group"]
+
+
+class DeviceCommandError(click.ClickException):
+    """A device error as one line; ``exit_code`` 2 for bad input (URL, option, fault)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextmanager
+def _driver_errors() -> Iterator[None]:
+    try:
+        yield
+    except (DeviceURLError, UnknownSchemeError) as error:
+        raise DeviceCommandError(str(error), exit_code=2) from None
+    except (DriverError, OSError) as error:
+        raise DeviceCommandError(str(error)) from None
+
+
+@click.group("device")
+def device_group() -> None:
+    """Check and program devices given by URL (serial:, gpio:, stk500:, command:, sim:...)."""
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(_render(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return "-" if value is None else str(value)
+
+
+@device_group.command("check")
+@click.argument("url")
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@click.option("--name", default=None, help="A name for the device in messages.")
+def check_command(url: str, as_json: bool, name: str | None) -> None:
+    """Open URL, describe the device, drive it to its safe state and close it."""
+    with _driver_errors():
+        device = open_device(url, name=name)
+        try:
+            info = device.describe()
+            report = device.safe()
+        finally:
+            device.close()
+    if as_json:
+        click.echo(json.dumps({"device": info, "safe": report.to_dict()}, indent=2))
+    else:
+        skip = {"safe", "operations", "closed", "busy", "url"}
+        click.echo(f"device: {info['url']}")
+        for key, value in info.items():
+            if key not in skip:
+                click.echo(f"  {key}: {_render(value)}")
+        click.echo(f"safe: {'ok' if report.ok else 'FAILED'} ({report.detail})")
+        for key, value in report.state.items():
+            click.echo(f"  {key}: {_render(value)}")
+    if not report.ok:
+        raise DeviceCommandError(f"the device did not reach its safe state: {report.detail}")
+
+
+class _Bars:
+    """One click progress bar per stage (write, verify...), fed by Progress events."""
+
+    def __init__(self) -> None:
+        self.stage: str | None = None
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, event: Progress) -> None:
+        if event.stage != self.stage:
+            self.close()
+            self.stage = event.stage
+            self.bar = click.progressbar(length=1000, label=f"{event.stage:>8}", file=sys.stderr)
+            self.bar.__enter__()
+            self.shown = 0
+        position = int(event.fraction * 1000)
+        if position > self.shown:
+            self.bar.update(position - self.shown)
+            self.shown = position
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+@device_group.command("program")
+@click.argument("url")
+@click.argument("firmware", type=click.Path(exists=True, dir_okay=False))
+@click.option("--no-verify", is_flag=True, help="Do not read the flash back to verify it.")
+@click.option("--timeout", type=click.FloatRange(min=0.001), default=None, help="Deadline (s).")
+def program_command(url: str, firmware: str, no_verify: bool, timeout: float | None) -> None:
+    """Program FIRMWARE (Intel HEX or raw binary) into the board at URL."""
+    bars = _Bars()
+    with _driver_errors():
+        device = open_device(url)
+        try:
+            if not has_capability(device, Programmer):
+                raise DeviceCommandError(
+                    f"{url} cannot be programmed (its capabilities: "
+                    f"{', '.join(device.capabilities()) or 'none'}); use an stk500:, command: "
+                    "or sim:arduino URL",
+                    exit_code=2,
+                )
+            estimate = device.estimate_seconds(firmware)
+            click.echo(f"programming {firmware} into {url} (about {estimate:.1f} s)", err=True)
+            try:
+                result = device.program(
+                    firmware, verify=not no_verify, progress=bars, timeout=timeout
+                )
+            except KeyboardInterrupt:
+                bars.close()
+                report = device.safe()
+                raise DeviceCommandError(
+                    f"interrupted; device {'left safe' if report.ok else 'NOT safe'}: "
+                    f"{report.detail}",
+                    exit_code=130,
+                ) from None
+            finally:
+                bars.close()
+        finally:
+            device.close()
+    checked = "verified" if result.verified else "not verified"
+    click.echo(f"programmed {result.bytes} bytes in {result.seconds:.2f} s, {checked}")
+
+
+@click.group("sim")
+def sim_group() -> None:
+    """Simulated devices for trying labs and tools without hardware."""
+
+
+@sim_group.command("arduino")
+@click.option("--baud", type=click.IntRange(min=300), default=115200, show_default=True)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    help="nosync | verify@ADDR | disconnect@PERCENT | slow=FACTOR (repeatable).",
+)
+@click.option("--part", default="atmega328p", show_default=True, help="The AVR part.")
+def sim_arduino_command(baud: int, faults: tuple[str, ...], part: str) -> None:
+    """Start a simulated Arduino; print its tty path first; run until interrupted."""
+    from .drivers.sim_arduino import SimulatedArduino
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    with _driver_errors():
+        try:
+            board = SimulatedArduino(baudrate=baud, part=part, faults=",".join(faults) or None)
+        except (ValueError, KeyError) as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else error
+            raise DeviceCommandError(str(message), exit_code=2) from None
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            path = board.start()
+            click.echo(path)
+            sys.stdout.flush()
+            click.echo(
+                f"simulated {board.part.name} at {baud} baud; try: avrdude -c arduino "
+                f"-p {board.part.name} -P {path} -b {baud} -U flash:w:FIRMWARE.hex:i "
+                "(Ctrl-C to stop)",
+                err=True,
+            )
+            stop.wait()
+        finally:
+            board.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    click.echo("simulated board stopped", err=True)

@@ -1,0 +1,180 @@
+"""labruntime device check|program and labruntime sim arduino (CliRunner + real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from labruntime.drivers.image import FirmwareImage
+
+from labruntime.cli_devices import device_group, sim_group
+
+FAKE = Path(__file__).with_name("fake_tool.py")
+LABRUNTIME = Path(sys.executable).with_name("labruntime")
+
+
+def labruntime_argv(*args: str) -> list[str]:
+    if LABRUNTIME.exists():
+        return [str(LABRUNTIME), *args]
+    return [sys.executable, "-m", "labruntime.cli", *args]
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def firmware(tmp_path: Path) -> Path:
+    path = tmp_path / "blink.hex"
+    path.write_text(FirmwareImage(bytes(range(256)) * 4).to_ihex())
+    return path
+
+
+def test_check_prints_a_readable_description(runner: CliRunner) -> None:
+    result = runner.invoke(device_group, ["check", "serial:loop://?baudrate=9600"])
+    assert result.exit_code == 0, result.output
+    assert "device: serial:loop://?baudrate=9600" in result.output
+    assert "capabilities: console" in result.output
+    assert "baudrate: 9600" in result.output
+    assert "safe: ok" in result.output
+
+
+def test_check_json(runner: CliRunner) -> None:
+    result = runner.invoke(device_group, ["check", "--json", "sim:gpio?wired=17-27&safe=1"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["safe"]["ok"] is True
+    assert data["device"]["wired"] == ["GPIO17-GPIO27"]
+    assert data["safe"]["state"]["inputs"]["GPIO27"]["value"] == 1  # safe=1 drove the loop
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["check", "toaster:1"], 2, "known schemes: command, gpio"),
+        (["check", "serial:loop://?baud=1"], 2, "unknown option 'baud'"),
+        (["check", "serial:/dev/ttyNOPE"], 1, "Check the cable"),
+        (["check", "gpio:77?factory=mock"], 2, "not a GPIO pin name"),
+    ],
+)
+def test_check_errors_are_one_line(
+    runner: CliRunner, args: list[str], code: int, message: str
+) -> None:
+    result = runner.invoke(device_group, args)
+    assert result.exit_code == code
+    assert result.output.startswith("Error: ") and message in result.output
+    assert "Traceback" not in result.output and result.output.count("\n") == 1
+
+
+def test_program_with_an_external_tool_shows_progress(runner: CliRunner, firmware: Path) -> None:
+    url = f"command:{sys.executable}?args={FAKE} esptool {{image}}"
+    result = runner.invoke(device_group, ["program", url, str(firmware)])
+    assert result.exit_code == 0, result.output
+    assert "write" in result.output  # the progress bar's label
+    assert "programmed 1024 bytes in" in result.output and "verified" in result.output
+
+
+def test_program_no_verify_and_tool_failure(runner: CliRunner, firmware: Path) -> None:
+    url = f"command:{sys.executable}?no_verify=-V&args={FAKE} fail {{image}}"
+    result = runner.invoke(device_group, ["program", url, str(firmware), "--no-verify"])
+    assert result.exit_code == 1
+    assert "\nError: " in result.output and "programmer is not responding" in result.output
+    assert "extra=['-V']" in result.output and "Traceback" not in result.output
+
+
+def test_program_refuses_a_device_that_is_not_a_programmer(
+    runner: CliRunner, firmware: Path
+) -> None:
+    result = runner.invoke(device_group, ["program", "serial:loop://", str(firmware)])
+    assert result.exit_code == 2
+    assert "cannot be programmed (its capabilities: console)" in result.output
+
+
+def test_program_a_bad_hex_file(runner: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.hex"
+    bad.write_text(":10000000FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF01\n")
+    result = runner.invoke(device_group, ["program", "sim:arduino", str(bad)])
+    assert result.exit_code == 1
+    assert "Error: " in result.output and "bad.hex" in result.output and "line 1" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_program_the_simulated_board(runner: CliRunner, firmware: Path) -> None:
+    result = runner.invoke(device_group, ["program", "sim:arduino?baud=1000000", str(firmware)])
+    assert result.exit_code == 0, result.output
+    assert "programmed 1024 bytes" in result.output and ", verified" in result.output
+
+
+def test_sim_arduino_bad_options(runner: CliRunner) -> None:
+    result = runner.invoke(sim_group, ["arduino", "--fault", "explode"])
+    assert result.exit_code == 2 and result.output.startswith("Error: ")
+    assert "nosync" in result.output  # the fault grammar
+    result = runner.invoke(sim_group, ["arduino", "--part", "z80"])
+    assert result.exit_code == 2 and result.output.startswith("Error: ")
+    assert "atmega328p" in result.output
+
+
+@pytest.fixture
+def sim_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``labruntime sim arduino`` as a real process: (process, tty path from its first line)."""
+    proc = subprocess.Popen(
+        labruntime_argv("sim", "arduino", "--baud", "115200"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    path = proc.stdout.readline().strip()
+    yield proc, path
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=10)
+
+
+@pytest.mark.slow
+def test_sim_arduino_process_prints_its_tty_first_and_stops_on_sigterm(
+    sim_process: tuple[subprocess.Popen[str], str], runner: CliRunner, firmware: Path
+) -> None:
+    proc, path = sim_process
+    assert os.path.exists(path), path
+    result = runner.invoke(device_group, ["program", f"stk500:{path}", str(firmware)])
+    assert result.exit_code == 0, result.output
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "avrdude -c arduino" in err and "stopped" in err
+    assert not os.path.exists(path)
+
+
+@pytest.mark.slow
+def test_sim_arduino_stops_on_sigint(sim_process: tuple[subprocess.Popen[str], str]) -> None:
+    proc, path = sim_process
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=10)
+    assert proc.returncode == 0 and not os.path.exists(path)
+
+
+@pytest.mark.slow
+def test_real_avrdude_through_the_command_driver(
+    sim_process: tuple[subprocess.Popen[str], str], runner: CliRunner, firmware: Path
+) -> None:
+    if shutil.which("avrdude") is None:
+        pytest.skip("avrdude is not installed (apt-get install avrdude; tools/test.sh does it)")
+    _proc, path = sim_process
+    url = (
+        f"command:avrdude?port={path}&no_verify=-V"
+        "&args=-c arduino -p m328p -P {port} -b 115200 -U flash:w:{image}:i"
+    )
+    result = runner.invoke(device_group, ["program", url, str(firmware)])
+    assert result.exit_code == 0, result.output
+    assert "programmed 1024 bytes" in result.output
+    assert "write" in result.output and "verify" in result.output  # avrdude's bars, parsed
