@@ -31,6 +31,7 @@ from .globals import (
     weblab_user,
 )
 from .sessions import create_token
+from .tasks import TaskArgumentError, WebLabTask, current_task, current_task_stopping
 from .users import AnonymousUser, CurrentUser, ExpiredUser
 
 __all__ = [
@@ -44,6 +45,10 @@ __all__ = [
     "poll",
     "logout",
     "create_token",
+    "current_task",
+    "current_task_stopping",
+    "WebLabTask",
+    "TaskArgumentError",
     "AnonymousUser",
     "CurrentUser",
     "ExpiredUser",

@@ -18,9 +18,9 @@ from flask import Flask, g
 from markupsafe import Markup
 
 from .config import WebLabConfig, load_config
-from .errors import AlreadyInitializedError
+from .errors import AlreadyInitializedError, StoreUnavailableError
 from .globals import bind_user, get_state, weblab_user
-from .sessions import CleanerThread, DisposeOutcome, SessionManager
+from .sessions import CleanerThread, DisposeOutcome, SessionManager, create_token
 from .store import SessionRecord, Store
 from .tasks import TasksMixin
 from .users import CurrentUser, ExpiredUser, WebLabUser, make_user
@@ -107,12 +107,16 @@ class WebLab(TasksMixin):
                 atexit.register(state.cleaner.stop)
             self._start_task_workers(app)
 
-    def _stop_background(self, app: Flask) -> None:
-        """Stop the cleaner thread (tests, shutdown)."""
+    def _stop_background(self, app: Flask, timeout: float = 10.0) -> None:
+        """Stop the cleaner thread and the task threads of this process (tests, shutdown)."""
         state = get_state(app)
         if state.cleaner is not None:
             state.cleaner.stop()
             state.cleaner = None
+        stop_tasks = getattr(self, "_stop_task_workers", None)
+        if stop_tasks is not None:
+            stop_tasks(app, timeout)
+        state.background_pid = None
 
     # -- decorators -------------------------------------------------------------------------
     def on_start(self, func: F) -> F:
@@ -180,6 +184,8 @@ class WebLab(TasksMixin):
         )
         return user if isinstance(user, CurrentUser | ExpiredUser) else None
 
+    create_token = staticmethod(create_token)
+
     # -- template helper --------------------------------------------------------------------
     def poll_script(self, logout_on_close: bool = False, callback: str | None = None) -> Markup:
         """A ``<script>`` that keeps the student's page polling (and optional logout on close)."""
@@ -209,5 +215,10 @@ class WebLab(TasksMixin):
 def _save_request_data(response: Any) -> Any:
     user = g.get("_weblab_user")
     if isinstance(user, CurrentUser | ExpiredUser) and user.data_changed:
-        user.store()
+        try:
+            user.store()
+        except StoreUnavailableError as error:
+            from .views import store_unavailable_response
+
+            return store_unavailable_response(error)
     return response

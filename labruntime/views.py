@@ -30,7 +30,13 @@ from .globals import get_state
 from .sessions import DisposeOutcome, parse_start_request
 from .users import make_user
 
-__all__ = ["register_views", "forbidden_response", "student_link"]
+__all__ = [
+    "register_views",
+    "forbidden_response",
+    "student_link",
+    "dispose_reply",
+    "store_unavailable_response",
+]
 
 log = logging.getLogger(__name__)
 REALM = 'Basic realm="labruntime"'
@@ -199,7 +205,8 @@ def _logout_view() -> Any:
     return jsonify(success=done, back=user.back)
 
 
-def _unavailable(error: StoreUnavailableError) -> Any:
+def store_unavailable_response(error: StoreUnavailableError) -> Any:
+    """503 with a clear message: JSON for the RLMS and JSON clients, HTML for browsers."""
     log.error("%s", error)
     message = "The laboratory's session store (Redis) is unavailable; try again shortly."
     if request.path.startswith(get_state().config.base_url + "/weblab/") or (
@@ -228,4 +235,4 @@ def register_views(app: Flask, base_url: str, callback_url: str) -> None:
     app.add_url_rule(
         callback_url + "/logout", "weblab_logout_url", _logout_view, methods=["GET", "POST"]
     )
-    app.register_error_handler(StoreUnavailableError, _unavailable)
+    app.register_error_handler(StoreUnavailableError, store_unavailable_response)

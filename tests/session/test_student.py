@@ -274,3 +274,47 @@ def test_poll_script_in_templates(make_lab):
     assert (
         "'/callback/poll'" in html and "3000" in html and "sendBeacon('/callback/logout')" in html
     )
+
+
+def test_socket_decorators_skip_handler_when_check_fails(make_lab):
+    from labruntime import socket_requires_active, socket_requires_login, socket_weblab_user
+
+    lab = make_lab()
+    ran = []
+
+    @socket_requires_active
+    def on_active():
+        ran.append(("active", socket_weblab_user.username))
+        return "ran"
+
+    @socket_requires_login
+    def on_login():
+        ran.append(("login", socket_weblab_user.username))
+        return "ran"
+
+    sid = lab.new_session()
+    with lab.app.test_request_context("/socket.io/"):
+        assert on_active() is None and on_login() is None  # anonymous
+    with lab.app.test_request_context("/socket.io/"):
+        from flask import session
+
+        session["weblab_session_id"] = sid
+        assert on_active() == "ran" and on_login() == "ran"
+        lab.dispose(sid)
+        assert on_active() is None  # socket users are loaded afresh on every event
+        assert on_login() == "ran"
+    assert ran == [("active", "jdoe"), ("login", "jdoe"), ("login", "jdoe")]
+
+
+def test_bind_user_outside_requests(make_lab):
+    from labruntime.globals import bind_user
+
+    lab = make_lab()
+    sid = lab.new_session()
+    with lab.app.app_context():
+        assert isinstance(weblab_user._get_current_object(), AnonymousUser)
+        user = lab.weblab._load_user(sid)
+        with bind_user(user):
+            assert weblab_user.session_id == sid
+            weblab_user.data["from_task"] = True
+        assert lab.weblab._load_user(sid).data["from_task"] is True
