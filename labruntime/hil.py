@@ -18,9 +18,10 @@ A TOML map is a lab configuration file (the same file ``app.config.from_file`` l
 use (a board at the wrong baud rate, say). A TOML file of plain ``name = "url"`` lines works too.
 
 Names the suites use: ``board`` (a Programmer), ``board_nosync`` (a board that will not
-answer), ``led`` (a DigitalOutput), and a loopback (an output wired to an input): either
-``loop_out`` + ``loop_in`` (two devices: two real pins joined by a jumper) or ``loopback`` (one
-board whose ``output(pin)`` is wired to its ``input(pin)``, e.g. ``sim:gpio?wired=20-21``).
+answer), ``board_unplug`` (a board that vanishes mid-programming), ``led`` (a DigitalOutput),
+and a loopback (an output wired to an input): either ``loop_out`` + ``loop_in`` (two devices:
+two real pins joined by a jumper) or ``loopback`` (one board whose ``output(pin)`` is wired to
+its ``input(pin)``, e.g. ``sim:gpio?wired=20-21``).
 
 Fixtures:
 
@@ -59,6 +60,7 @@ DEFAULT_MAP = Path("config") / "devices.sim.toml"
 BUILTIN_SIM_MAP: dict[str, str] = {
     "board": "sim:arduino?baud=115200&part=atmega328p",
     "board_nosync": "sim:arduino?baud=115200&fault=nosync",
+    "board_unplug": "sim:arduino?baud=115200&fault=disconnect@50",
     "led": "gpio:17?safe=0&factory=mock",
     "loopback": "sim:gpio?wired=20-21&safe=1&pull=down",
 }
