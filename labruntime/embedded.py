@@ -244,8 +244,14 @@ class EmbeddedRedis:
         """Start the server unless one already answers; return its URL."""
         if _ping(self.socket_path) == "PONG":
             return self.url
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.directory, 0o700)
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.directory, 0o700)
+        except OSError as exc:
+            raise EmbeddedRedisError(
+                f"cannot create the embedded Redis folder {self.directory}: {exc}; make the "
+                "instance folder writable by this user, or set WEBLAB_REDIS_URL"
+            ) from exc
         with self._locked():
             state = self._wait_for_server(0.0)
             if state == "PONG":

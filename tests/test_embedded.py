@@ -253,6 +253,13 @@ def test_the_bundled_binary_is_found_first() -> None:
     assert os.access(found, os.X_OK)
 
 
+def test_an_unusable_folder_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "instance"
+    blocker.write_text("a file where the instance folder should be")
+    with pytest.raises(EmbeddedRedisError, match="cannot create the embedded Redis folder"):
+        EmbeddedRedis(blocker / "redis").ensure_running()
+
+
 def test_too_long_socket_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EmbeddedRedisError, match="shorter instance folder"):
         EmbeddedRedis(tmp_path / ("x" * 120))
