@@ -21,7 +21,8 @@ It fails loudly (:class:`ProtocolViolation`, an ``AssertionError``) where the re
 break: a reply not served as ``application/json`` (LabsLand refuses it), a status other than
 200, a falsy ``data`` in a dispose reply (WebLab-Deusto would resend dispose forever), a dispose
 still asking to be called again after ``max_dispose_wait``. Pytest fixtures ``fake_rlms`` (test
-client) and ``http_rlms`` (real HTTP) need an ``app`` fixture: import them in a conftest.py.
+client) and ``http_rlms`` (real HTTP) need an ``app`` fixture; ``throwaway_redis_url`` is a
+Redis for the test session. Import the ones you use in your conftest.py.
 """
 
 from __future__ import annotations
@@ -431,3 +432,18 @@ else:
         """A WebLab-Deusto-like RLMS talking real HTTP to ``app`` served on a free port."""
         with serve_app(app) as base_url:
             yield FakeRLMS(base_url, app.config["WEBLAB_USERNAME"], app.config["WEBLAB_PASSWORD"])
+
+    @pytest.fixture(scope="session")
+    def throwaway_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+        """A real Redis for the test session only (set WEBLAB_REDIS_URL to it), then stopped.
+
+        Without it a lab under test uses its embedded Redis in the instance folder, which
+        keeps the tests' sessions after they end.
+        """
+        from .embedded import EmbeddedRedis
+
+        server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+        try:
+            yield server.ensure_running()
+        finally:
+            server.stop()

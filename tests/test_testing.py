@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask, Response, jsonify
 
 from labruntime import WebLab, requires_active, weblab_user
@@ -20,6 +21,7 @@ from labruntime.testing import (
     fake_rlms,  # noqa: F401 - the fixtures lab authors import
     http_rlms,  # noqa: F401
     serve_app,
+    throwaway_redis_url,  # noqa: F401
 )
 
 USER, PASSWORD = "rlms", "secret"
@@ -146,7 +148,16 @@ def test_over_real_http_behind_a_script_name(app: Flask) -> None:
     conn.close()
 
 
-def test_the_lab_author_fixtures(fake_rlms: FakeRLMS, http_rlms: FakeRLMS) -> None:  # noqa: F811
+def test_the_lab_author_fixtures(
+    fake_rlms: FakeRLMS,  # noqa: F811
+    http_rlms: FakeRLMS,  # noqa: F811
+    throwaway_redis_url: str,  # noqa: F811
+    redis_url: str,
+) -> None:
+    assert throwaway_redis_url.startswith("unix://") and throwaway_redis_url != redis_url
+    client = redis.Redis.from_url(throwaway_redis_url)
+    assert client.ping()
+    client.close()
     assert fake_rlms.test() == {"valid": True}
     assert http_rlms.test() == {"valid": True}
     started = http_rlms.start()
