@@ -53,7 +53,7 @@ def test_kill_9_marks_running_task_worker_lost_and_frees_lock(lab_factory, spawn
         task = lab.tasks["only_one"].delay(60)
         queued = lab.tasks["add"].delay(2, 2)
         worker = spawn("loop", "--threads", "1")
-        _wait(lambda: task.retrieve().running, 15, "the loop process to start the task")
+        _wait(lambda: lab.runs(task.task_id) == 1, 15, "the loop process to start the task")
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(5)
         killed_at = time.monotonic()
