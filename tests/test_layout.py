@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import io
+import os
 import re
 import sys
 import tokenize
@@ -28,12 +29,13 @@ MAX_LINES = 600
 
 
 def python_files(*folders: Path) -> list[Path]:
-    return sorted(
-        path
-        for folder in folders
-        for path in folder.rglob("*.py")
-        if not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
+    """The .py files under ``folders``, not looking into hidden folders (virtualenvs...)."""
+    found = []
+    for folder in folders:
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+            found += [Path(root) / name for name in files if name.endswith(".py")]
+    return sorted(found)
 
 
 def imported_modules(path: Path) -> list[tuple[int, str, int]]:
