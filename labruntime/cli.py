@@ -67,14 +67,14 @@ def fake() -> None:
 
 
 @fake.command("new")
-@click.option("--name", default="John Doe", show_default=True, help="The student's full name.")
-@click.option("--username", default="john_doe", show_default=True)
-@click.option("--username-unique", default=None, help="Default: <username>@fake.")
+@click.option("--name", default="John Smith", show_default=True, help="First and last name.")
+@click.option("--username", default="john.smith", show_default=True)
+@click.option("--username-unique", default="john.smith@institution", show_default=True)
 @click.option("--assigned-time", default=300.0, show_default=True, help="Seconds in the slot.")
-@click.option("--back", default="http://localhost/back", show_default=True)
+@click.option("--back", default="http://weblab.deusto.es", show_default=True)
 @click.option("--locale", default="en", show_default=True)
 @click.option("--experiment-name", default="mylab", show_default=True)
-@click.option("--category-name", default="Lab experiments", show_default=True)
+@click.option("--category-name", default="Lab Experiments", show_default=True)
 @click.option("--client-initial-data", default=None, help="JSON object given to on_start.")
 @click.option("--client-initial-data-file", type=click.File("r"), default=None)
 @click.option("--dont-open-browser", is_flag=True, help="Only print the link.")
@@ -101,7 +101,7 @@ def fake_new(app: Flask, **options: Any) -> None:
 
         server_data = FakeRLMS.server_initial_data(
             username=options["username"],
-            username_unique=options["username_unique"] or f"{options['username']}@fake",
+            username_unique=options["username_unique"],
             full_name=options["name"],
             assigned_time=options["assigned_time"],
             locale=options["locale"],
@@ -142,7 +142,7 @@ def _fake_id(app: Flask) -> str:
 def fake_status(app: Flask) -> None:
     """Print should_finish of the last fake session (-1: it should end)."""
     session_id = _fake_id(app)
-    click.echo(f"should_finish: {get_state(app).sessions.status(session_id)}")
+    click.echo(f"Should finish: {get_state(app).sessions.status(session_id)}")
 
 
 @fake.command("dispose")

@@ -7,6 +7,7 @@ Per-app state lives in ``app.extensions["weblab"]`` (a :class:`WebLabState`), ne
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import threading
@@ -188,28 +189,53 @@ class WebLab(TasksMixin):
 
     # -- template helper --------------------------------------------------------------------
     def poll_script(self, logout_on_close: bool = False, callback: str | None = None) -> Markup:
-        """A ``<script>`` that keeps the student's page polling (and optional logout on close)."""
-        from flask import url_for
+        """A ``<script>`` that keeps the student's page polling (every WEBLAB_TIMEOUT / 2).
 
-        interval = int(get_state().config.poll_interval * 1000)
-        poll_url = url_for("weblab_poll_url")
-        logout_url = url_for("weblab_logout_url")
-        on_data = f"if (typeof {callback} === 'function') {{ {callback}(d); }}" if callback else ""
-        on_close = (
+        ``logout_on_close`` ends the session when the page is closed; ``callback`` names a JS
+        function called (with the poll reply) when polling stops: session over or lab gone.
+        """
+        from flask import session, url_for
+
+        config = get_state().config
+        if config.timeout <= 0:
+            return Markup("<!-- WEBLAB_TIMEOUT <= 0: no polling needed -->")
+        session_id = session.get(config.session_id_name)
+        if not session_id:
+            return Markup("<!-- no weblab session: no polling -->")
+        interval = max(100, int(config.timeout * 1000 / 2))
+        poll_url = json.dumps(url_for("weblab_poll_url", session_id=session_id))
+        logout_url = json.dumps(url_for("weblab_logout_url", session_id=session_id))
+        stop_code = (
+            f"if (typeof {callback} === 'function') {{ {callback}(d); }}" if callback else ""
+        )
+        close_code = (
             "window.addEventListener('pagehide', function () {"
-            f" navigator.sendBeacon({logout_url!r}); }});"
+            f" navigator.sendBeacon({logout_url}); }});"
             if logout_on_close
             else ""
         )
         return Markup(
             "<script>(function () {"
-            "function poll() {"
-            f" fetch({poll_url!r}, {{method: 'POST', credentials: 'same-origin',"
-            " cache: 'no-store'}).then(function (r) { return r.json(); })"
-            f".then(function (d) {{ {on_data} }}).catch(function () {{}}); }}"
-            f"setInterval(poll, {interval}); {on_close}"
-            "})();</script>"
+            " var retries = 3, timer = null;"
+            " function stop(d) { clearInterval(timer); " + stop_code + " }"
+            f" function poll() {{ fetch({poll_url}, {{method: 'POST', credentials: 'same-origin',"
+            " cache: 'no-store'}).then(function (r) {"
+            " if (r.status === 502 || r.status === 503) { if (retries-- > 0) { return null; } }"
+            " return r.json(); }).then(function (d) {"
+            " if (d === null) { return; } if (!d.success) { stop(d); } else { retries = 3; } })"
+            ".catch(function () { stop({success: false}); }); }"
+            f" timer = setInterval(poll, {interval}); " + close_code + "})();</script>"
         )
+
+    @property
+    def timeout(self) -> float:
+        """WEBLAB_TIMEOUT of the current app."""
+        return get_state().config.timeout
+
+    @property
+    def poll_interval(self) -> float:
+        """WEBLAB_POLL_INTERVAL of the current app."""
+        return get_state().config.poll_interval
 
 
 def _save_request_data(response: Any) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,8 +47,10 @@ class WebLabUser:
     back: str | None = None
     experiment_name: str | None = None
     category_name: str | None = None
-    start_date: datetime | None = None
-    max_date: datetime | None = None
+    start_date: float | None = None
+    max_date: float | None = None
+    last_poll: float | None = None
+    exited = False
 
     @property
     def active(self) -> bool:
@@ -108,8 +109,10 @@ class _SessionUser(WebLabUser):
         self.category_name = record.category_name
         self.request_client_data = record.client_data
         self.request_server_data = record.server_data
-        self.start_date = datetime.fromtimestamp(record.start_date)
-        self.max_date = datetime.fromtimestamp(record.max_date)
+        self.start_date = record.start_date
+        self.max_date = record.max_date
+        self.last_poll = record.last_poll
+        self.exited = record.exited
 
     @property
     def data(self) -> SessionData:
@@ -166,7 +169,15 @@ class _SessionUser(WebLabUser):
 
 
 class CurrentUser(_SessionUser):
-    """A student with a session (``active`` turns False once the time is over)."""
+    """A student with a session (``active`` turns False once the time is over).
+
+    ``start_date``, ``max_date`` and ``last_poll`` are Unix timestamps, as in weblablib.
+    """
+
+    @property
+    def time_without_polling(self) -> float:
+        """Seconds since the last poll."""
+        return self._manager.clock() - self._record.last_poll
 
     @property
     def active(self) -> bool:

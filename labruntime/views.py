@@ -188,21 +188,37 @@ def _callback(session_id: str) -> Any:
     return redirect(initial_url())
 
 
-def _poll_view() -> Any:
+def _own_session(session_id: str) -> str | None:
+    """Why a poll/logout for ``session_id`` is refused (None: it is the cookie's session)."""
+    if session.get(get_state().config.session_id_name) != session_id:
+        return "Different session identifier"
+    return None
+
+
+def _poll_view(session_id: str) -> Any:
     from .globals import _current_user, poll
 
+    refused = _own_session(session_id)
+    if refused:
+        return jsonify(success=False, reason=refused)
     user = _current_user()
+    if user.is_anonymous:
+        return jsonify(success=False, reason="Not found")
+    if not user.active:
+        return jsonify(success=False, reason="User inactive", back=user.back)
     if not get_state().config.autopoll:
         poll()
-    return jsonify(success=user.active, time_left=user.time_left, back=user.back)
+    return jsonify(success=True, time_left=user.time_left)
 
 
-def _logout_view() -> Any:
+def _logout_view(session_id: str) -> Any:
     from .globals import _current_user, logout
 
+    refused = _own_session(session_id)
+    if refused:
+        return jsonify(success=False, reason=refused)
     user = _current_user()
-    done = logout()
-    return jsonify(success=done, back=user.back)
+    return jsonify(success=logout(), back=user.back)
 
 
 def store_unavailable_response(error: StoreUnavailableError) -> Any:
@@ -231,8 +247,11 @@ def register_views(app: Flask, base_url: str, callback_url: str) -> None:
     bp.add_url_rule("/sessions/<session_id>", "dispose", _dispose, methods=["POST"])
     app.register_blueprint(bp, url_prefix=base_url + "/weblab")
     app.add_url_rule(callback_url + "/<session_id>", "weblab_callback_url", _callback)
-    app.add_url_rule(callback_url + "/poll", "weblab_poll_url", _poll_view, methods=["GET", "POST"])
-    app.add_url_rule(
-        callback_url + "/logout", "weblab_logout_url", _logout_view, methods=["GET", "POST"]
-    )
+    for name, view in (("poll", _poll_view), ("logout", _logout_view)):
+        app.add_url_rule(
+            f"{callback_url}/<session_id>/{name}",
+            f"weblab_{name}_url",
+            view,
+            methods=["GET", "POST"],
+        )
     app.register_error_handler(StoreUnavailableError, store_unavailable_response)

@@ -64,7 +64,7 @@ def test_on_dispose_exactly_once_under_races(make_lab):
 
     sid = lab.new_session(sd=lab.server_data(length=0.2))
     lab.enter(sid)
-    lab.client.post("/callback/logout")
+    lab.client.post(f"/callback/{sid}/logout")
     time.sleep(0.25)
     barrier = threading.Barrier(6)
     results = []
@@ -152,7 +152,7 @@ def test_dispose_waits_for_work(redis_url, redis_base):
     assert disposed == []
     status = client.get(f"/weblab/sessions/{sid}/status", auth=auth).get_json()
     assert status == {"should_finish": 1}
-    assert client.post("/callback/poll").get_json()["success"] is False
+    assert client.post(f"/callback/{sid}/poll").get_json()["success"] is False
     with app.app_context():
         assert weblab.clean_expired_users(app) == 0  # not due yet: retry scheduled
         assert weblab._dispose(app, sid, "rlms").retry_in == 2.5

@@ -129,7 +129,7 @@ def test_user_attributes(make_lab):
             anon=user.is_anonymous,
             user=user.user,
             time_left=user.time_left,
-            span=(user.max_date - user.start_date).total_seconds(),
+            span=user.max_date - user.start_date,
         )
         return "ok"
 
@@ -222,7 +222,7 @@ def test_polling_keeps_session_alive(make_lab):
     lab.enter(sid)
     for _ in range(4):
         time.sleep(0.2)
-        assert lab.client.post("/callback/poll").get_json()["success"] is True
+        assert lab.client.post(f"/callback/{sid}/poll").get_json()["success"] is True
     assert lab.status(sid) > 0
 
 
@@ -249,7 +249,7 @@ def test_logout_route(make_lab):
     lab = make_lab()
     sid = lab.new_session()
     lab.enter(sid)
-    body = lab.client.post("/callback/logout").get_json()
+    body = lab.client.post(f"/callback/{sid}/logout").get_json()
     assert body == {"success": True, "back": "http://rlms/back"}
     assert lab.status(sid) == -1
     assert lab.client.get("/lab/").status_code == 302
@@ -258,7 +258,7 @@ def test_logout_route(make_lab):
 
 
 def test_poll_script_in_templates(make_lab):
-    lab = make_lab(WEBLAB_POLL_INTERVAL=3)
+    lab = make_lab(WEBLAB_TIMEOUT=5)
 
     @lab.app.route("/page")
     def page():
@@ -272,7 +272,9 @@ def test_poll_script_in_templates(make_lab):
     html = lab.client.get("/page").data.decode()
     assert html.startswith("jdoe <script>")
     assert (
-        "'/callback/poll'" in html and "3000" in html and "sendBeacon('/callback/logout')" in html
+        f'"/callback/{sid}/poll"' in html
+        and "2500" in html  # WEBLAB_TIMEOUT / 2
+        and f'sendBeacon("/callback/{sid}/logout")' in html
     )
 
 
@@ -318,3 +320,35 @@ def test_bind_user_outside_requests(make_lab):
             assert weblab_user.session_id == sid
             weblab_user.data["from_task"] = True
         assert lab.weblab._load_user(sid).data["from_task"] is True
+
+
+def test_poll_route_replies(make_lab):
+    lab = make_lab()
+    sid = lab.new_session()
+    other = lab.new_session()
+    assert lab.client.get(f"/callback/{sid}/poll").get_json() == {
+        "success": False,
+        "reason": "Different session identifier",
+    }
+    lab.enter(sid)
+    assert lab.client.get(f"/callback/{other}/poll").get_json()["success"] is False
+    assert lab.client.get(f"/callback/{sid}/poll").get_json()["success"] is True
+    lab.dispose(sid)
+    reply = lab.client.get(f"/callback/{sid}/poll").get_json()
+    assert reply["success"] is False and reply["reason"] == "User inactive"
+    with lab.client.session_transaction() as flask_session:
+        flask_session["weblab_session_id"] = "gone"
+    reply = lab.client.get("/callback/gone/poll").get_json()
+    assert reply == {"success": False, "reason": "Not found"}
+
+
+def test_no_poll_script_without_timeout_or_session(make_lab):
+    lab = make_lab(WEBLAB_TIMEOUT=0)
+
+    @lab.app.route("/page")
+    def page():
+        return render_template_string("{{ weblab_poll_script() }}")
+
+    assert lab.client.get("/page").data.startswith(b"<!--")
+    lab.enter(lab.new_session())
+    assert lab.client.get("/page").data.startswith(b"<!--")
