@@ -9,6 +9,7 @@ given and returns the JSON object the script prints last.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import venv
@@ -40,15 +41,23 @@ def weblablib_python() -> Path:
 
 def run_weblablib(script: str, *args: str, timeout: float = 600) -> dict[str, Any]:
     """Run ``bench/<script>`` under weblablib's venv; return the last JSON line it prints."""
+    return _run([str(HERE / script), *args], script, timeout)
+
+
+def run_weblablib_code(source: str, *args: str, timeout: float = 600) -> dict[str, Any]:
+    """Run Python ``source`` under weblablib's venv (cwd and sys.path: bench/, so it can
+    ``from weblablib_lab import make_app``); return the last JSON line it prints."""
+    return _run(["-c", source, *args], "code", timeout)
+
+
+def _run(arguments: list[str], what: str, timeout: float) -> dict[str, Any]:
+    command = [str(weblablib_python()), "-W", "ignore::DeprecationWarning", *arguments]
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
     done = subprocess.run(
-        [str(weblablib_python()), "-W", "ignore::DeprecationWarning", str(HERE / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=HERE,
+        command, capture_output=True, text=True, timeout=timeout, cwd=HERE, env=env, check=False
     )
     if done.returncode != 0:
-        raise RuntimeError(f"{script} failed under weblablib ({done.returncode}):\n{done.stderr}")
+        raise RuntimeError(f"{what} failed under weblablib ({done.returncode}):\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
