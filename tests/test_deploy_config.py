@@ -7,6 +7,7 @@ speaks the RLMS protocol to it over HTTP under the /lab1 prefix.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -179,50 +180,55 @@ def _get(port: int, path: str, headers: dict[str, str] | None = None) -> http.cl
     return response
 
 
-def _wait_until_serving(proc: subprocess.Popen[bytes], port: int, deadline: float) -> None:
+def _wait_until_serving(
+    proc: subprocess.Popen[bytes], port: int, prefix: str, deadline: float
+) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"gunicorn exited with {proc.returncode} before serving")
         try:
-            if _get(port, "/lab1/weblab/sessions/api").status == 200:
+            if _get(port, f"{prefix}/weblab/sessions/api").status == 200:
                 return
         except OSError:
             pass
         time.sleep(0.1)  # gunicorn has no readiness signal outside systemd's sd_notify
-    raise AssertionError("gunicorn did not serve /lab1/weblab/sessions/api within 30 s")
+    raise AssertionError(f"gunicorn did not serve {prefix}/weblab/sessions/api within 30 s")
 
 
-@pytest.fixture
-def gunicorn_lab1(tmp_path: Path) -> Iterator[int]:
+@contextlib.contextmanager
+def gunicorn_lab(
+    workdir: Path, script_name: str, config: Path, instance: Path | None = None
+) -> Iterator[int]:
     """gunicorn as labruntime-web.service runs it, on a free port; its process group killed."""
     port = _free_port()
-    instance = tmp_path / "instance"
+    instance = instance or workdir / "instance"
     env = {
         **os.environ,
-        "SCRIPT_NAME": "/lab1",
+        "SCRIPT_NAME": script_name,
         "LABRUNTIME_BIND": f"127.0.0.1:{port}",
-        "LABRUNTIME_CONFIG": str(CONFIG / "lab.example.toml"),
+        "LABRUNTIME_CONFIG": str(config),
         "LABRUNTIME_DEVICES": str(CONFIG / "devices.sim.toml"),
         "LABRUNTIME_INSTANCE": str(instance),
-        "LABRUNTIME_LOCK_DIR": str(tmp_path / "locks"),
+        "LABRUNTIME_LOCK_DIR": str(workdir / "locks"),
         "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in config/
     }
     gunicorn = Path(sys.executable).with_name("gunicorn")
     cmd = [str(gunicorn), "-c", str(CONFIG / "gunicorn.conf.py"), "wsgi_app:application"]
-    log = (tmp_path / "gunicorn.log").open("wb")
-    proc = subprocess.Popen(
-        cmd, cwd=CONFIG, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        _wait_until_serving(proc, port, time.monotonic() + 30)
-        yield port
-    except AssertionError:
-        log.flush()
-        raise AssertionError((tmp_path / "gunicorn.log").read_text()[-3000:]) from None
-    finally:
-        _stop_group(proc)
-        log.close()
-        stop_embedded_redis(instance)
+    log_path = workdir / f"gunicorn{script_name.replace('/', '-')}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=CONFIG, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            try:
+                _wait_until_serving(proc, port, script_name, time.monotonic() + 30)
+            except AssertionError as exc:
+                log.flush()
+                raise AssertionError(f"{exc}\n{log_path.read_text()[-3000:]}") from None
+            yield port
+        finally:
+            _stop_group(proc)
+            stop_embedded_redis(instance)
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
@@ -234,6 +240,13 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
     except ProcessLookupError:
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def gunicorn_lab1(tmp_path: Path) -> Iterator[int]:
+    """The example lab, as labruntime-web.service serves it: its port."""
+    with gunicorn_lab(tmp_path, "/lab1", CONFIG / "lab.example.toml") as port:
+        yield port
 
 
 @pytest.mark.slow
@@ -277,3 +290,46 @@ def test_readme_explains_every_file():
     ]
     missing = [f for f in files if f != "README.md" and f"`{f}`" not in readme]
     assert not missing, f"config/README.md does not explain {missing}"
+
+
+def _lab_config(tmp_path: Path, lab: str, redis_url: str, base: str) -> Path:
+    """lab.example.toml as the README says to adapt it for ``lab``, on a shared Redis."""
+    text = (CONFIG / "lab.example.toml").read_text()
+    replaced = {
+        'SESSION_COOKIE_NAME = "lab1sess"': f'SESSION_COOKIE_NAME = "{lab}sess"',
+        'SESSION_COOKIE_PATH = "/lab1"': f'SESSION_COOKIE_PATH = "/{lab}"',
+        'WEBLAB_REDIS_BASE = "lab1"': f'WEBLAB_REDIS_BASE = "{base}{lab}"',
+        'SECRET_KEY = "change-me-to-a-long-random-string"': f'SECRET_KEY = "secret-of-{lab}"',
+        '# WEBLAB_REDIS_URL = "redis://localhost:6379/0"': f'WEBLAB_REDIS_URL = "{redis_url}"',
+    }
+    for old, new in replaced.items():
+        assert old in text, f"lab.example.toml no longer has {old!r}: update this test"
+        text = text.replace(old, new)
+    path = tmp_path / f"{lab}.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.slow
+def test_two_labs_behind_one_host_stay_apart(tmp_path, redis_url, redis_base):
+    lab1_dir, lab2_dir = tmp_path / "lab1", tmp_path / "lab2"
+    lab1_dir.mkdir()
+    lab2_dir.mkdir()
+    with (
+        gunicorn_lab(lab1_dir, "/lab1", _lab_config(tmp_path, "lab1", redis_url, redis_base)) as p1,
+        gunicorn_lab(lab2_dir, "/lab2", _lab_config(tmp_path, "lab2", redis_url, redis_base)) as p2,
+    ):
+        lab1 = FakeRLMS(f"http://127.0.0.1:{p1}/lab1", LAB_USER, LAB_PASSWORD)
+        lab2 = FakeRLMS(f"http://127.0.0.1:{p2}/lab2", LAB_USER, LAB_PASSWORD)
+        one = lab1.start({}, username="alice", assigned_time=120)
+        assert one.url.startswith(f"https://127.0.0.1:{p1}/lab1/")
+        # same Redis server, different WEBLAB_REDIS_BASE: lab2 does not know lab1's session
+        assert lab1.status(one.session_id) > 0
+        assert lab2.status(one.session_id) == -1
+        assert lab2.dispose(one.session_id)["message"] == "Not found"
+        two = lab2.start({}, username="bob", assigned_time=120)
+        link = two.url.split(f":{p2}", 1)[1]
+        cookie = _get(p2, link).getheader("Set-Cookie")
+        assert cookie.startswith("lab2sess=") and "Path=/lab2" in cookie
+        assert lab1.dispose(one.session_id)["message"] == "Deleted"
+        assert lab2.dispose(two.session_id)["message"] == "Deleted"
