@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SKIP = (".git", ".venv", "build", "dist", "instance", "*.egg-info", "__pycache__", ".*cache")
+SKIP += ("bench", "hil_tests", "artifacts", "*.sock")
 
 PROBE = """
 import importlib.util, json
@@ -42,8 +45,20 @@ def probe(python: str, cwd: Path, env_extra: dict[str, str] | None = None) -> di
 @pytest.mark.slow
 def test_wheel_maps_drivers_under_labruntime(tmp_path: Path) -> None:
     wheel_dir = tmp_path / "wheel"
+    source = tmp_path / "source"  # pip builds in the source tree: keep ours clean of build/
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*SKIP))
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(source),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
