@@ -52,7 +52,7 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
 }
 #: sim:<target> -> (module, open function, validate function)
 _SIM_TARGETS: dict[str, tuple[str, str, str]] = {
-    "gpio": (".gpio", "open_sim", "validate_sim"),
+    "gpio": (".gpio_sim", "open_url", "validate"),
     "arduino": (".sim_arduino", "open_url", "validate"),
 }
 
