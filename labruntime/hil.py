@@ -207,6 +207,7 @@ def _device_map(config: pytest.Config) -> DeviceMap:
             config.getoption("hil_devices", default=None), os.environ, config.rootpath
         )
         config._labruntime_hil_map = cached  # type: ignore[attr-defined]
+        log.info("HIL device map from %s: %s", cached.source, dict(cached))
     return cached
 
 
