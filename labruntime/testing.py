@@ -203,7 +203,8 @@ class FakeRLMS:
 
     @classmethod
     def for_app(cls, app: Flask, **kwargs: Any) -> FakeRLMS:
-        """A fake RLMS on the app's test client, with the app's WEBLAB_USERNAME/PASSWORD."""
+        """A fake RLMS on the app's test client, with the app's credentials and base URL."""
+        kwargs.setdefault("prefix", _base_url(app))
         return cls(app, app.config["WEBLAB_USERNAME"], app.config["WEBLAB_PASSWORD"], **kwargs)
 
     @property
@@ -383,6 +384,11 @@ class FakeRLMS:
         return None
 
 
+def _base_url(app: Flask) -> str:
+    """The app's WEBLAB_BASE_URL (or WEBLAB_BASE), the path in front of /weblab/sessions."""
+    return (app.config.get("WEBLAB_BASE_URL") or app.config.get("WEBLAB_BASE") or "").rstrip("/")
+
+
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ProtocolViolation(f"{what} must be a number, got {value!r}")
@@ -431,7 +437,9 @@ else:
     def http_rlms(app: Flask) -> Iterator[FakeRLMS]:
         """A WebLab-Deusto-like RLMS talking real HTTP to ``app`` served on a free port."""
         with serve_app(app) as base_url:
-            yield FakeRLMS(base_url, app.config["WEBLAB_USERNAME"], app.config["WEBLAB_PASSWORD"])
+            config = app.config
+            url = base_url + _base_url(app)
+            yield FakeRLMS(url, config["WEBLAB_USERNAME"], config["WEBLAB_PASSWORD"])
 
     @pytest.fixture(scope="session")
     def throwaway_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

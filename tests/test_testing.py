@@ -121,6 +121,33 @@ def test_the_start_date_is_parsed_without_a_timestamp(
     assert 190 < rlms.client.get("/lab/").get_json()["time_left"] < 201
 
 
+@pytest.mark.parametrize("key", ["WEBLAB_BASE_URL", "WEBLAB_BASE"])
+def test_a_base_url_is_followed(redis_url: str, redis_base: str, tmp_path: Path, key: str) -> None:
+    lab = Flask("based", instance_path=str(tmp_path / "instance"))
+    lab.config.update(
+        SECRET_KEY="k",
+        WEBLAB_USERNAME=USER,
+        WEBLAB_PASSWORD=PASSWORD,
+        WEBLAB_REDIS_URL=redis_url,
+        WEBLAB_REDIS_BASE=redis_base,
+        WEBLAB_NO_THREAD=True,
+    )
+    lab.config[key] = "/mylab"
+    WebLab(lab)
+    try:
+        rlms = FakeRLMS.for_app(lab)
+        started = rlms.start()
+        assert "/mylab/callback/" in started.url
+        assert rlms.calls[-1].status == 200
+        with serve_app(lab) as base_url:
+            http = FakeRLMS(base_url + "/mylab", USER, PASSWORD)
+            assert http.status(started.session_id) > 0
+            with pytest.raises(ProtocolViolation, match="HTTP 404"):  # not without the base
+                FakeRLMS(base_url, USER, PASSWORD).api()
+    finally:
+        lab.extensions["weblab"].store.close()
+
+
 def test_a_refused_start_raises_start_error(app: Flask) -> None:
     rlms = FakeRLMS.for_app(app)
     with pytest.raises(StartError, match="refused|Error") as caught:
