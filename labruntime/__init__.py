@@ -21,6 +21,7 @@ from .errors import (
 )
 from .extension import WebLab
 from .globals import (
+    get_weblab_user,
     logout,
     poll,
     requires_active,
@@ -32,11 +33,12 @@ from .globals import (
 )
 from .sessions import create_token
 from .tasks import TaskArgumentError, WebLabTask, current_task, current_task_stopping
-from .users import AnonymousUser, CurrentUser, ExpiredUser
+from .users import AnonymousUser, CurrentUser, ExpiredUser, WebLabUser
 
 __all__ = [
     "WebLab",
     "weblab_user",
+    "get_weblab_user",
     "socket_weblab_user",
     "requires_active",
     "requires_login",
@@ -49,6 +51,7 @@ __all__ = [
     "current_task_stopping",
     "WebLabTask",
     "TaskArgumentError",
+    "WebLabUser",
     "AnonymousUser",
     "CurrentUser",
     "ExpiredUser",

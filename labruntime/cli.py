@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
 import sys
 import webbrowser
 from collections.abc import Callable
@@ -80,8 +81,8 @@ def fake() -> None:
 @click.option("--dont-open-browser", is_flag=True, help="Only print the link.")
 @click.option(
     "--url-base",
-    default="http://localhost:5000",
-    show_default=True,
+    default=lambda: f"http://{os.environ.get('SERVER_NAME') or 'localhost:5000'}",
+    show_default="http://$SERVER_NAME or http://localhost:5000",
     help="Where the lab is served (the link is built on it).",
 )
 @app_command

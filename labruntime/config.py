@@ -73,7 +73,9 @@ def _string(
 
 
 def _bool(cfg: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = cfg.get(key, default)
+    value = cfg.get(key)
+    if value is None:
+        return default
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
@@ -208,6 +210,19 @@ def load_config(
         dispose_timeout=_number(cfg, "WEBLAB_DISPOSE_TIMEOUT", 60, positive=True),
         devices=_devices(cfg),
     )
+    if config.no_thread:
+        if cfg.get("WEBLAB_AUTOCLEAN_THREAD") is not None and config.autoclean_thread:
+            raise _fail(
+                "WEBLAB_AUTOCLEAN_THREAD",
+                cfg.get("WEBLAB_AUTOCLEAN_THREAD"),
+                "False (or unset) when WEBLAB_NO_THREAD is True",
+            )
+        if cfg.get("WEBLAB_TASK_THREADS_PROCESS") is not None and config.task_threads_process:
+            raise _fail(
+                "WEBLAB_TASK_THREADS_PROCESS",
+                cfg.get("WEBLAB_TASK_THREADS_PROCESS"),
+                "0 (or unset) when WEBLAB_NO_THREAD is True",
+            )
     unknown = sorted(k for k in cfg if k.startswith("WEBLAB_") and k not in KNOWN_KEYS)
     if unknown:
         log.warning("unknown configuration keys (typo?): %s", ", ".join(unknown))

@@ -19,7 +19,7 @@ from flask import Flask, g
 from markupsafe import Markup
 
 from .config import WebLabConfig, load_config
-from .errors import AlreadyInitializedError, StoreUnavailableError
+from .errors import AlreadyInitializedError, InvalidConfigError, StoreUnavailableError
 from .globals import bind_user, get_state, weblab_user
 from .sessions import CleanerThread, DisposeOutcome, SessionManager, create_token
 from .store import SessionRecord, Store
@@ -120,24 +120,32 @@ class WebLab(TasksMixin):
         state.background_pid = None
 
     # -- decorators -------------------------------------------------------------------------
+    def _set_hook(self, attr: str, func: Callable[..., Any]) -> None:
+        if getattr(self, attr) is not None:
+            raise InvalidConfigError(
+                f"@weblab.{attr[1:]} is already defined (by {getattr(self, attr).__qualname__}): "
+                "a lab registers it once"
+            )
+        setattr(self, attr, func)
+
     def on_start(self, func: F) -> F:
         """``func(client_data, server_data)`` runs when a session starts; a dict -> data."""
-        self._on_start = func
+        self._set_hook("_on_start", func)
         return func
 
     def on_dispose(self, func: F) -> F:
         """``func()`` runs exactly once when a session ends, whatever ended it."""
-        self._on_dispose = func
+        self._set_hook("_on_dispose", func)
         return func
 
     def initial_url(self, func: F) -> F:
         """``func()`` returns the URL the student lands on after the RLMS link."""
-        self._initial_url = func
+        self._set_hook("_initial_url", func)
         return func
 
     def user_loader(self, func: F) -> F:
         """``func(username_unique)`` returns the lab's user object (``weblab_user.user``)."""
-        self._user_loader = func
+        self._set_hook("_user_loader", func)
         return func
 
     # -- lifecycle --------------------------------------------------------------------------

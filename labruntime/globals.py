@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "weblab_user",
+    "get_weblab_user",
     "socket_weblab_user",
     "bind_user",
     "get_state",
@@ -112,6 +113,11 @@ def _socket_user() -> WebLabUser:
     state = get_state()
     session_id = session.get(state.config.session_id_name)
     return _load(session_id, poll=state.config.autopoll) if session_id else AnonymousUser()
+
+
+def get_weblab_user(cached: bool = True) -> WebLabUser:
+    """The current user; ``cached=False`` reloads it from the store (long handlers, sockets)."""
+    return _current_user() if cached else _socket_user()
 
 
 weblab_user: WebLabUser = LocalProxy(_current_user)  # type: ignore[assignment]

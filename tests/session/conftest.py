@@ -73,6 +73,15 @@ class Lab:
         """The student opens the link."""
         return self.client.get(f"/callback/{session_id}")
 
+    def replace_hook(self, name: str):
+        """Decorator: swap one of the default hooks (a lab may register each hook once)."""
+
+        def decorator(func):
+            setattr(self.weblab, f"_{name}", None)
+            return getattr(self.weblab, name)(func)
+
+        return decorator
+
     basic = staticmethod(basic)
     server_data = staticmethod(server_data)
 

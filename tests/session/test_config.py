@@ -116,3 +116,22 @@ def test_one_weblab_two_apps(redis_url, redis_base):
     assert apps[1].test_client().get("/b/weblab/sessions/api").status_code == 200
     assert apps[0].extensions["weblab"].config.base_url == "/a"
     assert apps[1].extensions["weblab"].config.base_url == "/b"
+
+
+@pytest.mark.parametrize(
+    "key,value", [("WEBLAB_AUTOCLEAN_THREAD", True), ("WEBLAB_TASK_THREADS_PROCESS", 2)]
+)
+def test_no_thread_conflicts(key, value):
+    with pytest.raises(InvalidConfigError, match=f"{key}.*WEBLAB_NO_THREAD"):
+        load_config({**BASE, "WEBLAB_NO_THREAD": True, key: value})
+    assert load_config({**BASE, "WEBLAB_NO_THREAD": True}).no_thread is True
+
+
+def test_hooks_register_once(redis_url):
+    app = Flask("hooks")
+    app.config.update(BASE, WEBLAB_REDIS_URL=redis_url)
+    weblab = WebLab(app)
+    for name in ("on_start", "on_dispose", "initial_url", "user_loader"):
+        getattr(weblab, name)(lambda *a: None)
+        with pytest.raises(InvalidConfigError, match=f"@weblab.{name} is already defined"):
+            getattr(weblab, name)(lambda *a: None)

@@ -41,7 +41,7 @@ def test_cleaner_thread_ends_poll_timeout(make_lab, caplog):
 
 
 def test_no_thread_means_no_cleaner(make_lab):
-    lab = make_lab(WEBLAB_AUTOCLEAN_THREAD=True, WEBLAB_NO_THREAD=True)
+    lab = make_lab(WEBLAB_AUTOCLEAN_THREAD=None, WEBLAB_NO_THREAD=True)
     lab.new_session()
     assert lab.state.cleaner is None
 
@@ -57,7 +57,7 @@ def test_on_dispose_exactly_once_under_races(make_lab):
     lab = make_lab()
     slow = threading.Event()
 
-    @lab.weblab.on_dispose
+    @lab.replace_hook("on_dispose")
     def dispose():
         lab.disposed.append(weblab_user.session_id)
         slow.wait(0.2)
@@ -91,7 +91,7 @@ def test_on_dispose_exactly_once_under_races(make_lab):
 def test_on_dispose_data_changes_are_kept(make_lab):
     lab = make_lab()
 
-    @lab.weblab.on_dispose
+    @lab.replace_hook("on_dispose")
     def dispose():
         weblab_user.data["result"] = 42
         assert weblab_user.active is False
@@ -105,7 +105,7 @@ def test_on_dispose_data_changes_are_kept(make_lab):
 def test_on_dispose_raising_still_ends_session(make_lab):
     lab = make_lab()
 
-    @lab.weblab.on_dispose
+    @lab.replace_hook("on_dispose")
     def dispose():
         raise RuntimeError("board stuck")
 

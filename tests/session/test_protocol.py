@@ -170,7 +170,7 @@ def test_bad_initial_data_json(make_lab):
 def test_on_start_raising_disposes_and_reports(make_lab):
     lab = make_lab()
 
-    @lab.weblab.on_start
+    @lab.replace_hook("on_start")
     def broken(client, server):
         raise RuntimeError("no board")
 
