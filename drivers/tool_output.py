@@ -47,8 +47,8 @@ class ToolOutput:
                 self._end_segment(events, newline=piece == "\n")
             else:
                 self._partial += piece
-        if self._partial:
-            self._parse(self._partial, events)
+        if self._partial:  # an unterminated segment: only avrdude's streaming '#'s are final
+            self._parse(self._partial, events, partial=True)
         return events
 
     def _end_segment(self, events: list[Progress], *, newline: bool) -> None:
@@ -68,9 +68,12 @@ class ToolOutput:
             return "write"
         return "verify" if self._wrote else "read"
 
-    def _parse(self, segment: str, events: list[Progress]) -> None:
+    def _parse(self, segment: str, events: list[Progress], *, partial: bool = False) -> None:
         found: tuple[str, int] | None = None
-        if m := _AVRDUDE_TTY.search(segment):
+        if partial:
+            if not self._after_cr and (m := _AVRDUDE_PIPE.search(segment)):
+                found = (self._stage(m.group(1)), 2 * len(m.group(2)))
+        elif m := _AVRDUDE_TTY.search(segment):
             found = (self._stage(m.group(1)), int(m.group(2)))
         elif not self._after_cr and (m := _AVRDUDE_PIPE.search(segment)):
             found = (self._stage(m.group(1)), 2 * len(m.group(2)))
