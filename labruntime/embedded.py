@@ -164,26 +164,36 @@ def _ping(socket_path: Path, timeout: float = 1.0) -> str | None:
     return None
 
 
-def _process_state(pid: int) -> str | None:
-    """``"redis"`` for a live redis-server, ``"other"`` for another live process, else None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:  # no /proc (not Linux): fall back to a signal-0 probe
+_HAS_PROC = Path("/proc/self/stat").exists()
+
+
+def _process_state(pid: int, directory: Path) -> str | None:
+    """``"ours"`` for a live redis-server working in ``directory``, ``"other"`` for any other
+    live process (a pid reused after a reboot, another lab's Redis), None for no process."""
+    if not _HAS_PROC:  # not Linux: a signal-0 probe is all we have
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return None
         except PermissionError:
             return "other"
-        return "redis"
+        return "ours"
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
     # "pid (comm) state ...": comm may contain spaces or parentheses, so split at the last ')'.
     comm = stat[stat.index("(") + 1 : stat.rindex(")")]
     state = stat[stat.rindex(")") + 2 :].split(" ", 1)[0]
     if state in ("Z", "X"):  # a zombie is dead, it only waits for its parent to reap it
         return None
-    return "redis" if comm.startswith("redis-server") else "other"
+    if not comm.startswith("redis-server"):
+        return "other"
+    try:  # redis-server chdirs into its `dir`: the folder tells whose server it is
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return "other"
+    return "ours" if cwd == str(directory.resolve()) else "other"
 
 
 def _reap(pid: int) -> None:
@@ -238,7 +248,7 @@ class EmbeddedRedis:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _process_state(pid) == "redis" else None
+        return pid if _process_state(pid, self.directory) == "ours" else None
 
     def ensure_running(self) -> str:
         """Start the server unless one already answers; return its URL."""
@@ -297,7 +307,7 @@ class EmbeddedRedis:
     def _wait_for_exit(self, pid: int | None, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while True:
-            gone = pid is None or _process_state(pid) != "redis"
+            gone = pid is None or _process_state(pid, self.directory) != "ours"
             if gone and _ping(self.socket_path) is None:
                 return True
             if time.monotonic() >= deadline:

@@ -229,6 +229,24 @@ def test_stale_socket_and_a_pidfile_naming_another_process(server: EmbeddedRedis
     assert alive(os.getpid())
 
 
+def test_a_pidfile_naming_another_labs_redis_leaves_it_alone(
+    server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    other = EmbeddedRedis(tmp_path / "other-lab")
+    other.ensure_running()
+    try:
+        server.directory.mkdir(parents=True)
+        server.pidfile.write_text(f"{other.pid}\n")  # e.g. pids shuffled after a reboot
+        assert server.pid is None
+        assert server.stop() is False  # nothing of ours runs: the other lab's is not touched
+        server.ensure_running()
+        assert server.pid not in (None, other.pid)
+        server.stop()
+        assert other.running
+    finally:
+        other.stop()
+
+
 def test_missing_binary_says_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(RedisServerNotFoundError) as caught:
         find_redis_server(packages=(), path=str(tmp_path))
