@@ -121,7 +121,7 @@ class SerialConsole(Device):
         if remaining <= 0:
             return False
         try:
-            self.port.timeout = remaining
+            _set_read_timeout(self.port, remaining)
             chunk = self.port.read(max(1, want))
             if chunk:
                 waiting = self.port.in_waiting
@@ -212,6 +212,19 @@ class SerialConsole(Device):
 
     def _describe(self) -> dict[str, Any]:
         return {"port": self.target, "baudrate": self.port.baudrate, "timeout": self.timeout}
+
+
+def _set_read_timeout(port: Any, seconds: float) -> None:
+    """Set the timeout of the next read without pyserial's reconfigure round trip.
+
+    pyserial's ``timeout`` setter calls ``_reconfigure_port()`` (tcsetattr on a tty, a
+    renegotiation on rfc2217://) although reads only consult ``_timeout``; every pyserial 3.x
+    handler reads it from there, so set it directly when it exists.
+    """
+    if hasattr(port, "_timeout"):
+        port._timeout = seconds
+    else:
+        port.timeout = seconds
 
 
 def lease_key(url: DeviceURL) -> str | None:
