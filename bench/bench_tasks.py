@@ -110,9 +110,10 @@ def percentile(values: list[float], q: float) -> float:
 def latency(side: str, app: Any, weblab: Any, tasks: dict[str, Any], samples: int) -> dict:
     workers = Workers(side, app, weblab, 1)
     values = []
+    (session_id,) = start_sessions(app, 1)
     try:
-        with app.app_context():
-            _no_session(side)
+        with app.test_request_context("/lab"):
+            _bind_session(side, weblab, session_id)
             tasks["stamp"].delay().join(timeout=10)  # warm up
             for _ in range(samples):
                 before = time.time()
@@ -125,8 +126,9 @@ def latency(side: str, app: Any, weblab: Any, tasks: dict[str, Any], samples: in
 
 
 def throughput(side: str, app: Any, weblab: Any, tasks: dict[str, Any], count: int, threads: int):
-    with app.app_context():
-        _no_session(side)
+    (session_id,) = start_sessions(app, 1)
+    with app.test_request_context("/lab"):
+        _bind_session(side, weblab, session_id)
         handles = [tasks["noop"].delay() for _ in range(count)]
         start = time.perf_counter()
         workers = Workers(side, app, weblab, threads)
@@ -166,13 +168,6 @@ def dispose_time(side: str, app: Any, weblab: Any, tasks: dict[str, Any], rounds
     finally:
         workers.stop()
     return {"median_ms": statistics.median(values), "n": rounds}
-
-
-def _no_session(side: str) -> None:
-    if side == "weblablib":
-        from flask import g
-
-        g.session_id = None
 
 
 def _bind_session(side: str, weblab: Any, session_id: str) -> None:
@@ -238,8 +233,9 @@ def main() -> None:
         figures = measure(options.side, options.url, options.base, options.samples, options.tasks)
         print(json.dumps(figures))
         return
-    from labruntime.embedded import EmbeddedRedis
     from weblablib_env import run_weblablib
+
+    from labruntime.embedded import EmbeddedRedis
 
     with tempfile.TemporaryDirectory(prefix="lrbench") as tmp:
         server = None
