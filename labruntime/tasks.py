@@ -10,6 +10,7 @@ Where tasks run: :mod:`labruntime.worker`; storage: :mod:`labruntime.store_tasks
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import threading
@@ -44,6 +45,7 @@ UNIQUE_CHOICES = (None, "global", "user")
 SYNC_LOCK_LEASE = 10.0  # seconds; a direct call renews its unique lock while it runs
 DISPOSE_WAIT = 1.5  # seconds one dispose step may block waiting for tasks to finish
 DISPOSE_ASK_AGAIN = 1.0  # seconds the RLMS is told to wait before asking again
+EXIT_STOP_TIMEOUT = 10.0  # seconds a web process waits at exit for the tasks it runs
 
 
 def _arguments_json(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
@@ -249,11 +251,8 @@ class TasksMixin:
         if not session_id:
             return AnonymousUser()
         loader = getattr(self, "_load_user", None)
-        if loader is not None:
-            return loader(session_id)
-        from .globals import _load
-
-        return _load(session_id, poll=False)
+        user = loader(session_id) if loader is not None else None
+        return user if user is not None else AnonymousUser()
 
     def _handles(self, records: list[TaskRecord]) -> list[WebLabTask]:
         task_store = self._task_store()
@@ -329,6 +328,7 @@ class TasksMixin:
             group = WorkerGroup(self, app, app_tasks.task_store, threads=threads, kind="threads")
             group.start()
             app_tasks.workers.append(group)
+        atexit.register(group.stop, EXIT_STOP_TIMEOUT)
 
     def _stop_task_workers(self, app: Any, timeout: float = 10.0) -> None:
         """Stop this process's runner threads (stopping their tasks, waiting up to timeout)."""

@@ -191,17 +191,26 @@ class WorkerGroup:
 
     def _listen_loop(self) -> None:
         listener = self._listener
-        try:
-            while not self._closed.is_set():
-                try:
-                    task_id = listener.get(timeout=0.5)
-                except Exception:  # noqa: BLE001 - the heartbeat re-reads stop flags anyway
-                    log.warning("worker %s: stop listener failed", self.worker_id, exc_info=True)
-                    self._closed.wait(1.0)
-                    listener.close()
+        while not self._closed.is_set():
+            try:
+                if listener is None:
                     listener = self._listener = self.store.stop_listener(self.worker_id)
-                    continue
-                if task_id is not None:
-                    self._raise_stop(task_id)
-        finally:
-            listener.close()
+                task_id = listener.get(timeout=0.5)
+            except Exception:  # noqa: BLE001 - the heartbeat re-reads stop flags meanwhile
+                log.warning("worker %s: stop listener failed", self.worker_id, exc_info=True)
+                if listener is not None:
+                    _close_quietly(listener)
+                listener = self._listener = None
+                self._closed.wait(1.0)
+                continue
+            if task_id is not None:
+                self._raise_stop(task_id)
+        if listener is not None:
+            _close_quietly(listener)
+
+
+def _close_quietly(listener: Any) -> None:
+    try:
+        listener.close()
+    except Exception:  # noqa: BLE001 - closing a broken connection
+        log.debug("closing the stop listener failed", exc_info=True)

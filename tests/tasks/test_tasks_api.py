@@ -181,3 +181,23 @@ def test_delay_without_session(lab) -> None:
         task = lab.tasks["whoami"].run_sync(timeout=5)
         assert task.done and task.result["username"] is None and task.session_id is None
         assert lab.weblab.get_task(task.task_id) == task
+
+
+def test_reading_stopping_in_a_tight_loop_costs_no_round_trips(lab) -> None:
+    ctx = lab.as_session(lab.start_session())
+    try:
+        task = lab.tasks["until_stopped"].delay(10)
+        for _ in range(200):
+            if lab.runs(task.task_id):
+                break
+            task.join(timeout=0.01, error_on_timeout=False)
+        before = int(lab.redis.info("stats")["total_commands_processed"])
+        task.join(timeout=0.3, error_on_timeout=False)  # the task reads the flag ~300 times
+        during = int(lab.redis.info("stats")["total_commands_processed"]) - before
+        task.stop()
+        task.join(timeout=2)
+        reads = int(task.result.split()[2])
+        assert reads > 100
+        assert during < 40, f"{during} Redis commands while the task read the flag {reads} times"
+    finally:
+        ctx.pop()
