@@ -33,7 +33,6 @@ it owns and stops on ``close()``)::
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import select
@@ -49,6 +48,7 @@ from .errors import DeviceURLError
 from .parts import Part, get_part
 from .sim_bootloader import Bootloader, command_length
 from .sim_faults import FAULT_GRAMMAR, Faults, parse_faults
+from .sim_uart import UartLine
 from .stk500 import Stk500Programmer
 from .stk500_protocol import STK_PROG_PAGE
 from .urls import DeviceURL, opt_float, opt_int, opt_str, parse_device_url, reject_unknown
@@ -86,6 +86,7 @@ class SimulatedArduino:
         self.faults = parse_faults(faults)
         self.byte_time = 10.0 / baudrate * self.faults.slow
         self.bootloader = Bootloader(self.part, corrupt_at=self.faults.verify_at)
+        self._line = UartLine(self.byte_time)
         self.expected_pages: int | None = None
         self.disconnects = 0
         #: every byte the host sent (also under nosync) and the board answered; for tests and
@@ -118,6 +119,8 @@ class SimulatedArduino:
         """Create the pty, start serving, return the tty path to open."""
         if self._thread is not None:
             return self.tty_path
+        self._stop.clear()
+        self._line.clear()
         self._dir = tempfile.mkdtemp(prefix="labruntime-sim-")
         self._link = os.path.join(self._dir, "ttyARDUINO")
         self._open_pty()
@@ -210,29 +213,27 @@ class SimulatedArduino:
             log.exception("the simulated board crashed")
 
     def _serve_loop(self) -> None:
-        buf = bytearray()
-        marks: list[tuple[int, float]] = []  # (buffer index of a chunk's first byte, start)
-        rx_clock = tx_clock = 0.0
+        line = self._line
         while not self._stop.is_set():
+            buf = line.buffer
             length = command_length(buf)
             if length is not None and len(buf) >= length:
                 frame = bytes(buf[:length])
-                ready = _ready_time(marks, length - 1, self.byte_time)
+                ready = line.arrival(length - 1)
                 if not self._sleep_until(ready):
                     return
                 if frame[0] == STK_PROG_PAGE and self._should_disconnect():
                     self._disconnect()
-                    buf.clear()
-                    marks.clear()
+                    line.clear()
                     continue
                 with self._lock:
                     used, reply = self.bootloader.execute(frame)
-                del buf[:used]
-                marks = _shift(marks, used)
-                tx_clock = max(tx_clock, ready) + len(reply) * self.byte_time
-                if not self._sleep_until(tx_clock) or not self._send(reply):
-                    return
-                self.bytes_sent += len(reply)
+                line.consume(used)
+                if reply:
+                    done = line.transmit(ready, len(reply))
+                    if not self._sleep_until(done) or not self._send(reply):
+                        return
+                    self.bytes_sent += len(reply)
                 continue
             readable, _, _ = select.select([self._master, self._wake_r], [], [])
             if self._wake_r in readable:
@@ -241,19 +242,9 @@ class SimulatedArduino:
                 chunk = os.read(self._master, 4096)
             except BlockingIOError:
                 continue
-            except OSError as exc:
-                if exc.errno == errno.EIO:  # cannot happen while we hold the slave
-                    time.sleep(0.01)
-                    continue
-                raise
             self.bytes_received += len(chunk)
-            if self.faults.nosync or not chunk:
-                continue
-            now = time.monotonic()
-            start = max(rx_clock, now)
-            marks.append((len(buf), start))
-            buf += chunk
-            rx_clock = start + len(chunk) * self.byte_time
+            if not self.faults.nosync:
+                line.receive(chunk, time.monotonic())
 
     def _should_disconnect(self) -> bool:
         if not self._disconnect_pending:
@@ -310,31 +301,6 @@ class SimulatedArduino:
             if self._stop.is_set():
                 return False
         return True
-
-
-def _ready_time(marks: list[tuple[int, float]], index: int, byte_time: float) -> float:
-    """When byte ``index`` of the receive buffer has fully arrived on the simulated line."""
-    first, start = marks[0]
-    for m_first, m_start in marks:
-        if m_first > index:
-            break
-        first, start = m_first, m_start
-    return start + (index - first + 1) * byte_time
-
-
-def _shift(marks: list[tuple[int, float]], used: int) -> list[tuple[int, float]]:
-    """Drop ``used`` bytes from the front of the receive buffer's chunk marks.
-
-    A partly consumed chunk keeps its start time with a negative first index, so the
-    arrival time of its remaining bytes is unchanged.
-    """
-    out: list[tuple[int, float]] = []
-    for i, (first, start) in enumerate(marks):
-        end = marks[i + 1][0] if i + 1 < len(marks) else None
-        if end is not None and end <= used:
-            continue
-        out.append((first - used, start))
-    return out
 
 
 # -- sim:arduino URLs ---------------------------------------------------------------------------
