@@ -8,21 +8,37 @@ waits for them up to ``--stop-timeout`` seconds and exits 0.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .errors import WebLabError
 from .globals import get_state
 from .worker import WorkerGroup
 
 log = logging.getLogger(__name__)
 
 __all__ = ["loop_command", "run_tasks_command"]
+
+
+def _clean_errors(func: Callable[..., None]) -> Callable[..., None]:
+    """A labruntime error (Redis down, lab not initialized...) ends as one line, exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except WebLabError as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
 
 
 def _on_signals(event: threading.Event) -> None:
@@ -43,6 +59,7 @@ def _group(threads: int, drain: bool, kind: str) -> WorkerGroup:
 @click.option("--threads", default=1, show_default=True, help="Tasks run in parallel.")
 @click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
 @with_appcontext
+@_clean_errors
 def run_tasks_command(threads: int, stop_timeout: float) -> None:
     """Run the tasks queued now, then exit (for cron, or WEBLAB_NO_THREAD setups)."""
     stop = threading.Event()
@@ -59,6 +76,7 @@ def run_tasks_command(threads: int, stop_timeout: float) -> None:
 @click.option("--threads", default=5, show_default=True, help="Tasks run in parallel.")
 @click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
 @with_appcontext
+@_clean_errors
 def loop_command(threads: int, stop_timeout: float) -> None:
     """Run tasks and clean expired users until SIGTERM."""
     from .sessions import CleanerThread

@@ -31,12 +31,17 @@ already final, so a late result cannot overwrite ``worker-lost`` or ``dispose-ti
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import redis
+
+from .errors import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -283,13 +288,41 @@ def _pairs(flat: Iterable[Any]) -> dict[str, str]:
     return dict(zip(items[0::2], items[1::2], strict=True))
 
 
+def _available(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Redis connection errors become StoreUnavailableError (a ConnectionError too)."""
+
+    @functools.wraps(method)
+    def wrapper(self: TaskStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            unavailable = getattr(self._store, "_unavailable", None)
+            if unavailable is not None:
+                raise unavailable(error) from error
+            raise StoreUnavailableError(
+                f"Redis is unavailable: {error}. Check that the server is running"
+            ) from error
+
+    return wrapper
+
+
+def _guard_public_methods(cls: type) -> type:
+    for name, value in list(vars(cls).items()):
+        if callable(value) and not name.startswith("_"):
+            setattr(cls, name, _available(value))
+    return cls
+
+
+@_guard_public_methods
 class TaskStore:
     """All Redis access of the task layer. Takes the session layer's ``Store``.
 
-    ``expires`` is WEBLAB_TASK_EXPIRES: how long a finished task stays readable.
+    ``expires`` is WEBLAB_TASK_EXPIRES: how long a finished task stays readable. Every public
+    method raises StoreUnavailableError when Redis cannot be reached.
     """
 
     def __init__(self, store: Any, expires: int = 3600) -> None:
+        self._store = store
         self.redis = store.redis
         self.prefix: str = store.key("")
         self.expires = max(1, int(expires))
