@@ -170,3 +170,25 @@ def count_round_trips(monkeypatch):
             monkeypatch.setattr(AbstractConnection, "send_packed_command", original)
 
     return counting
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_threads():
+    """Every test stops the background threads it started (cleaner, task runners, servers)."""
+    import threading
+    import time
+
+    before = set(threading.enumerate())
+    yield
+
+    def leftovers():
+        return [
+            t
+            for t in threading.enumerate()
+            if t not in before and t.name.startswith(("labruntime", "weblab-"))
+        ]
+
+    deadline = time.monotonic() + 3
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not leftovers(), f"threads left running: {[t.name for t in leftovers()]}"

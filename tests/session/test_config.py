@@ -9,6 +9,7 @@ from labruntime import AlreadyInitializedError, InvalidConfigError, WebLab
 from labruntime.config import load_config
 
 BASE = {"SECRET_KEY": "k", "WEBLAB_USERNAME": "u", "WEBLAB_PASSWORD": "p"}
+QUIET = {"WEBLAB_AUTOCLEAN_THREAD": False, "WEBLAB_TASK_THREADS_PROCESS": 0}
 
 
 @pytest.mark.parametrize(
@@ -108,7 +109,7 @@ def test_one_weblab_two_apps(redis_url, redis_base):
     apps = []
     for name, base in (("a", "/a"), ("b", "/b")):
         app = Flask(name)
-        app.config.update(BASE, WEBLAB_REDIS_URL=redis_url, WEBLAB_BASE_URL=base)
+        app.config.update(BASE, **QUIET, WEBLAB_REDIS_URL=redis_url, WEBLAB_BASE_URL=base)
         app.config["WEBLAB_REDIS_BASE"] = f"{redis_base}{name}"
         weblab.init_app(app)
         apps.append(app)
@@ -116,6 +117,7 @@ def test_one_weblab_two_apps(redis_url, redis_base):
     assert apps[1].test_client().get("/b/weblab/sessions/api").status_code == 200
     assert apps[0].extensions["weblab"].config.base_url == "/a"
     assert apps[1].extensions["weblab"].config.base_url == "/b"
+    assert all(app.extensions["weblab"].cleaner is None for app in apps)
 
 
 @pytest.mark.parametrize(

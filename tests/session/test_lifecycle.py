@@ -135,6 +135,7 @@ def test_dispose_waits_for_work(redis_url, redis_base):
         WEBLAB_REDIS_URL=redis_url,
         WEBLAB_REDIS_BASE=redis_base,
         WEBLAB_AUTOCLEAN_THREAD=False,
+        WEBLAB_TASK_THREADS_PROCESS=0,
     )
     weblab = BusyLab(app)
     disposed = []
