@@ -1,6 +1,7 @@
 """Session layer benchmark: labruntime vs weblablib, same Redis, same machine.
 
     .venv/bin/python bench/bench_sessions.py [--sessions 500] [--skip-weblablib]
+    (or bash bench/run for every benchmark; BENCH_SKIP_WEBLABLIB=1 skips weblablib)
 
 Figures (medians over 20 runs): bulk status of N live sessions (server time from
 ``INFO commandstats``, wall time from the RLMS side, Redis commands and round trips), one
@@ -96,7 +97,12 @@ def table(ours: dict[str, Any], theirs: dict[str, Any] | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=500)
-    parser.add_argument("--skip-weblablib", action="store_true")
+    parser.add_argument(
+        "--skip-weblablib",
+        action="store_true",
+        default=os.environ.get("BENCH_SKIP_WEBLABLIB", "") not in ("", "0"),
+        help="labruntime only (also: BENCH_SKIP_WEBLABLIB=1)",
+    )
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="lrbench") as tmp:
