@@ -16,9 +16,10 @@ URL grammar::
 * ``sync_timeout``: seconds to get the bootloader's attention (default 3); ``retries``: cap on
   the number of sync attempts within that time.
 
-``program(image)`` resets the board, syncs, checks the signature, enters programming mode,
-writes page by page (each page a critical section, each boundary a safe point), reads every
-page back and compares, and leaves programming mode. ``safe()`` leaves programming mode if an
+``program(image)`` resets the board and syncs (resetting again every 3 failed attempts),
+checks the signature, enters programming mode, writes page by page (each page a critical
+section, each boundary a safe point), reads every page back and compares, and leaves
+programming mode. ``safe()`` leaves programming mode if an
 operation left the board in it and releases reset; it closes nothing. A port that vanishes
 mid-operation gives DeviceIOError; the next operation reopens it.
 """
@@ -60,6 +61,7 @@ GRAMMAR = (
 )
 _OPTIONS = ("baudrate", "part", "reset", "reset_pulse", "sync_timeout", "retries")
 _SYNC_ATTEMPT = 0.2  # seconds to wait for one GET_SYNC reply
+_RESET_EVERY = 3  # sync attempts between two resets of the board
 #: bytes moved outside the pages: sync 4, signature 7, enter 4, leave 4
 _FIXED_BYTES = 19
 
@@ -191,8 +193,6 @@ class Stk500Programmer(Device):
         stage, address = "opening the port", None
         try:
             link = Stk500Link(self._open_port())
-            stage = "resetting the board"
-            self._reset(op)
             stage = "syncing with the bootloader"
             self._sync(op, link)
             stage = "checking the signature"
@@ -281,7 +281,11 @@ class Stk500Programmer(Device):
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.retries is not None and attempts >= self.retries):
                     break
-                ser.timeout = min(_SYNC_ATTEMPT, left)
+                if attempts % _RESET_EVERY == 0:
+                    # Optiboot listens only briefly after a reset, and a garbled command makes
+                    # it start the sketch: reset again every few attempts (avrdude: each one)
+                    self._reset(op)
+                ser.timeout = min(_SYNC_ATTEMPT, max(0.01, deadline - time.monotonic()))
                 attempts += 1
                 if link.sync_once():
                     if attempts > 1:  # a late answer to an earlier attempt may still come

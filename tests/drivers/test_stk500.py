@@ -262,6 +262,23 @@ def test_reset_through_a_device_url() -> None:
         RecordingLine.instances.clear()
 
 
+def test_sync_resets_the_board_again_every_third_attempt() -> None:
+    register_scheme("recline", RecordingLine)
+    try:
+        with SimulatedArduino(faults="nosync") as board:
+            url = f"stk500:{board.tty_path}?reset=recline:4&reset_pulse=0.01&retries=7"
+            with open_device(url) as dev:
+                line = RecordingLine.instances[-1]
+                line.events.clear()
+                with pytest.raises(DeviceTimeoutError, match="7 sync attempts"):
+                    dev.program(image(100))
+                assert [kind for kind, _ in line.events].count("on") == 3  # attempts 1, 4, 7
+                assert board.bytes_received == 7 * 2
+    finally:
+        unregister_scheme("recline")
+        RecordingLine.instances.clear()
+
+
 def test_reset_on_a_mock_gpio_pin_ends_released() -> None:
     with SimulatedArduino() as board:
         url = f"stk500:{board.tty_path}?reset=gpio:4%3Ffactory%3Dmock"
