@@ -1,0 +1,105 @@
+"""The demo lab: as a Flask app, and served for real by `labruntime demo`."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from labruntime.demo import create_app
+from labruntime.embedded import stop_embedded_redis
+from labruntime.testing import FakeRLMS
+
+
+def test_demo_lab_flow(tmp_path, redis_url, redis_base):
+    app = create_app(
+        tmp_path / "demo",
+        WEBLAB_REDIS_URL=redis_url,
+        WEBLAB_REDIS_BASE=redis_base,
+        WEBLAB_AUTOCLEAN_THREAD=False,
+        WEBLAB_TASK_THREADS_PROCESS=0,
+    )
+    rlms = FakeRLMS.for_app(app)
+    started = rlms.start(username="ada", full_name="Ada L.", style="labsland")
+    student = rlms.client
+    assert student.get(started.url).status_code == 302
+    page = student.get("/").data.decode()
+    assert "Hello, Ada L." in page and "<script>" in page and "/poll" in page
+    switched = student.post("/led", json={"on": True}).get_json()
+    assert switched == {"led": True, "switches": 1}
+    assert student.post("/led", json={"on": False}).get_json() == {"led": False, "switches": 2}
+    assert student.post("/leave").get_json()["back"] == "http://rlms.invalid/back"
+    assert rlms.status(started.session_id) == -1
+    assert student.post("/led", json={"on": True}).status_code == 302  # back, not the LED
+    assert rlms.dispose(started.session_id)["message"] == "Deleted"
+    assert (tmp_path / "demo" / "secret_key").stat().st_mode & 0o077 == 0
+    app.extensions["weblab"].store.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_labruntime_demo_serves_and_prints_link(tmp_path):
+    port = _free_port()
+    instance = tmp_path / "d"
+    command = [
+        str(Path(sys.executable).parent / "labruntime"),
+        "demo",
+        "--port",
+        str(port),
+        "--instance",
+        str(instance),
+        "--dont-open-browser",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy()
+    )
+    try:
+        link = None
+        deadline = time.monotonic() + 30
+        while link is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            found = re.search(r"(http://localhost:\d+/callback/\S+)", line)
+            link = found.group(1) if found else None
+        assert link, "no link printed"
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        for _ in range(100):  # the server may still be binding its port
+            try:
+                with opener.open(link.replace("localhost", "127.0.0.1")) as page:
+                    body = page.read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert "Hello, Demo Student" in body
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/led",
+            data=json.dumps({"on": True}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with opener.open(request) as reply:
+            assert json.loads(reply.read()) == {"led": True, "switches": 1}
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        process.stdout.close()
+        stop_embedded_redis(instance)
