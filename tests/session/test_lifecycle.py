@@ -204,3 +204,28 @@ def test_cleaner_thread_survives_redis_down(make_lab, tmp_path, caplog):
     lab.client.get("/weblab/sessions/api")
     assert wait_for(lambda: "cleaner: Redis is unavailable" in caplog.text)
     assert lab.state.cleaner.is_alive()
+
+
+def test_lifecycle_records_are_structured(make_lab, caplog):
+    caplog.set_level(logging.INFO, logger="labruntime")
+    lab = make_lab()
+    sid = lab.new_session()
+    lab.client.get("/weblab/sessions/test", headers=lab.basic("eve", "nope"))
+    lab.dispose(sid)
+    records = [r.weblab for r in caplog.records if hasattr(r, "weblab")]
+    events = [(r["event"], r.get("session_id")) for r in records]
+    assert events == [
+        ("start", sid),
+        ("rejected", None),
+        ("dispose", sid),
+        ("dispose", sid),
+    ]
+    assert records[0]["username"] == "jdoe" and records[1]["username"] == "eve"
+    assert records[2]["reason"] == "rlms"
+
+
+def test_lifecycle_logging_can_be_turned_off(make_lab, caplog):
+    caplog.set_level(logging.INFO, logger="labruntime.sessions")
+    lab = make_lab(WEBLAB_LOG_SESSION_LIFECYCLE=False)
+    lab.dispose(lab.new_session())
+    assert not [r for r in caplog.records if hasattr(r, "weblab")]
