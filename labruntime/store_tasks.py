@@ -42,183 +42,23 @@ from typing import Any
 import redis
 
 from .errors import StoreUnavailableError
+from .store_tasks_lua import (
+    CLAIM,
+    ENQUEUE,
+    FAIL_UNFINISHED,
+    FINISH,
+    HEARTBEAT,
+    LOCK,
+    LOCK_RENEW,
+    PREAMBLE,
+    REAP,
+    STOP,
+)
 
 log = logging.getLogger(__name__)
 
 SUBMITTED, RUNNING, DONE, FAILED = "submitted", "running", "done", "failed"
 FINAL_STATES = (DONE, FAILED)
-
-_PREAMBLE = """
-local P = ARGV[1]
-local function tkey(id) return P .. 'task:' .. id end
-local function finalize(id, status, result, err, now, expires)
-  local k = tkey(id)
-  local cur = redis.call('HGET', k, 'status')
-  if cur ~= 'submitted' and cur ~= 'running' then return 0 end
-  local sess = redis.call('HGET', k, 'session') or ''
-  local wid = redis.call('HGET', k, 'worker')
-  redis.call('HSET', k, 'status', status, 'finished', now)
-  if result then redis.call('HSET', k, 'result', result) end
-  if err then redis.call('HSET', k, 'error', err) end
-  if wid then redis.call('SREM', P .. 'worker:' .. wid .. ':running', id) end
-  local unfinished = P .. 'tasks:unfinished:' .. sess
-  redis.call('SREM', unfinished, id)
-  local lock = redis.call('HGET', k, 'lock')
-  if lock and redis.call('GET', lock) == id then redis.call('DEL', lock) end
-  local done = k .. ':done'
-  redis.call('DEL', done)
-  redis.call('RPUSH', done, status)
-  redis.call('EXPIRE', done, expires)
-  local fl = P .. 'tasks:finished:' .. sess
-  redis.call('LPUSH', fl, id)
-  redis.call('LTRIM', fl, 0, 99)
-  redis.call('EXPIRE', fl, expires)
-  redis.call('EXPIRE', k, expires)
-  if redis.call('SCARD', unfinished) == 0 then
-    redis.call('EXPIRE', P .. 'tasks:session:' .. sess, expires)
-  end
-  return 1
-end
-local function lock_free(lock)
-  local holder = redis.call('GET', lock)
-  if not holder then return true end
-  if string.sub(holder, 1, 5) == 'sync:' then return false end
-  local st = redis.call('HGET', tkey(holder), 'status')
-  return st ~= 'submitted' and st ~= 'running'
-end
-"""
-
-# ARGV: P, id, session, pool, lock ('' = none), now, then field/value pairs
-_ENQUEUE = """
-local id, sess, pool, lock, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-if lock ~= '' then
-  if not lock_free(lock) then return 0 end
-  redis.call('SET', lock, id)
-end
-local k = tkey(id)
-for i = 7, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
-redis.call('HSET', k, 'status', 'submitted', 'session', sess, 'pool', pool, 'lock', lock,
-           'stopping', '0', 'created', now)
-local zs = P .. 'tasks:session:' .. sess
-redis.call('ZADD', zs, now, id)
-redis.call('PERSIST', zs)
-redis.call('SADD', P .. 'tasks:unfinished:' .. sess, id)
-redis.call('LPUSH', P .. 'tasks:queue:' .. pool, id)
-return 1
-"""
-
-# ARGV: P, id, wid, now, lease_ms  -> hash as flat list, or nil when not claimable
-_CLAIM = """
-local id, wid, now, lease = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-redis.call('LREM', P .. 'worker:' .. wid .. ':processing', 1, id)
-local k = tkey(id)
-if redis.call('HGET', k, 'status') ~= 'submitted' then return false end
-if redis.call('HGET', k, 'stopping') == '1' then return false end
-redis.call('HSET', k, 'status', 'running', 'worker', wid, 'started', now)
-redis.call('SADD', P .. 'worker:' .. wid .. ':running', id)
-local lock = redis.call('HGET', k, 'lock')
-if lock and lock ~= '' and redis.call('GET', lock) == id then
-  redis.call('PEXPIRE', lock, lease)
-end
-return redis.call('HGETALL', k)
-"""
-
-# ARGV: P, id, wid ('' = anyone), status, result, error, data, now, expires
-_FINISH = """
-local id, wid = ARGV[2], ARGV[3]
-local k = tkey(id)
-if wid ~= '' and redis.call('HGET', k, 'worker') ~= wid then return 0 end
-if ARGV[7] ~= '' and redis.call('HGET', k, 'status') == 'running' then
-  redis.call('HSET', k, 'data', ARGV[7])
-end
-local result, err = false, false
-if ARGV[5] ~= '' then result = ARGV[5] end
-if ARGV[6] ~= '' then err = ARGV[6] end
-return finalize(id, ARGV[4], result, err, ARGV[8], tonumber(ARGV[9]))
-"""
-
-# ARGV: P, id, now, expires, error-json-if-never-started -> 'finalized' | 'running' | false
-_STOP = """
-local id = ARGV[2]
-local k = tkey(id)
-local st = redis.call('HGET', k, 'status')
-if st == 'submitted' then
-  redis.call('HSET', k, 'stopping', '1')
-  finalize(id, 'failed', false, ARGV[5], ARGV[3], tonumber(ARGV[4]))
-  return 'finalized'
-end
-if st == 'running' then
-  redis.call('HSET', k, 'stopping', '1')
-  local wid = redis.call('HGET', k, 'worker')
-  if wid then redis.call('PUBLISH', P .. 'worker:' .. wid .. ':stop', id) end
-  return 'running'
-end
-return false
-"""
-
-# ARGV: P, wid, lease_ms, info -> ids of running tasks flagged stopping
-_HEARTBEAT = """
-local wid, lease = ARGV[2], tonumber(ARGV[3])
-redis.call('SET', P .. 'worker:' .. wid, ARGV[4], 'PX', lease)
-redis.call('SADD', P .. 'workers', wid)
-local stopping = {}
-for _, id in ipairs(redis.call('SMEMBERS', P .. 'worker:' .. wid .. ':running')) do
-  local k = tkey(id)
-  local lock = redis.call('HGET', k, 'lock')
-  if lock and lock ~= '' and redis.call('GET', lock) == id then
-    redis.call('PEXPIRE', lock, lease)
-  end
-  if redis.call('HGET', k, 'stopping') == '1' then table.insert(stopping, id) end
-end
-return stopping
-"""
-
-# ARGV: P, wid, now, expires, error-json, force ('1': even if the lease is alive)
-_REAP = """
-local wid = ARGV[2]
-local wkey = P .. 'worker:' .. wid
-if ARGV[6] ~= '1' and redis.call('EXISTS', wkey) == 1 then return -1 end
-local n = 0
-for _, id in ipairs(redis.call('SMEMBERS', wkey .. ':running')) do
-  local k = tkey(id)
-  if redis.call('HGET', k, 'status') == 'running' and redis.call('HGET', k, 'worker') == wid then
-    n = n + finalize(id, 'failed', false, ARGV[5], ARGV[3], tonumber(ARGV[4]))
-  end
-end
-for _, id in ipairs(redis.call('LRANGE', wkey .. ':processing', 0, -1)) do
-  local k = tkey(id)
-  if redis.call('HGET', k, 'status') == 'submitted' then
-    local pool = redis.call('HGET', k, 'pool') or 'default'
-    redis.call('RPUSH', P .. 'tasks:queue:' .. pool, id)
-  end
-end
-redis.call('DEL', wkey, wkey .. ':running', wkey .. ':processing')
-redis.call('SREM', P .. 'workers', wid)
-return n
-"""
-
-# ARGV: P, sid, now, expires, error-json -> number of tasks failed
-_FAIL_UNFINISHED = """
-local n = 0
-for _, id in ipairs(redis.call('SMEMBERS', P .. 'tasks:unfinished:' .. ARGV[2])) do
-  n = n + finalize(id, 'failed', false, ARGV[5], ARGV[3], tonumber(ARGV[4]))
-end
-return n
-"""
-
-# ARGV: P, lock, holder, px -> 1 taken, 0 held by someone else
-_LOCK = """
-if not lock_free(ARGV[2]) then return 0 end
-redis.call('SET', ARGV[2], ARGV[3], 'PX', tonumber(ARGV[4]))
-return 1
-"""
-
-# ARGV: P, lock, holder, px -> 1 renewed / released, 0 not the holder
-_LOCK_RENEW = """
-if redis.call('GET', ARGV[2]) ~= ARGV[3] then return 0 end
-if ARGV[4] == '0' then redis.call('DEL', ARGV[2]) else redis.call('PEXPIRE', ARGV[2], ARGV[4]) end
-return 1
-"""
 
 
 def error_info(code: str, cls: str, message: str) -> dict[str, str]:
@@ -327,15 +167,15 @@ class TaskStore:
         self.prefix: str = store.key("")
         self.expires = max(1, int(expires))
         reg = self.redis.register_script
-        self._enqueue = reg(_PREAMBLE + _ENQUEUE)
-        self._claim = reg(_PREAMBLE + _CLAIM)
-        self._finish = reg(_PREAMBLE + _FINISH)
-        self._stop = reg(_PREAMBLE + _STOP)
-        self._heartbeat = reg(_PREAMBLE + _HEARTBEAT)
-        self._reap = reg(_PREAMBLE + _REAP)
-        self._fail_unfinished = reg(_PREAMBLE + _FAIL_UNFINISHED)
-        self._lock = reg(_PREAMBLE + _LOCK)
-        self._lock_renew = reg(_PREAMBLE + _LOCK_RENEW)
+        self._enqueue = reg(PREAMBLE + ENQUEUE)
+        self._claim = reg(PREAMBLE + CLAIM)
+        self._finish = reg(PREAMBLE + FINISH)
+        self._stop = reg(PREAMBLE + STOP)
+        self._heartbeat = reg(PREAMBLE + HEARTBEAT)
+        self._reap = reg(PREAMBLE + REAP)
+        self._fail_unfinished = reg(PREAMBLE + FAIL_UNFINISHED)
+        self._lock = reg(PREAMBLE + LOCK)
+        self._lock_renew = reg(PREAMBLE + LOCK_RENEW)
 
     # -- keys -------------------------------------------------------------------------------
     def _k(self, *parts: str) -> str:

@@ -11,24 +11,21 @@ Where tasks run: :mod:`labruntime.worker`; storage: :mod:`labruntime.store_tasks
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import AlreadyRunningError
 from .store_tasks import TaskRecord, TaskStore, error_info
 from .task_handle import (
     TaskArgumentError,
     WebLabTask,
     current_task,
     current_task_stopping,
-    new_task_id,
     running_task,
-    to_json,
 )
+from .task_wrapper import UNIQUE_CHOICES, TaskWrapper
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +38,9 @@ __all__ = [
     "current_task_stopping",
 ]
 
-UNIQUE_CHOICES = (None, "global", "user")
-SYNC_LOCK_LEASE = 10.0  # seconds; a direct call renews its unique lock while it runs
 DISPOSE_WAIT = 1.5  # seconds one dispose step may block waiting for tasks to finish
 DISPOSE_ASK_AGAIN = 1.0  # seconds the RLMS is told to wait before asking again
 EXIT_STOP_TIMEOUT = 10.0  # seconds a web process waits at exit for the tasks it runs
-
-
-def _arguments_json(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
-    try:
-        return json.dumps(list(args), allow_nan=False), json.dumps(kwargs, allow_nan=False)
-    except (TypeError, ValueError):
-        pass  # find the culprit, to name it
-    for i, value in enumerate(args):
-        to_json(value, f"argument {i + 1} of {name}() ({type(value).__name__})")
-    for key, value in kwargs.items():
-        if not isinstance(key, str):
-            raise TaskArgumentError(f"keyword {key!r} of {name}() is not a string")
-        to_json(value, f"argument {key}= of {name}() ({type(value).__name__})")
-    raise TaskArgumentError(f"the arguments of {name}() cannot be sent as JSON")
 
 
 def _name_of(func_or_name: Any) -> str:
@@ -72,101 +53,6 @@ def _name_of(func_or_name: Any) -> str:
     if not isinstance(name, str):
         raise TypeError(f"expected a task function, a task or its name, got {func_or_name!r}")
     return name
-
-
-class TaskWrapper:
-    """What ``@weblab.task()`` returns: call it, ``.delay()`` it or ``.run_sync()`` it."""
-
-    def __init__(
-        self, weblab: Any, func: Callable[..., Any], unique: str | None, pool: str = "default"
-    ) -> None:
-        if unique not in UNIQUE_CHOICES:
-            raise ValueError(f"unique={unique!r} is invalid: use None, 'global' or 'user'")
-        self._weblab = weblab
-        self._func = func
-        self._unique = unique
-        self.pool = pool
-        self.__name__ = self.name = func.__name__
-        self.__doc__ = func.__doc__
-        self.__wrapped__ = func
-
-    @property
-    def func(self) -> Callable[..., Any]:
-        return self._func
-
-    @property
-    def unique(self) -> str | None:
-        return self._unique
-
-    def _lock_key(self, task_store: TaskStore, session_id: str | None) -> str | None:
-        if self._unique is None:
-            return None
-        return task_store.lock_key(self.name, self._unique, session_id)
-
-    def _already_running(self) -> AlreadyRunningError:
-        scope = "in the whole lab" if self._unique == "global" else "for this session"
-        return AlreadyRunningError(
-            f"task {self.name} is unique {scope} and one is already queued or running; "
-            f"wait for it (weblab.get_running_task({self.name!r}).join()) or stop it first"
-        )
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the function here and now (taking the unique lock, if any)."""
-        if self._unique is None:
-            return self._func(*args, **kwargs)
-        task_store = self._weblab._task_store()
-        key = self._lock_key(task_store, self._weblab._task_session_id())
-        holder = f"sync:{new_task_id()}"
-        if not task_store.lock(key, holder, SYNC_LOCK_LEASE):
-            raise self._already_running()
-        done = threading.Event()
-
-        def renew() -> None:
-            while not done.wait(SYNC_LOCK_LEASE / 3):
-                try:
-                    task_store.renew_lock(key, holder, SYNC_LOCK_LEASE)
-                except Exception:  # noqa: BLE001 - keep renewing; the lease is the safety net
-                    log.warning("cannot renew the unique lock of %s", self.name, exc_info=True)
-
-        renewer = threading.Thread(target=renew, name=f"lock-{self.name}", daemon=True)
-        renewer.start()
-        try:
-            return self._func(*args, **kwargs)
-        finally:
-            done.set()
-            renewer.join()
-            task_store.unlock(key, holder)
-
-    def delay(self, *args: Any, **kwargs: Any) -> WebLabTask:
-        """Queue the task; returns its handle at once. Arguments must be JSON."""
-        args_json, kwargs_json = _arguments_json(self.name, args, kwargs)
-        task_store = self._weblab._task_store()
-        session_id = self._weblab._task_session_id()
-        task_id = new_task_id()
-        lock = self._lock_key(task_store, session_id)
-        if not task_store.enqueue(
-            task_id, self.name, session_id, args_json, kwargs_json, pool=self.pool, lock=lock
-        ):
-            raise self._already_running()
-        record = TaskRecord(
-            task_id=task_id,
-            name=self.name,
-            session_id=session_id,
-            status="submitted",
-            pool=self.pool,
-            args=json.loads(args_json),
-            kwargs=json.loads(kwargs_json),
-            created=time.time(),
-        )
-        return WebLabTask(task_store, record)
-
-    def run_sync(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> WebLabTask:
-        """``delay()`` then ``join(timeout, error_on_timeout=False)``; returns the handle."""
-        task = self.delay(*args, **kwargs)
-        return task.join(timeout=timeout, error_on_timeout=False)
-
-    def __repr__(self) -> str:
-        return f"<task {self.name} unique={self._unique!r}>"
 
 
 class _AppTasks:
