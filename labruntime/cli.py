@@ -1,8 +1,8 @@
 """The command line: one click group, `labruntime --app X ...` and `flask --app X weblab ...`.
 
 Commands: ``fake new|status|dispose`` (play the RLMS against your lab), ``clean-expired-users``
-(one cleaner pass, for cron or a WEBLAB_AUTOCLEAN_THREAD=False setup), ``redis stop`` (the
-embedded server), ``demo`` (serve the demo lab). More commands come from the modules listed in
+(one cleaner pass, for cron or a WEBLAB_AUTOCLEAN_THREAD=False setup), ``redis start|status|stop``
+(the embedded server), ``demo`` (serve the demo lab). More commands come from the modules listed in
 :data:`COMMAND_MODULES`: each click command named in their ``__all__`` is added to both groups
 (or their ``register(group)`` is called), see :func:`_register`.
 
@@ -171,15 +171,45 @@ def redis_group() -> None:
     """The embedded Redis server of the lab (when WEBLAB_REDIS_URL is unset)."""
 
 
+def _embedded(app: Flask) -> Any:
+    from .embedded import EmbeddedRedis, EmbeddedRedisError, embedded_redis_directory
+
+    if get_state(app).config.redis_url:
+        raise click.ClickException("WEBLAB_REDIS_URL is set: that server is not labruntime's")
+    try:
+        return EmbeddedRedis(embedded_redis_directory(app.instance_path))
+    except EmbeddedRedisError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@redis_group.command("start")
+@app_command
+def redis_start(app: Flask) -> None:
+    """Start the embedded Redis server (no-op when it runs); print its URL."""
+    from .embedded import EmbeddedRedisError
+
+    try:
+        click.echo(_embedded(app).ensure_running())
+    except EmbeddedRedisError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@redis_group.command("status")
+@app_command
+def redis_status(app: Flask) -> None:
+    """Say whether the embedded Redis server runs (exit 1 when it does not)."""
+    server = _embedded(app)
+    if not server.running:
+        click.echo(f"not running ({server.directory})")
+        raise SystemExit(1)
+    click.echo(f"running, pid {server.pid}, {server.url}")
+
+
 @redis_group.command("stop")
 @app_command
 def redis_stop(app: Flask) -> None:
     """Stop the embedded Redis server (data is kept; the next use starts it again)."""
-    from .embedded import stop_embedded_redis
-
-    if get_state(app).config.redis_url:
-        raise click.ClickException("WEBLAB_REDIS_URL is set: that server is not labruntime's")
-    stopped = stop_embedded_redis(app.instance_path)
+    stopped = _embedded(app).stop()
     click.echo("stopped" if stopped else "it was not running")
 
 

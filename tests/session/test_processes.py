@@ -171,3 +171,25 @@ def test_cli_errors_are_one_line(crosslab, redis_url, monkeypatch):
     for done in (missing, bad_app, bad_config):
         assert "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.slow
+def test_redis_start_status_stop_commands(crosslab):
+    load, run, folder = crosslab
+    labruntime = str(BIN / "labruntime")
+    assert run(labruntime, "--app", "crosslab", "redis", "status").returncode == 1
+    started = run(labruntime, "--app", "crosslab", "redis", "start")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == f"unix://{folder / 'inst' / 'redis' / 'redis.sock'}"
+    status = run(labruntime, "--app", "crosslab", "redis", "status")
+    assert status.returncode == 0 and status.stdout.startswith("running, pid ")
+    stopped = run(labruntime, "--app", "crosslab", "redis", "stop")
+    assert stopped.stdout.strip() == "stopped"
+    assert run(labruntime, "--app", "crosslab", "redis", "status").returncode == 1
+
+
+def test_redis_commands_refuse_an_external_server(crosslab, redis_url, monkeypatch):
+    load, run, folder = crosslab
+    monkeypatch.setenv("LAB_REDIS_URL", redis_url)
+    refused = run(str(BIN / "labruntime"), "--app", "crosslab", "redis", "stop")
+    assert refused.returncode == 1 and "WEBLAB_REDIS_URL is set" in refused.stderr
