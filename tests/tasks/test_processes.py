@@ -100,3 +100,31 @@ def test_run_tasks_runs_the_queue_and_exits(lab_factory, spawn) -> None:
         assert stopped.retrieve().failed and stopped.error["code"] == "stopped"
     finally:
         ctx.pop()
+
+
+def test_join_does_not_wait_forever_on_a_dead_worker(lab_factory, spawn) -> None:
+    lab = lab_factory(threads=0, start=False)
+    ctx = lab.as_session(lab.start_session())
+    try:
+        task = lab.tasks["until_stopped"].delay(60)
+        worker = spawn("loop", "--threads", "1")
+        _wait(lambda: lab.runs(task.task_id) == 1, 15, "the loop process to start the task")
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(5)
+        start = time.monotonic()
+        task.join(timeout=15)  # no live worker anywhere: the waiter itself reaps
+        assert time.monotonic() - start < 10
+        assert task.failed and task.error["code"] == "worker-lost"
+    finally:
+        ctx.pop()
+
+
+def test_commands_report_an_unreachable_redis_in_one_line(tmp_path) -> None:
+    env = dict(os.environ, LAB_REDIS_URL=f"unix://{tmp_path}/none.sock", LAB_REDIS_BASE="x")
+    for command in (["run-tasks"], ["loop", "--threads", "1"]):
+        done = subprocess.run(
+            [*FLASK, *command], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr
+        assert "Redis is unavailable" in done.stderr
