@@ -8,6 +8,7 @@ through the jumper proves that ``safe()`` drives the pin rather than letting it 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from labruntime.drivers import OperationCancelled
@@ -69,8 +70,10 @@ def test_safe_cancels_a_pending_edge_wait(hil_gpio_loop):
     thread = threading.Thread(target=waiter)
     thread.start()
     device = hil_gpio_loop.devices[-1]  # the input's device
-    while not device.ops.busy and thread.is_alive():
-        thread.join(0.01)
+    deadline = time.monotonic() + 10
+    while not device.ops.busy and thread.is_alive() and time.monotonic() < deadline:
+        thread.join(0.01)  # until the wait has started (it is an operation of the device)
+    assert device.ops.busy, "the edge wait did not start"
     reports = hil_gpio_loop.safe()
     thread.join(10)
     assert not thread.is_alive(), "safe() did not end the pending wait"
@@ -79,7 +82,7 @@ def test_safe_cancels_a_pending_edge_wait(hil_gpio_loop):
 
 
 def test_led_is_off_after_safe(hil_led):
-    safe = _safe_value(hil_led.line) if hasattr(hil_led, "line") else False
+    safe = _safe_value(hil_led)
     hil_led.value = not safe
     assert hil_led.value == (not safe)
     report = hil_led.safe()
