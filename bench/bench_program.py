@@ -5,6 +5,9 @@ the bytes the protocol moved in both directions (counted by the simulator), the 
 limit for those bytes (bytes x 10 bits / baud) and the ratio time / limit.
 
     .venv/bin/python bench/bench_program.py [--size 30720] [--baud 115200] [--runs 1]
+
+With ``--nosync`` it also times how long each gives up on a board that never answers
+(avrdude needs about a minute for that).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from pathlib import Path
 
 from labruntime.drivers import open_device
+from labruntime.drivers.errors import DeviceTimeoutError
 from labruntime.drivers.image import FirmwareImage
 from labruntime.drivers.sim_arduino import SimulatedArduino
 
@@ -39,6 +43,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=30 * 1024, help="image bytes (30720)")
     parser.add_argument("--baud", type=int, default=115200)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--nosync", action="store_true", help="also time giving up on no answer")
     args = parser.parse_args()
     img = FirmwareImage(os.urandom(args.size), 0, "bench")
     print(f"image: {args.size} bytes at 0x0, atmega328p, {args.baud} baud, write + verify")
@@ -73,6 +78,28 @@ def main() -> None:
                 moved = counters(board) - before
                 print(line(f"avrdude 7.x (run {run + 1})", seconds, moved, args.baud))
         print("(avrdude's time includes its process start and its 300 ms DTR reset pause)")
+    if args.nosync:
+        bench_nosync(args.baud)
+
+
+def bench_nosync(baud: int) -> None:
+    with SimulatedArduino(baudrate=baud, faults="nosync") as board:
+        with open_device(f"stk500:{board.tty_path}?baudrate={baud}") as dev:
+            started = time.monotonic()
+            try:
+                dev.program(FirmwareImage(b"\x00" * 128))
+            except DeviceTimeoutError:
+                pass
+            print(
+                f"native stk500 gives up on a silent board after {time.monotonic() - started:.2f} s"
+            )
+        avrdude = shutil.which("avrdude")
+        if avrdude is None:
+            return
+        command = [avrdude, "-c", "arduino", "-p", "m328p", "-P", board.tty_path, "-b", str(baud)]
+        started = time.monotonic()
+        subprocess.run(command, capture_output=True, check=False)
+        print(f"avrdude gives up on a silent board after {time.monotonic() - started:.2f} s")
 
 
 if __name__ == "__main__":
