@@ -144,6 +144,10 @@ def test_fixtures_open_close_skip_and_mark(tmp_path):
         def test_open(hil_device):
             led = hil_device("led")
             led.on()
+            assert hil_device("led") is led  # one device per name within a test
+            led.close()
+            led = hil_device("led")  # opened again after a close
+            led.on()
             opened.append(led)
 
         def test_closed_and_safe_after_teardown():

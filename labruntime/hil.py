@@ -220,10 +220,16 @@ def hil_device_map(pytestconfig: pytest.Config) -> DeviceMap:
 
 @pytest.fixture
 def hil_device(hil_device_map: DeviceMap) -> Iterator[Callable[..., Any]]:
-    """``hil_device(name, **kwargs)`` opens a device of the map; safe + closed at teardown."""
+    """``hil_device(name, **kwargs)`` opens a device of the map; safe + closed at teardown.
+
+    Within one test the same name gives the same open device (a closed one is opened again).
+    """
     opened: list[Any] = []
 
     def open_named(name: str, **kwargs: Any) -> Any:
+        for device in opened:
+            if device.name == name and not device.closed:
+                return device
         url = hil_device_map.get(name)
         if url is None:
             pytest.skip(
