@@ -125,3 +125,13 @@ def test_fail_unfinished_and_session_listing(task_store: TaskStore) -> None:
     assert task_store.fail_unfinished("s1", err) == 2
     assert {r.error["code"] for r in task_store.session_tasks("s1")} == {"dispose-timeout"}
     assert not task_store.finish("a", "done", worker_id="w1", result_json="1")
+
+
+def test_finished_tasks_expire_after_task_expires(task_store: TaskStore) -> None:
+    _enqueue(task_store, "a")
+    key = task_store.prefix + "task:a"
+    assert task_store.redis.ttl(key) == -1  # unfinished: kept
+    task_store.claim("a", "w1", 5)
+    task_store.finish("a", "done", worker_id="w1", result_json="1")
+    assert 0 < task_store.redis.ttl(key) <= task_store.expires == 60
+    assert 0 < task_store.redis.ttl(task_store.prefix + "tasks:session:s1") <= 60
