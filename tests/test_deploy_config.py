@@ -11,8 +11,10 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -333,3 +335,124 @@ def test_two_labs_behind_one_host_stay_apart(tmp_path, redis_url, redis_base):
         assert cookie.startswith("lab2sess=") and "Path=/lab2" in cookie
         assert lab1.dispose(one.session_id)["message"] == "Deleted"
         assert lab2.dispose(two.session_id)["message"] == "Deleted"
+
+
+# -- nginx in front of both labs (runs where Debian's nginx is installed) ------------------------
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+        + ["-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1"]
+        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key
+
+
+def _nginx_config(tmp_path: Path, ports: dict[str, int], cert: Path, key: Path) -> Path:
+    """labs.conf with test ports and certificate, inside a minimal nginx.conf."""
+    site = (CONFIG / "nginx" / "labs.conf").read_text()
+    replaced = {
+        "    listen [::]:80;\n": "",
+        "    listen [::]:443 ssl http2;\n": "",
+        "listen 80;": f"listen 127.0.0.1:{ports['http']};",
+        "listen 443 ssl http2;": f"listen 127.0.0.1:{ports['https']} ssl http2;",
+        "/etc/letsencrypt/live/lab.example.org/fullchain.pem": str(cert),
+        "/etc/letsencrypt/live/lab.example.org/privkey.pem": str(key),
+        "http://127.0.0.1:8080;": f"http://127.0.0.1:{ports['lab1']};",
+        "http://127.0.0.1:8081;": f"http://127.0.0.1:{ports['lab2']};",
+    }
+    for old, new in replaced.items():
+        assert old in site, f"nginx/labs.conf no longer has {old!r}: update this test"
+        site = site.replace(old, new)
+    (tmp_path / "labs.conf").write_text(site)
+    temp = "\n".join(
+        f"    {kind}_temp_path {tmp_path / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"daemon off;\nmaster_process off;\npid {tmp_path / 'nginx.pid'};\n"
+        f"error_log {tmp_path / 'error.log'} warn;\nevents {{ worker_connections 64; }}\n"
+        f"http {{\n    access_log off;\n{temp}\n    include {tmp_path / 'labs.conf'};\n}}\n"
+    )
+    return main
+
+
+def _https_get(port: int, path: str, cert: Path, cookie: str | None = None) -> Any:
+    context = ssl.create_default_context(cafile=str(cert))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+    response = conn.getresponse()
+    response.body = response.read()
+    conn.close()
+    return response
+
+
+@contextlib.contextmanager
+def running_nginx(tmp_path: Path, config: Path, port: int, cert: Path) -> Iterator[None]:
+    assert NGINX is not None
+    args = [NGINX, "-c", str(config), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]
+    check = subprocess.run([*args, "-t"], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+    with subprocess.Popen(args, start_new_session=True) as proc:
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    _https_get(port, "/lab1/weblab/sessions/api", cert)
+                    break
+                except OSError:
+                    assert proc.poll() is None, (tmp_path / "error.log").read_text()
+                    assert time.monotonic() < deadline, "nginx did not start within 20 s"
+                    time.sleep(0.05)
+            yield
+        finally:
+            _stop_group(proc)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light)")
+def test_nginx_example_serves_both_labs_over_https(tmp_path, redis_url, redis_base, monkeypatch):
+    cert, key = _self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # FakeRLMS's https trusts the test cert
+    dirs = {lab: tmp_path / lab for lab in ("lab1", "lab2", "nginx")}
+    for path in dirs.values():
+        path.mkdir()
+    configs = {lab: _lab_config(tmp_path, lab, redis_url, redis_base) for lab in ("lab1", "lab2")}
+    with (
+        gunicorn_lab(dirs["lab1"], "/lab1", configs["lab1"]) as lab1_port,
+        gunicorn_lab(dirs["lab2"], "/lab2", configs["lab2"]) as lab2_port,
+    ):
+        ports = {"http": _free_port(), "https": _free_port(), "lab1": lab1_port, "lab2": lab2_port}
+        config = _nginx_config(dirs["nginx"], ports, cert, key)
+        with running_nginx(dirs["nginx"], config, ports["https"], cert):
+            https = ports["https"]
+            plain = _get(ports["http"], "/lab1/weblab/sessions/api")
+            assert plain.status == 301 and plain.getheader("Location").startswith("https://")
+            rlms = {
+                lab: FakeRLMS(f"https://127.0.0.1:{https}/{lab}", LAB_USER, LAB_PASSWORD)
+                for lab in ("lab1", "lab2")
+            }
+            assert rlms["lab1"].api() == rlms["lab2"].api() == {"api_version": "1"}
+            assert rlms["lab1"].test() == {"valid": True}
+
+            started = rlms["lab1"].start({}, username="alice", assigned_time=120)
+            # the public link: https, the host nginx was asked for, the lab's prefix
+            assert started.url.startswith("https://127.0.0.1/lab1/callback/"), started.url
+            link = started.url.split("127.0.0.1", 1)[1]
+            callback = _https_get(https, link, cert)
+            assert callback.status == 302
+            assert callback.getheader("Location").endswith("/lab1/")
+            cookie = callback.getheader("Set-Cookie")
+            assert cookie.startswith("lab1sess=") and "Path=/lab1" in cookie
+            assert "Secure" in cookie
+            page = _https_get(https, "/lab1/", cert, cookie=cookie.split(";", 1)[0])
+            assert page.status == 200 and b"Hello alice" in page.body
+            assert rlms["lab2"].status(started.session_id) == -1
+            assert rlms["lab1"].dispose(started.session_id)["message"] == "Deleted"
