@@ -63,6 +63,21 @@ def test_device_urls_validate_without_hardware(name):
         assert parsed.raw == url, device
 
 
+@pytest.mark.parametrize("device", sorted(_devices("devices.sim.toml")))
+def test_every_simulated_device_passes_device_check(device):
+    """What config/README.md tells an operator to run: ``labruntime device check URL``."""
+    from click.testing import CliRunner
+
+    from labruntime.cli_devices import device_group
+
+    url = _devices("devices.sim.toml")[device]
+    result = CliRunner().invoke(device_group, ["check", "--json", url])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["safe"]["ok"] is True, report
+    assert report["device"]["url"] == url
+
+
 def test_sim_and_rig_maps_offer_the_same_devices():
     def roles(devices: dict[str, str]) -> set[str]:
         names = set(devices)
