@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -53,6 +54,7 @@ def test_program_and_verify_through_open_device(tmp_path) -> None:
     assert {e.total for e in events} == {pages}
     assert info["name"] == "uno" and "programmer" in info["capabilities"]
     assert info["part"]["name"] == "atmega328p" and info["simulator"]["faults"] == []
+    assert json.loads(json.dumps(info)) == info
 
 
 def test_no_verify_and_estimate() -> None:
