@@ -88,6 +88,12 @@ end
 return table.concat(out, ';')
 """
 
+# KEYS: session hash. ARGV: claim. HSETNX, but never on a session that is gone.
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSETNX', KEYS[1], 'dispose_claim', ARGV[1])
+"""
+
 # KEYS: session hash. ARGV: field, value... ; writes only if the session still exists.
 _SET_IF_EXISTS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -391,7 +397,8 @@ class Store:
     @_wrap
     def claim_dispose(self, session_id: str, claim: str) -> bool:
         """Atomically win the right to run on_dispose (exactly one caller ever wins)."""
-        return bool(self.redis.hsetnx(self._session_key(session_id), "dispose_claim", claim))
+        script = self._script("claim", _CLAIM)
+        return bool(script(keys=[self._session_key(session_id)], args=[claim]))
 
     @_wrap
     def reschedule(self, session_id: str, at: float) -> None:
