@@ -134,6 +134,13 @@ def test_bad_toml_map_names_the_file(tmp_path):
     assert "broken.toml" in result.stderr and "must be a URL string" in result.stderr
 
 
+def test_missing_map_from_the_environment_is_a_usage_error(tmp_path):
+    write(tmp_path, "test_nothing.py", "def test_x():\n    pass\n")
+    result = run_pytest(tmp_path, env={ENV_VAR: "no/such/devices.toml"})
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "cannot read the HIL device map no/such/devices.toml" in result.stderr
+
+
 def test_fixtures_open_close_skip_and_mark(tmp_path):
     write(
         tmp_path,

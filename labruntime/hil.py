@@ -37,6 +37,10 @@ Fixtures:
   until then it skips, saying so).
 
 Tests that use any of these fixtures get the ``hil`` marker, so ``-m "not hil"`` leaves them out.
+
+On a real rig (wiring and install: config/README.md and config/devices.rig.toml)::
+
+    LABRUNTIME_HIL_DEVICES=config/devices.rig.toml .venv/bin/python -m pytest hil_tests
 """
 
 from __future__ import annotations
@@ -181,9 +185,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hil: hardware-in-the-loop test (simulated by default)")
-    values = config.getoption("hil_devices", default=None)
-    if values:  # fail early, before collection, on a malformed --device
-        _from_option(values, config.rootpath)
+    if config.getoption("hil_devices", default=None) or os.environ.get(ENV_VAR, "").strip():
+        _device_map(config)  # a malformed --device or map fails now, before collection
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
