@@ -104,6 +104,12 @@ class Stk500Link:
     Each method writes one command (or a pipelined pair) and reads exactly the number of
     bytes the reply must have; the port's read timeout only matters when the board stops
     answering. ``ProtocolError`` reports a reply that is not what STK500v1 says.
+
+    Pipelining: LOAD_ADDRESS goes out together with the PROG_PAGE or READ_PAGE that follows
+    it, saving a round trip per page. That is safe on a real Optiboot: while it sends the two
+    bytes answering LOAD_ADDRESS, at most two bytes of the next command arrive, which the
+    AVR's UART buffers. Nothing is sent after a PROG_PAGE before its reply, because the chip
+    does not read the UART while it erases and writes the page.
     """
 
     def __init__(self, port: Any) -> None:

@@ -13,6 +13,7 @@ from labruntime.drivers.base import Device
 from labruntime.drivers.capabilities import Programmer
 from labruntime.drivers.errors import (
     DeviceBusyError,
+    DeviceClosedError,
     DeviceIOError,
     DeviceTimeoutError,
     DeviceURLError,
@@ -55,6 +56,14 @@ def test_program_and_verify_through_open_device(tmp_path) -> None:
     assert info["name"] == "uno" and "programmer" in info["capabilities"]
     assert info["part"]["name"] == "atmega328p" and info["simulator"]["faults"] == []
     assert json.loads(json.dumps(info)) == info
+
+
+def test_program_after_close_is_refused() -> None:
+    dev = open_device("sim:arduino")
+    dev.close()
+    dev.close()
+    with pytest.raises(DeviceClosedError, match="closed"):
+        dev.program(image(10))
 
 
 def test_no_verify_and_estimate() -> None:
