@@ -146,6 +146,12 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _language(value: Any) -> str | None:
+    """The two-letter language of a locale, as weblablib gives it: "esp" or "es_ES" -> "es"."""
+    text = _text(value)
+    return text[:2] if text and len(text) > 2 else text
+
+
 class SessionManager:
     """Start / status / poll / dispose of sessions, on a Store, with an injectable clock."""
 
@@ -172,7 +178,7 @@ class SessionManager:
             username=_text(sd.get("request.username")),
             username_unique=_text(sd.get("request.username.unique")),
             full_name=_text(sd.get("request.full_name")),
-            locale=_text(sd.get("request.locale")),
+            locale=_language(sd.get("request.locale")),
             back=request.back,
             experiment_name=_text(sd.get("request.experiment_id.experiment_name")),
             category_name=_text(sd.get("request.experiment_id.category_name")),

@@ -7,6 +7,7 @@ saved at the end of the request when it changed (or at once with ``data.store()`
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -145,6 +146,17 @@ class _SessionUser(WebLabUser):
         dumped = self._dump()
         self._manager.store.save_data(self.session_id or "", dumped)
         self._record.data_json = dumped
+
+    def update_data(self, new_data: dict[str, Any] | None = None) -> None:
+        """Deprecated (weblablib 0.5): use ``weblab_user.data.store()``. Saves ``data`` now."""
+        warnings.warn(
+            "weblab_user.update_data() is deprecated: use weblab_user.data.store()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if new_data is not None:
+            self.data = new_data
+        self.store()
 
     def retrieve(self) -> None:
         """Reload ``data`` from the store."""

@@ -90,7 +90,8 @@ def _check_credentials() -> Any:
         extra={"weblab": {"event": "rejected", "path": request.path, "username": given}},
     )
     if request.endpoint == "weblab.test":
-        body = {"valid": False, "error_messages": ["Invalid credentials (HTTP Basic)"]}
+        why = "wrong username or password" if given else "no username provided"
+        body = {"valid": False, "error_messages": [f"Invalid credentials: {why} (HTTP Basic)"]}
     else:
         body = {"error": True, "message": "Invalid credentials (HTTP Basic)"}
     reply = jsonify(body)

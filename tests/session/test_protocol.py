@@ -30,7 +30,9 @@ def test_test_call_valid_and_invalid(make_lab):
         assert bad.headers["WWW-Authenticate"].startswith("Basic realm=")
         assert bad.content_type == "application/json"
         body = bad.get_json()
-        assert body["valid"] is False and body["error_messages"]
+        assert body["valid"] is False
+        expected = "wrong username or password" if headers else "no username provided"
+        assert expected in body["error_messages"][0]
 
 
 @pytest.mark.parametrize(

@@ -352,3 +352,21 @@ def test_no_poll_script_without_timeout_or_session(make_lab):
     assert lab.client.get("/page").data.startswith(b"<!--")
     lab.enter(lab.new_session())
     assert lab.client.get("/page").data.startswith(b"<!--")
+
+
+@pytest.mark.parametrize("sent,kept", [("es", "es"), ("esp", "es"), ("pt_BR", "pt"), (None, None)])
+def test_locale_is_the_language(make_lab, sent, kept):
+    lab = make_lab()
+    sid = lab.new_session(sd=lab.server_data(**{"request.locale": sent}))
+    with lab.app.app_context():
+        assert lab.weblab._load_user(sid).locale == kept
+
+
+def test_update_data_is_deprecated_but_works(make_lab):
+    lab = make_lab()
+    sid = lab.new_session()
+    with lab.app.app_context():
+        user = lab.weblab._load_user(sid)
+        with pytest.warns(DeprecationWarning, match="data.store"):
+            user.update_data({"old": "style"})
+        assert lab.weblab._load_user(sid).data == {"old": "style"}
