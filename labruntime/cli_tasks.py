@@ -49,22 +49,35 @@ def _on_signals(event: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _group(threads: int, drain: bool, kind: str) -> WorkerGroup:
+def _group(threads: int, drain: bool, kind: str, pools: tuple[str, ...]) -> WorkerGroup:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     weblab = get_state(app).weblab
-    return WorkerGroup(weblab, app, weblab._task_store(app), threads, drain=drain, kind=kind)
+    return WorkerGroup(
+        weblab, app, weblab._task_store(app), threads, drain=drain, kind=kind, pools=pools
+    )
+
+
+_POOL = click.option(
+    "--pool",
+    "pools",
+    multiple=True,
+    default=("default",),
+    show_default=True,
+    help="Queue(s) to take tasks from (repeat it; threads are spread over the pools).",
+)
 
 
 @click.command("run-tasks")
 @click.option("--threads", default=1, show_default=True, help="Tasks run in parallel.")
 @click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
+@_POOL
 @with_appcontext
 @_clean_errors
-def run_tasks_command(threads: int, stop_timeout: float) -> None:
+def run_tasks_command(threads: int, stop_timeout: float, pools: tuple[str, ...]) -> None:
     """Run the tasks queued now, then exit (for cron, or WEBLAB_NO_THREAD setups)."""
     stop = threading.Event()
     _on_signals(stop)
-    group = _group(threads, drain=True, kind="run-tasks").start()
+    group = _group(threads, drain=True, kind="run-tasks", pools=pools).start()
     while not group.wait(0.2):
         if stop.is_set():
             break
@@ -75,9 +88,10 @@ def run_tasks_command(threads: int, stop_timeout: float) -> None:
 @click.command("loop")
 @click.option("--threads", default=5, show_default=True, help="Tasks run in parallel.")
 @click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
+@_POOL
 @with_appcontext
 @_clean_errors
-def loop_command(threads: int, stop_timeout: float) -> None:
+def loop_command(threads: int, stop_timeout: float, pools: tuple[str, ...]) -> None:
     """Run tasks and clean expired users until SIGTERM."""
     from .sessions import CleanerThread
 
@@ -85,7 +99,7 @@ def loop_command(threads: int, stop_timeout: float) -> None:
     _on_signals(stop)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = get_state(app)
-    group = _group(threads, drain=False, kind="loop").start()
+    group = _group(threads, drain=False, kind="loop", pools=pools).start()
     cleaner = CleanerThread(
         lambda: state.weblab._clean(app), state.store.next_due, state.config.cleaner_interval
     )

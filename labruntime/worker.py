@@ -61,8 +61,8 @@ class WorkerGroup:
         self.weblab = weblab
         self.app = app
         self.store = task_store
-        self.threads = threads
-        self.pools = pools
+        self.pools = tuple(pools) or ("default",)
+        self.threads = max(threads, len(self.pools))  # at least one runner per pool
         self.drain = drain
         host = socket.gethostname()
         self.worker_id = f"{host}:{os.getpid()}:{os.urandom(4).hex()}"

@@ -122,6 +122,10 @@ def create_app(
         current_task.data["step"] = 2
         return "ok"
 
+    @task(pool="device:sim")
+    def on_device() -> str:
+        return "ran on the device's worker"
+
     @task(unique="global")
     def only_one(limit: float = 30.0) -> str:
         return until_stopped.func(limit)

@@ -201,3 +201,20 @@ def test_reading_stopping_in_a_tight_loop_costs_no_round_trips(lab) -> None:
         assert during < 40, f"{during} Redis commands while the task read the flag {reads} times"
     finally:
         ctx.pop()
+
+
+def test_pool_tasks_run_only_on_workers_of_that_pool(lab) -> None:
+    from labruntime.worker import WorkerGroup
+
+    ctx = lab.as_session(lab.start_session())
+    try:
+        task = lab.tasks["on_device"].delay()
+        assert not task.join(timeout=0.3, error_on_timeout=False).finished  # default pool only
+        store = lab.weblab._task_store(lab.app)
+        group = WorkerGroup(lab.weblab, lab.app, store, 1, pools=("device:sim",)).start()
+        try:
+            assert task.join(timeout=5).result == "ran on the device's worker"
+        finally:
+            group.stop(5)
+    finally:
+        ctx.pop()
