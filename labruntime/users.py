@@ -68,7 +68,11 @@ class WebLabUser:
         return f"{self.experiment_name}@{self.category_name}"
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.username_unique or self.username!r}>"
+        who = self.username_unique or self.username
+        return f"<{type(self).__name__} {who!r} session {self.session_id!r}>"
+
+    def __str__(self) -> str:
+        return repr(self)
 
 
 class AnonymousUser(WebLabUser):

@@ -370,3 +370,11 @@ def test_update_data_is_deprecated_but_works(make_lab):
         with pytest.warns(DeprecationWarning, match="data.store"):
             user.update_data({"old": "style"})
         assert lab.weblab._load_user(sid).data == {"old": "style"}
+
+
+def test_user_str(make_lab):
+    lab = make_lab()
+    sid = lab.new_session()
+    with lab.app.app_context():
+        assert sid in str(lab.weblab._load_user(sid))
+    assert str(AnonymousUser()) == "<AnonymousUser>"
