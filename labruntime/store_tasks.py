@@ -163,19 +163,24 @@ class TaskStore:
 
     def __init__(self, store: Any, expires: int = 3600) -> None:
         self._store = store
-        self.redis = store.redis
         self.prefix: str = store.key("")
         self.expires = max(1, int(expires))
-        reg = self.redis.register_script
-        self._enqueue = reg(PREAMBLE + ENQUEUE)
-        self._claim = reg(PREAMBLE + CLAIM)
-        self._finish = reg(PREAMBLE + FINISH)
-        self._stop = reg(PREAMBLE + STOP)
-        self._heartbeat = reg(PREAMBLE + HEARTBEAT)
-        self._reap = reg(PREAMBLE + REAP)
-        self._fail_unfinished = reg(PREAMBLE + FAIL_UNFINISHED)
-        self._lock = reg(PREAMBLE + LOCK)
-        self._lock_renew = reg(PREAMBLE + LOCK_RENEW)
+        self._client: Any = None
+        self._scripts: dict[str, Any] = {}
+
+    @property
+    def redis(self) -> Any:
+        """The session layer's client (it may replace it after close())."""
+        return self._store.redis
+
+    def _script(self, body: str) -> Any:
+        client = self.redis
+        if client is not self._client:
+            self._client, self._scripts = client, {}
+        script = self._scripts.get(body)
+        if script is None:
+            script = self._scripts[body] = client.register_script(PREAMBLE + body)
+        return script
 
     # -- keys -------------------------------------------------------------------------------
     def _k(self, *parts: str) -> str:
@@ -203,7 +208,7 @@ class TaskStore:
         """Store and queue a task. False (nothing stored) when ``lock`` is held."""
         argv = [self.prefix, task_id, session_id or "", pool, lock or "", repr(time.time())]
         argv += ["name", name, "args", args_json, "kwargs", kwargs_json, "data", "{}"]
-        return bool(self._enqueue(args=argv))
+        return bool(self._script(ENQUEUE)(args=argv))
 
     def get(self, task_id: str) -> TaskRecord | None:
         raw = self.redis.hgetall(self._k("task", task_id))
@@ -259,7 +264,7 @@ class TaskStore:
     def claim(self, task_id: str, worker_id: str, lease: float) -> TaskRecord | None:
         """``submitted`` -> ``running`` for this worker, or None if it must not run."""
         argv = [self.prefix, task_id, worker_id, repr(time.time()), int(lease * 1000)]
-        raw = self._claim(args=argv)
+        raw = self._script(CLAIM)(args=argv)
         return TaskRecord.from_hash(task_id, _pairs(raw)) if raw else None
 
     def finish(
@@ -285,14 +290,14 @@ class TaskStore:
             repr(time.time()),
             self.expires,
         ]
-        return bool(self._finish(args=argv))
+        return bool(self._script(FINISH)(args=argv))
 
     def stop(self, task_id: str) -> str | None:
         """Raise ``stopping``. Returns 'finalized' (it had not started: it never will),
         'running' (its worker was told) or None (already final or unknown)."""
         err = error_info("stopped", "TaskStopped", "stopped before it started")
         argv = [self.prefix, task_id, repr(time.time()), self.expires, json.dumps(err)]
-        value = self._stop(args=argv)
+        value = self._script(STOP)(args=argv)
         return None if value is None else _text(value)
 
     def requeue(self, task_id: str, worker_id: str, pool: str = "default") -> None:
@@ -314,7 +319,7 @@ class TaskStore:
     def heartbeat(self, worker_id: str, lease: float, info: dict[str, Any]) -> list[str]:
         """Renew the worker's lease and its tasks' lock leases; return ids flagged stopping."""
         argv = [self.prefix, worker_id, int(lease * 1000), json.dumps(info)]
-        return [_text(i) for i in self._heartbeat(args=argv)]
+        return [_text(i) for i in self._script(HEARTBEAT)(args=argv)]
 
     def workers(self) -> list[str]:
         return [_text(w) for w in self.redis.smembers(self._k("workers"))]
@@ -327,7 +332,7 @@ class TaskStore:
         ``worker-lost`` and requeue what it took but never started. -1 if it is alive."""
         err = error_info("worker-lost", "WorkerLost", f"the worker {worker_id} stopped or died")
         argv = [self.prefix, worker_id, repr(time.time()), self.expires, json.dumps(err)]
-        return int(self._reap(args=argv + ["1" if force else "0"]))
+        return int(self._script(REAP)(args=argv + ["1" if force else "0"]))
 
     def reap_dead(self) -> int:
         """Reap every registered worker whose lease expired. Returns tasks failed."""
@@ -374,17 +379,17 @@ class TaskStore:
 
     def fail_unfinished(self, session_id: str | None, error: dict[str, str]) -> int:
         argv = [self.prefix, session_id or "", repr(time.time()), self.expires, json.dumps(error)]
-        return int(self._fail_unfinished(args=argv))
+        return int(self._script(FAIL_UNFINISHED)(args=argv))
 
     # -- unique locks for direct (synchronous) calls ----------------------------------------
     def lock(self, key: str, holder: str, lease: float) -> bool:
-        return bool(self._lock(args=[self.prefix, key, holder, int(lease * 1000)]))
+        return bool(self._script(LOCK)(args=[self.prefix, key, holder, int(lease * 1000)]))
 
     def renew_lock(self, key: str, holder: str, lease: float) -> bool:
-        return bool(self._lock_renew(args=[self.prefix, key, holder, int(lease * 1000)]))
+        return bool(self._script(LOCK_RENEW)(args=[self.prefix, key, holder, int(lease * 1000)]))
 
     def unlock(self, key: str, holder: str) -> bool:
-        return bool(self._lock_renew(args=[self.prefix, key, holder, "0"]))
+        return bool(self._script(LOCK_RENEW)(args=[self.prefix, key, holder, "0"]))
 
 
 class StopListener:

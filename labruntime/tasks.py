@@ -102,17 +102,12 @@ class TasksMixin:
         from .globals import get_state
 
         state = get_state(app)
-        app = state.app if app is None and hasattr(state, "app") else app
-        if app is None:
-            from flask import current_app
-
-            app = current_app._get_current_object()
-        tasks = app.extensions.get("labruntime.tasks")
+        tasks = state.app.extensions.get("labruntime.tasks")
         if tasks is None:
-            store = getattr(state, "store", None) or state.sessions.store
             config = state.config
-            tasks = _AppTasks(TaskStore(store, int(config.task_expires)), config.dispose_timeout)
-            tasks = app.extensions.setdefault("labruntime.tasks", tasks)
+            task_store = TaskStore(state.store, int(config.task_expires))
+            tasks = _AppTasks(task_store, config.dispose_timeout)
+            tasks = state.app.extensions.setdefault("labruntime.tasks", tasks)
         return tasks
 
     def _task_store(self, app: Any = None) -> TaskStore:
