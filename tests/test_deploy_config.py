@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Iterator
@@ -152,6 +153,8 @@ def test_worker_unit_stops_with_sigterm_and_time_to_dispose():
     assert float(service["TimeoutStopSec"][0].rstrip("s")) > dispose_timeout + 5
     exec_start = service["ExecStart"][0]
     assert " loop " in exec_start and "--device board=" in exec_start
+    stop_timeout = float(exec_start.split("--stop-timeout ", 1)[1].split()[0])
+    assert dispose_timeout < stop_timeout < float(service["TimeoutStopSec"][0]) - 5
     # systemd expands % specifiers: a literal % in a device URL must be written %%.
     assert "%" not in exec_start.replace("%%", "")
     for arg in exec_start.split():
@@ -471,3 +474,55 @@ def test_nginx_example_serves_both_labs_over_https(tmp_path, redis_url, redis_ba
             assert page.status == 200 and b"Hello alice" in page.body
             assert rlms["lab2"].status(started.session_id) == -1
             assert rlms["lab1"].dispose(started.session_id)["message"] == "Deleted"
+
+
+@pytest.mark.slow
+def test_worker_unit_command_starts_and_stops_on_sigterm(tmp_path):
+    """The worker's ExecStart (its environment, the app, loop) runs and ends cleanly on SIGTERM.
+
+    The --device arguments are left out here: binding devices to the worker is tested with the
+    device-worker integration; this checks what systemd relies on: start, SIGTERM, exit 0.
+    """
+    service = _unit("labruntime-worker.service")["Service"]
+    args = service["ExecStart"][0].split()
+    while "--device" in args:
+        at = args.index("--device")
+        del args[at : at + 2]
+    args[0] = str(Path(sys.executable).with_name(Path(args[0]).name))
+    instance = tmp_path / "instance"
+    env = {
+        **os.environ,
+        "LABRUNTIME_CONFIG": str(CONFIG / "lab.example.toml"),
+        "LABRUNTIME_DEVICES": str(CONFIG / "devices.sim.toml"),
+        "LABRUNTIME_INSTANCE": str(instance),
+        "LABRUNTIME_LOCK_DIR": str(tmp_path / "locks"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    stop_within = float(service["TimeoutStopSec"][0])
+    try:
+        with subprocess.Popen(
+            args,
+            cwd=CONFIG,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        ) as proc:
+            # a deadline on every read below: a hung worker is killed, its output then ends
+            watchdog = threading.Timer(stop_within + 30, os.killpg, (proc.pid, signal.SIGKILL))
+            watchdog.start()
+            try:
+                assert proc.stdout is not None
+                first = proc.stdout.readline()  # the loop's banner: it is running
+                assert "SIGTERM to stop" in first, first + proc.stdout.read()
+                proc.send_signal(signal.SIGTERM)  # KillSignal=SIGTERM
+                rest = proc.stdout.read()  # ends when the process exits
+                assert proc.wait(timeout=stop_within) == 0, rest
+                assert "stopped" in rest
+            finally:
+                watchdog.cancel()
+                if proc.poll() is None:
+                    _stop_group(proc)
+    finally:
+        stop_embedded_redis(instance)
