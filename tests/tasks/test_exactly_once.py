@@ -1,4 +1,4 @@
-"""Exactly once under contention: gunicorn workers with runner threads plus two `loop` processes
+"""Exactly once under contention: 8 gunicorn workers with 2 runner threads each plus two `loop` processes
 take 1000 tasks from 50 sessions; every task runs once and ends done."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def test_1000_tasks_run_exactly_once(lab_factory, redis_url, redis_base) -> None
     sessions = [lab.start_session(f"user{i}") for i in range(SESSIONS)]
     port = _free_port()
     env = dict(os.environ, LAB_REDIS_URL=redis_url, LAB_REDIS_BASE=redis_base, LAB_THREADS="2")
-    gunicorn = [sys.executable, "-m", "gunicorn", "--chdir", str(HERE), "-w", "4"]
+    gunicorn = [sys.executable, "-m", "gunicorn", "--chdir", str(HERE), "-w", "8"]
     gunicorn += ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5", "labapp:app"]
     loop = [sys.executable, "-m", "flask", "--app", str(HERE / "labapp.py"), "loop"]
     loop_env = dict(env, LAB_THREADS="0")
