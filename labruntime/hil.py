@@ -348,7 +348,13 @@ def hil_gpio_in(hil_gpio_loop: LoopbackPair) -> Any:
 
 @pytest.fixture
 def hil_lab() -> Any:
-    """A running lab on the HIL devices: provided by the device-worker integration step."""
+    """A running lab on the HIL devices: provided by the device-worker integration step.
+
+    Intended shape: the lab app with ``WEBLAB_DEVICES`` = :func:`hil_device_map`, served over
+    real HTTP (``labruntime.testing.serve_app``), a device worker process holding the devices,
+    and a ``FakeRLMS`` driving it; teardown stops the worker with SIGTERM and checks that every
+    device reports a safe state. Until then any test asking for it skips, saying why.
+    """
     pytest.skip(
         "hil_lab is not available yet: the running-lab fixture arrives with the "
         "task/device integration (issue 5, device workers)"
