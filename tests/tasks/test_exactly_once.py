@@ -1,5 +1,5 @@
-"""Exactly once under contention: 8 gunicorn workers with 2 runner threads each plus two `loop` processes
-take 1000 tasks from 50 sessions; every task runs once and ends done."""
+"""Exactly once under contention: 8 gunicorn workers with 2 runner threads each plus two
+`loop` processes take 1000 tasks from 50 sessions; every task runs once and ends done."""
 
 from __future__ import annotations
 
