@@ -114,16 +114,20 @@ class TasksMixin:
         return self._app_tasks(app).task_store
 
     def _task_session_id(self) -> str | None:
-        """The session tasks belong to here: the running task's, else the request's."""
+        """The session tasks belong to here: the running task's, else the bound user's
+        (on_start, on_dispose), else the request's (the student's cookie)."""
         ctx = running_task()
         if ctx is not None:
             return ctx.handle.session_id
         from flask import has_request_context, session
 
+        from .globals import _bound_user, get_state
+
+        bound = _bound_user.get()
+        if bound is not None:
+            return bound.session_id
         if not has_request_context():
             return None
-        from .globals import get_state
-
         return session.get(get_state().config.session_id_name) or None
 
     def _load_task_user(self, session_id: str | None) -> Any:

@@ -15,13 +15,13 @@ def _wait_running(task, seconds: float = 5.0) -> None:
 
 
 def test_dispose_stops_and_waits_for_tasks(lab) -> None:
-    disposed: list[bool] = []
-    lab.weblab.on_dispose(lambda: disposed.append(True))
+    disposed: list[list[str]] = []
+    lab.weblab.on_dispose(lambda: disposed.append([t.status for t in lab.weblab.tasks]))
     sid = lab.start_session()
     ctx = lab.as_session(sid)
     try:
         task = lab.tasks["until_stopped"].delay(20)
-        queued = lab.tasks["add"].delay(1, 2)
+        queued = lab.tasks["add"].delay(1, 2).join(timeout=5)
         _wait_running(task)
     finally:
         ctx.pop()
@@ -29,7 +29,7 @@ def test_dispose_stops_and_waits_for_tasks(lab) -> None:
     reply = lab.rlms.dispose(sid)
     assert reply["message"] == "Deleted"
     assert time.monotonic() - start < 3
-    assert disposed == [True]
+    assert disposed == [["done", "done"]]  # on_dispose sees the session's tasks, all ended
     # finished tasks stay readable by the (now expired) user
     ctx = lab.as_session(sid)
     try:
