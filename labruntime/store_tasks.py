@@ -307,6 +307,12 @@ class TaskStore:
         pipe.rpush(self._k("tasks", "queue", pool), task_id)
         pipe.execute()
 
+    def processing_ids(self, worker_id: str) -> list[str]:
+        """Ids the worker took from a queue and has not claimed yet."""
+        return [
+            _text(i) for i in self.redis.lrange(self._k("worker", worker_id, "processing"), 0, -1)
+        ]
+
     def retire(self, worker_id: str) -> int:
         """A worker leaving: drop its lease, fail what it still runs, requeue what it took."""
         self.redis.delete(self._k("worker", worker_id))

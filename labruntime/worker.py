@@ -181,13 +181,31 @@ class WorkerGroup:
                 self.running.pop(task_id, None)
 
     def _heartbeat_loop(self) -> None:
+        suspects: set[str] = set()
         while not self._closed.wait(HEARTBEAT):
             try:
                 for task_id in self.store.heartbeat(self.worker_id, LEASE, self.info):
                     self._raise_stop(task_id)
                 self.store.reap_dead()
+                suspects = self._requeue_strays(suspects)
             except Exception:  # noqa: BLE001 - keep beating; Redis may come back
                 log.warning("worker %s: heartbeat failed", self.worker_id, exc_info=True)
+
+    def _requeue_strays(self, suspects: set[str]) -> set[str]:
+        """Ids left in our processing list by a lost BLMOVE reply (a broken connection) would
+        never run: give back those seen unclaimed on two beats in a row. Harmless if a runner
+        claims one meanwhile: the queue copy is then refused by the claim script."""
+        taken = set(self.store.processing_ids(self.worker_id)) - set(self._running_ids())
+        for task_id in taken & suspects:
+            log.warning(
+                "worker %s: task %s was taken but never claimed; requeued", self.worker_id, task_id
+            )
+            self.store.requeue(task_id, self.worker_id, self._pool_of(task_id))
+        return taken - suspects
+
+    def _pool_of(self, task_id: str) -> str:
+        record = self.store.get(task_id)
+        return record.pool if record is not None else "default"
 
     def _listen_loop(self) -> None:
         listener = self._listener

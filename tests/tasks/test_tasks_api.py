@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from labruntime.errors import AlreadyRunningError, TimeoutError
@@ -216,5 +218,24 @@ def test_pool_tasks_run_only_on_workers_of_that_pool(lab) -> None:
             assert task.join(timeout=5).result == "ran on the device's worker"
         finally:
             group.stop(5)
+    finally:
+        ctx.pop()
+
+
+def test_an_id_stranded_by_a_lost_reply_goes_back_to_its_queue(lab) -> None:
+    ctx = lab.as_session(lab.start_session())
+    try:
+        task = lab.tasks["on_device"].delay()  # nobody serves this pool here
+        store = lab.weblab._task_store(lab.app)
+        (group,) = lab.app.extensions["labruntime.tasks"].workers
+        # what a BLMOVE whose reply was lost leaves behind: the id in our processing list
+        assert store.take("device:sim", group.worker_id, 0) == task.task_id
+        assert store.queue_length("device:sim") == 0
+        deadline = time.monotonic() + 5
+        while store.queue_length("device:sim") == 0:
+            assert time.monotonic() < deadline, "the stranded id was not requeued"
+            time.sleep(0.05)
+        assert store.processing_ids(group.worker_id) == []
+        assert task.retrieve().submitted
     finally:
         ctx.pop()
