@@ -14,8 +14,8 @@ The rig (config/devices.rig.toml, BCM numbers, physical pins in brackets):
 
 * ``board``: an Arduino Uno with Optiboot on USB, named ``/dev/arduino-uno`` by
   config/udev/99-labruntime.rules (by serial number). Reset: GPIO27 [13] -> 1 kOhm -> base of
-  an NPN (2N2222), collector on the Uno's RESET, emitter on GND [14] (``reset=gpio:27``); or
-  ``reset=dtr`` to use the USB adapter's auto-reset and no wire.
+  an NPN (2N2222), collector on the Uno's RESET, emitter on GND [14], 10 kOhm base to GND
+  (``reset=gpio:27``); or ``reset=dtr`` to use the USB adapter's auto-reset and no wire.
 * ``board_nosync``: the same board at 9600 baud, which Optiboot does not speak (no answer).
 * ``led``: GPIO17 [11] -> 330 Ohm -> LED -> GND [9].
 * ``loop_out`` GPIO20 [38] -- jumper -- GPIO21 [40] ``loop_in``.
