@@ -247,15 +247,20 @@ def hil_device(hil_device_map: DeviceMap) -> Iterator[Callable[..., Any]]:
 
     yield open_named
     problems = []
-    for device in reversed(opened):
+    for device in reversed(opened):  # every device is closed, whatever the others do
         if device.closed:
             continue
         try:
             report = device.safe()
             if not report.ok:
                 problems.append(f"{device.label}: not safe at teardown: {report.detail}")
+        except Exception as exc:  # reported below, after the other devices are closed
+            problems.append(f"{device.label}: safe() failed at teardown: {exc!r}")
         finally:
-            device.close(safe=False)
+            try:
+                device.close(safe=False)
+            except Exception as exc:
+                problems.append(f"{device.label}: close() failed at teardown: {exc!r}")
     if problems:
         pytest.fail("; ".join(problems), pytrace=False)
 
