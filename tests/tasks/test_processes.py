@@ -128,3 +128,20 @@ def test_commands_report_an_unreachable_redis_in_one_line(tmp_path) -> None:
         assert done.returncode == 1
         assert "Traceback" not in done.stderr
         assert "Redis is unavailable" in done.stderr
+
+
+def test_sigterm_deadline_then_exit_0_even_if_a_task_ignores_stop(lab_factory, spawn) -> None:
+    lab = lab_factory(threads=0, start=False)
+    ctx = lab.as_session(lab.start_session())
+    try:
+        task = lab.tasks["ignore_stop"].delay(30)
+        worker = spawn("loop", "--threads", "1", "--stop-timeout", "1")
+        _wait(lambda: task.retrieve().running, 15, "the loop process to start the task")
+        start = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=10)
+        assert worker.returncode == 0, output
+        assert time.monotonic() - start < 5
+        assert task.retrieve().failed and task.error["code"] == "worker-lost"
+    finally:
+        ctx.pop()
