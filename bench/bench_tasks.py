@@ -19,7 +19,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -254,7 +253,7 @@ def main() -> None:
         finally:
             if server is not None:
                 server.stop()
-    print(f"Task layer, Redis {url.split('://')[0]}, {threading.active_count()} threads alive:")
+    print(f"Task layer, Redis over {url.split('://')[0]}:")
     print(f"(latency samples: {options.samples} labruntime, {options.weblablib_samples} weblablib;")
     print(f" throughput: {options.tasks} tasks queued, then the runner threads start)")
     print(table(ours, theirs))
