@@ -13,6 +13,7 @@ Dispose, whatever started it (RLMS, logout, poll timeout, slot over, cleaner)::
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import math
 import os
@@ -57,8 +58,6 @@ class StartRequest:
 
 
 def _as_object(payload: Mapping[str, Any], name: str) -> dict[str, Any]:
-    import json
-
     value = payload.get(name)
     if value is None or value == "":
         return {}

@@ -26,7 +26,7 @@ from flask import (
 )
 
 from .errors import InvalidStartRequestError, StoreUnavailableError
-from .globals import get_state
+from .globals import _current_user, get_state, logout, poll
 from .sessions import DisposeOutcome, parse_start_request
 from .users import make_user
 
@@ -197,8 +197,6 @@ def _own_session(session_id: str) -> str | None:
 
 
 def _poll_view(session_id: str) -> Any:
-    from .globals import _current_user, poll
-
     refused = _own_session(session_id)
     if refused:
         return jsonify(success=False, reason=refused)
@@ -213,8 +211,6 @@ def _poll_view(session_id: str) -> Any:
 
 
 def _logout_view(session_id: str) -> Any:
-    from .globals import _current_user, logout
-
     refused = _own_session(session_id)
     if refused:
         return jsonify(success=False, reason=refused)
