@@ -9,6 +9,7 @@ Web processes start one lazily (WEBLAB_TASK_THREADS_PROCESS threads); ``labrunti
 - heartbeat: renews the lease every HEARTBEAT seconds (and the unique locks of the tasks it
   runs), re-reads their stop flags (a safety net for lost pub/sub messages), and reaps dead
   workers: their running tasks fail with ``worker-lost`` within LEASE + HEARTBEAT seconds;
+  it also requeues ids a lost BLMOVE reply stranded in its own processing list;
 - stop listener: pub/sub on the worker's stop channel; sets the running task's local Event,
   which is what ``current_task_stopping`` reads.
 
