@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -37,12 +38,19 @@ from redis.retry import Retry
 
 from .errors import StoreUnavailableError
 
-__all__ = ["Store", "SessionRecord", "SessionState"]
+__all__ = ["Store", "SessionRecord", "SessionState", "valid_session_id"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-LIVE_MARGIN = 3600.0  # extra lifetime of a live session record after its slot ends
+# Session ids are create_token() strings; anything else (":", "*", spaces, huge) is unknown.
+_SESSION_ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+
+
+def valid_session_id(session_id: str) -> bool:
+    """True for a string that may be a session id (others are never looked up)."""
+    return isinstance(session_id, str) and _SESSION_ID.fullmatch(session_id) is not None
+
 
 # KEYS: session hash, live zset. ARGV: now, timeout, session id.
 _POLL_AND_GET = """
@@ -334,6 +342,8 @@ class Store:
         self, session_id: str, *, poll_at: float | None = None, timeout: float = 0.0
     ) -> SessionRecord | None:
         """The session, or None. With ``poll_at``, also records a poll (same round trip)."""
+        if not valid_session_id(session_id):
+            return None
         if poll_at is None:
             h = self.redis.hgetall(self._session_key(session_id))
         else:
@@ -347,6 +357,8 @@ class Store:
     @_wrap
     def poll(self, session_id: str, *, now: float, timeout: float) -> bool:
         """Record a poll; False when the session does not exist."""
+        if not valid_session_id(session_id):
+            return False
         reply = self._script("poll", _POLL_AND_GET)(
             keys=[self._session_key(session_id), self._live_key],
             args=[repr(now), repr(timeout), session_id, "0"],
@@ -356,12 +368,16 @@ class Store:
     @_wrap
     def session_states(self, session_ids: Iterable[str]) -> list[SessionState | None]:
         """Status fields of many sessions in one round trip (one Lua call)."""
-        keys = [self._session_key(session_id) for session_id in session_ids]
-        if not keys:
-            return []
-        packed = self._script("states", _STATES)(keys=keys)
+        ids = list(session_ids)
+        keys = [self._session_key(i) for i in ids if valid_session_id(i)]
+        packed = self._script("states", _STATES)(keys=keys).split(";") if keys else []
+        found = iter(packed)
         states: list[SessionState | None] = []
-        for item in packed.split(";"):
+        for session_id in ids:
+            if not valid_session_id(session_id):
+                states.append(None)
+                continue
+            item = next(found)
             status, max_date, last_poll, exited = item.split(",")
             if not status:
                 states.append(None)
@@ -374,12 +390,16 @@ class Store:
     @_wrap
     def save_data(self, session_id: str, data_json: str) -> bool:
         """Replace the lab's data of a session; False if the session is gone."""
+        if not valid_session_id(session_id):
+            return False
         script = self._script("set_if_exists", _SET_IF_EXISTS)
         return bool(script(keys=[self._session_key(session_id)], args=["data", data_json]))
 
     @_wrap
     def mark_exited(self, session_id: str, now: float) -> bool:
         """The student logged out: status says -1 and the cleaner looks at it now."""
+        if not valid_session_id(session_id):
+            return False
         script = self._script("set_if_exists", _SET_IF_EXISTS)
         done = bool(script(keys=[self._session_key(session_id)], args=["exited", "1"]))
         if done:
@@ -389,6 +409,8 @@ class Store:
     @_wrap
     def begin_dispose(self, session_id: str, now: float, reason: str) -> str:
         """Move an active session to "disposing". Returns "started", "missing" or its status."""
+        if not valid_session_id(session_id):
+            return "missing"
         return self._script("begin_dispose", _BEGIN_DISPOSE)(
             keys=[self._session_key(session_id), self._live_key],
             args=[repr(now), reason, session_id],

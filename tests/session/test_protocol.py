@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 from datetime import UTC, datetime
 
 import pytest
@@ -309,3 +310,17 @@ def test_callback_url_option(make_lab):
     body = lab.start().get_json()
     assert body["url"] == f"http://localhost/enter/{body['session_id']}"
     assert lab.client.get(f"/enter/{body['session_id']}").status_code == 302
+
+
+@pytest.mark.parametrize("odd", ["a:b", "*", "x" * 200, "a b", "tasks:session:x"])
+def test_odd_session_ids_are_unknown(make_lab, odd):
+    lab = make_lab()
+    sid = lab.new_session()
+    quoted = urllib.parse.quote(odd, safe="")
+    assert lab.status(quoted) == -1
+    assert lab.dispose(quoted) == {"message": "Not found"}
+    reply = lab.client.post(
+        "/weblab/sessions/status/multiple", json={"session_ids": [odd, sid]}, headers=lab.basic()
+    )
+    assert reply.get_json() == {"status": {odd: -1, sid: 5}}
+    assert lab.enter(quoted).status_code == 403
