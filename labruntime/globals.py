@@ -105,14 +105,14 @@ def _current_user() -> WebLabUser:
 
 
 def _socket_user() -> WebLabUser:
+    """Loaded afresh at each use (a socket connection outlives many changes); not a poll."""
     bound = _bound_user.get()
     if bound is not None:
         return bound
     if not has_request_context():
         return _current_user()
-    state = get_state()
-    session_id = session.get(state.config.session_id_name)
-    return _load(session_id, poll=state.config.autopoll) if session_id else AnonymousUser()
+    session_id = session.get(get_state().config.session_id_name)
+    return _load(session_id, poll=False) if session_id else AnonymousUser()
 
 
 def get_weblab_user(cached: bool = True) -> WebLabUser:
