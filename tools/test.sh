@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 debs=()
 command -v avrdude >/dev/null 2>&1 || debs+=(avrdude)
 command -v chromium >/dev/null 2>&1 || debs+=(chromium)
+command -v nginx >/dev/null 2>&1 || debs+=(nginx-light)
 if ((${#debs[@]})); then
     if [ "$(id -u)" = 0 ]; then apt=(env DEBIAN_FRONTEND=noninteractive apt-get)
     elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
