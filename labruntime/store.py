@@ -271,7 +271,6 @@ class Store:
                         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
                         health_check_interval=30,
                     )
-                    self._resolved_url = url
         return self._redis
 
     def _heal(self) -> bool:
