@@ -116,4 +116,12 @@ def run_demo(
     echo(f"open this link as the student (10 minutes): {url}")
     if open_browser:
         webbrowser.open(url)
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    try:
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+    finally:
+        if not app.config.get("WEBLAB_REDIS_URL"):
+            from labruntime.embedded import stop_embedded_redis
+
+            app.extensions["weblab"].weblab._stop_background(app, timeout=5)
+            stop_embedded_redis(app.instance_path)  # the demo leaves no server behind
+            echo("labruntime demo: stopped (its Redis too; its data stays for next time)")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from labruntime.demo import create_app
-from labruntime.embedded import stop_embedded_redis
+from labruntime.embedded import EmbeddedRedis, stop_embedded_redis
 from labruntime.testing import FakeRLMS
 
 
@@ -101,5 +101,8 @@ def test_labruntime_demo_serves_and_prints_link(tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+        output = process.stdout.read()
         process.stdout.close()
+        still_running = EmbeddedRedis(instance / "redis").running
         stop_embedded_redis(instance)
+    assert "stopped" in output and not still_running
