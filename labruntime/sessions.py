@@ -277,7 +277,13 @@ class SessionManager:
             return DisposeOutcome(found=False)
         if record.dispose_claim:
             return self._claimed_elsewhere(record, now)
-        busy = steps(session_id)
+        try:
+            busy = steps(session_id)
+        except StoreUnavailableError:
+            raise
+        except Exception:
+            log.exception("session %s: the dispose steps failed; ending it anyway", session_id)
+            busy = None
         if busy is not None and busy > 0:
             self.store.reschedule(session_id, now + busy)
             self._event("dispose", session_id, f"waits {busy:g} s for work", busy=busy)

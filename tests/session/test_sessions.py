@@ -122,3 +122,16 @@ def test_parse_start_request_forms():
     assert parse_start_request({}) == StartRequest({}, {}, None)
     with pytest.raises(ValueError, match="client_initial_data must be an object"):
         parse_start_request({"client_initial_data": "[1]"})
+
+
+def test_failing_steps_do_not_block_the_end(manager, caplog):
+    sessions = manager()
+    sid = start(sessions)
+    ran = []
+
+    def broken(session_id):
+        raise RuntimeError("worker table corrupt")
+
+    assert sessions.dispose(sid, "rlms", broken, ran.append).done
+    assert [r.session_id for r in ran] == [sid]
+    assert "worker table corrupt" in caplog.text
