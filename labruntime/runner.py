@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from .store_tasks import DONE, FAILED, TaskRecord, TaskStore, error_info
+from .store.tasks import DONE, FAILED, TaskRecord, TaskStore, error_info
 from .task_handle import RunningTask, WebLabTask, bind_running
 
 log = logging.getLogger(__name__)

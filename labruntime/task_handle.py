@@ -22,7 +22,7 @@ from werkzeug.datastructures import ImmutableDict
 from werkzeug.local import LocalProxy
 
 from .errors import TimeoutError, WebLabError
-from .store_tasks import TaskRecord, TaskStore
+from .store.tasks import TaskRecord, TaskStore
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import AlreadyRunningError
-from .store_tasks import TaskRecord, TaskStore
+from .store.tasks import TaskRecord, TaskStore
 from .task_handle import TaskArgumentError, WebLabTask, new_task_id, to_json
 
 log = logging.getLogger(__name__)

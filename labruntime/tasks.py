@@ -5,7 +5,7 @@ calling it runs the function here and now; ``.delay(*args, **kwargs)`` queues it
 :class:`~labruntime.task_handle.WebLabTask` handle; ``.run_sync(...)`` is delay + join.
 Arguments, results and data are JSON. :class:`TasksMixin` gives ``WebLab`` the task API
 (``get_task``, ``tasks``, ``join_tasks``...), starts the runner threads and drives dispose.
-Where tasks run: :mod:`labruntime.worker`; storage: :mod:`labruntime.store_tasks`.
+Where tasks run: :mod:`labruntime.worker`; storage: :mod:`labruntime.store.tasks`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .store_tasks import TaskRecord, TaskStore, error_info
+from .store.tasks import TaskRecord, TaskStore, error_info
 from .task_handle import (
     TaskArgumentError,
     WebLabTask,

@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 from .runner import run_claimed
-from .store_tasks import TaskStore
+from .store.tasks import TaskStore
 
 log = logging.getLogger(__name__)
 

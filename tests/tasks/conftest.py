@@ -13,7 +13,7 @@ import pytest
 import redis
 from flask import Flask
 
-from labruntime.store_tasks import TaskStore
+from labruntime.store.tasks import TaskStore
 from labruntime.testing import FakeRLMS
 
 HERE = Path(__file__).parent

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from labruntime.store_tasks import TaskStore
+from labruntime.store.tasks import TaskStore
 
 
 def _enqueue(store: TaskStore, task_id: str, session: str | None = "s1", lock: str | None = None):

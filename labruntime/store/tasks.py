@@ -41,8 +41,9 @@ from typing import Any
 
 import redis
 
-from .errors import StoreUnavailableError
-from .store_tasks_lua import (
+from labruntime.errors import StoreUnavailableError
+
+from .tasks_lua import (
     CLAIM,
     ENQUEUE,
     FAIL_UNFINISHED,

@@ -1,47 +1,21 @@
-"""All Redis access of the session layer: the key layout, the Lua scripts, the connection.
-
-Key layout (``B`` is WEBLAB_REDIS_BASE, so several labs share one Redis without meeting)::
-
-    B:weblab:session:<id>   hash, one per session (fields: see SessionRecord.to_hash).
-                            status is "active", "disposing" or "expired". Its TTL covers the
-                            slot plus WEBLAB_EXPIRED_USERS_TIMEOUT plus a margin while it is
-                            live, then exactly WEBLAB_EXPIRED_USERS_TIMEOUT once expired: Redis
-                            itself forgets expired users.
-    B:weblab:live           sorted set: session id -> the time the cleaner must look at it
-                            (min(slot end, last poll + WEBLAB_TIMEOUT), "now" after a logout,
-                            the retry time while a dispose waits for work to end).
-    B:weblab:fake           string: the id of the last session made by `fake new`.
+"""Sessions in Redis: the records, the Lua scripts and the session operations of the Store.
 
 Costs: a student's request is one EVALSHA (poll + read the whole hash); a status, or a bulk
 status of up to 500 sessions, is one EVALSHA of HMGETs; the cleaner reads one ZRANGEBYSCORE.
-
-The task layer (store_tasks.py) reuses :attr:`Store.redis`, :meth:`Store.key` and
-:meth:`Store.pipeline`. Every ``redis`` error becomes a
-:class:`~labruntime.errors.StoreUnavailableError` naming the server and what to check.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import re
-import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
+from .connection import Connection
+from .connection import wrap as _wrap
 
-from .errors import StoreUnavailableError
-
-__all__ = ["Store", "SessionRecord", "SessionState", "valid_session_id"]
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
+__all__ = ["SessionOps", "SessionRecord", "SessionState", "valid_session_id"]
 
 # Session ids are create_token() strings; anything else (":", "*", spaces, huge) is unknown.
 _SESSION_ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
@@ -52,7 +26,6 @@ def valid_session_id(session_id: str) -> bool:
     return isinstance(session_id, str) and _SESSION_ID.fullmatch(session_id) is not None
 
 
-# KEYS: session hash, live zset. ARGV: now, timeout, session id.
 _POLL_AND_GET = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {} end
@@ -207,111 +180,8 @@ class SessionState:
     exited: bool
 
 
-def _wrap(method: Callable[..., T]) -> Callable[..., T]:
-    """Turn redis connection errors into StoreUnavailableError; heal the embedded server."""
-
-    @functools.wraps(method)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> T:
-        try:
-            return method(self, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            if not self._heal():
-                raise self._unavailable(error) from error
-        try:
-            return method(self, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise self._unavailable(error) from error
-
-    return wrapper
-
-
-class Store:
-    """The Redis connection of one lab plus the session operations.
-
-    ``url`` None means the embedded server in ``instance_path`` (started on first use).
-    """
-
-    def __init__(self, url: str | None, base: str, instance_path: str | None = None) -> None:
-        self.url = url
-        self.base = base
-        self.instance_path = instance_path
-        self._redis: redis.Redis | None = None
-        self._lock = threading.Lock()
-        self._last_heal = 0.0
-        self._scripts: dict[str, Any] = {}
-
-    # -- connection -------------------------------------------------------------------------
-    def _resolve_url(self) -> str:
-        if self.url:
-            return self.url
-        from .embedded import EmbeddedRedisError, ensure_embedded_redis
-
-        if not self.instance_path:
-            raise StoreUnavailableError(
-                "no WEBLAB_REDIS_URL and no instance folder for the embedded Redis: "
-                "set WEBLAB_REDIS_URL"
-            )
-        try:
-            return ensure_embedded_redis(self.instance_path)
-        except EmbeddedRedisError as error:
-            raise StoreUnavailableError(f"the embedded Redis cannot start: {error}") from error
-
-    @property
-    def redis(self) -> redis.Redis:
-        """The client (``decode_responses=True``), connected on first use."""
-        if self._redis is None:
-            with self._lock:
-                if self._redis is None:
-                    url = self._resolve_url()
-                    self._redis = redis.Redis.from_url(
-                        url,
-                        decode_responses=True,
-                        socket_connect_timeout=3,
-                        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
-                        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-                        health_check_interval=30,
-                    )
-        return self._redis
-
-    def _heal(self) -> bool:
-        """Embedded mode: restart a dead server (at most every 2 s). True if worth retrying."""
-        if self.url or time.monotonic() - self._last_heal < 2.0:
-            return False
-        self._last_heal = time.monotonic()
-        try:
-            self._resolve_url()
-        except StoreUnavailableError:
-            return False
-        log.warning("the embedded Redis was not answering; it has been started again")
-        return True
-
-    def _unavailable(self, error: Exception) -> StoreUnavailableError:
-        where = self.url or f"the embedded Redis in {self.instance_path}"
-        return StoreUnavailableError(
-            f"Redis is unavailable ({where}): {str(error).rstrip('.')}. Check that the server "
-            "is running and WEBLAB_REDIS_URL is right; labruntime reconnects when it is back"
-        )
-
-    def close(self) -> None:
-        """Close the connection pool (a new one opens on next use)."""
-        if self._redis is not None:
-            self._redis.close()
-            self._redis = None
-            self._scripts.clear()
-
-    def key(self, *parts: str) -> str:
-        """A key under this lab's prefix: ``key("weblab", "live") == "B:weblab:live"``."""
-        return ":".join((self.base, *parts))
-
-    def pipeline(self, transaction: bool = True) -> Any:
-        """A pipeline on the lab's connection."""
-        return self.redis.pipeline(transaction=transaction)
-
-    def _script(self, name: str, source: str) -> Any:
-        script = self._scripts.get(name)
-        if script is None:
-            script = self._scripts[name] = self.redis.register_script(source)
-        return script
+class SessionOps(Connection):
+    """The session operations (mixed into :class:`~labruntime.store.Store`)."""
 
     def _session_key(self, session_id: str) -> str:
         return self.key("weblab", "session", session_id)

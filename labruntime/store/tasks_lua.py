@@ -1,7 +1,7 @@
-"""The Lua scripts of :mod:`labruntime.store_tasks` (each runs atomically in Redis).
+"""The Lua scripts of :mod:`labruntime.store.tasks` (each runs atomically in Redis).
 
 Every script is PREAMBLE + its body. ``ARGV[1]`` is always the key prefix ``P``; the keys are
-built from it (the layout is in store_tasks' docstring), so the scripts need a single Redis
+built from it (the layout is in store.tasks' docstring), so the scripts need a single Redis
 server, not a cluster. ``finalize`` writes a task's final state once and only once.
 """
 

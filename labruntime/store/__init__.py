@@ -1,0 +1,47 @@
+"""All Redis access of labruntime: the only package that imports ``redis``.
+
+Modules: :mod:`.connection` (client, key prefix, error mapping: every ``redis`` connection
+error becomes a :class:`~labruntime.errors.StoreUnavailableError`), :mod:`.sessions`
+(session records and operations), :mod:`.tasks` + :mod:`.tasks_lua` (tasks, workers, locks),
+:mod:`.devices` (device leases of device workers). JSON everywhere, never pickle.
+
+Key layout of the whole system (``B`` is WEBLAB_REDIS_BASE, so several labs share one Redis
+without meeting; ``P`` is ``B:weblab:``)::
+
+  sessions (sessions.py)
+    B:weblab:session:<id>   hash, one per session (fields: see SessionRecord.to_hash).
+                            status is "active", "disposing" or "expired". Its TTL covers the
+                            slot plus WEBLAB_EXPIRED_USERS_TIMEOUT plus a margin while it is
+                            live, then exactly WEBLAB_EXPIRED_USERS_TIMEOUT once expired: Redis
+                            itself forgets expired users.
+    B:weblab:live           sorted set: session id -> the time the cleaner must look at it
+                            (min(slot end, last poll + WEBLAB_TIMEOUT), "now" after a logout,
+                            the retry time while a dispose waits for work to end).
+    B:weblab:fake           string: the id of the last session made by `fake new`.
+  tasks, workers, locks (tasks.py; the full list is in its docstring)
+    P task:<id>, P task:<id>:done, P tasks:queue:<pool>, P tasks:session:<sid>,
+    P tasks:unfinished:<sid>, P tasks:finished:<sid>, P tasks:dispose:<sid>,
+    P tasks:lock:..., P workers, P worker:<wid>[:running|:processing], channel P worker:<wid>:stop
+  devices (devices.py; the full list is in its docstring)
+    P device:<name>         the device's lease (PX): JSON {worker, token, host, pid, url}
+    P device:<name>:token   fencing token, INCR on every new holder
+    P device:<name>:req     list of control requests to the holder ("safe"...)
+    P device:<name>:ack:<r> list holding the holder's reply to request <r>
+    P session:<sid>:revoked devices  set of device names the session may no longer use
+"""
+
+from __future__ import annotations
+
+from .connection import Connection
+from .sessions import SessionOps, SessionRecord, SessionState, valid_session_id
+
+__all__ = ["Connection", "Store", "SessionRecord", "SessionState", "valid_session_id"]
+
+
+class Store(SessionOps):
+    """The Redis connection of one lab plus the session operations.
+
+    ``url`` None means the embedded server in ``instance_path`` (started on first use). The
+    task layer (:class:`~labruntime.store.tasks.TaskStore`) and the device leases reuse
+    :attr:`redis`, :meth:`key` and :meth:`pipeline`.
+    """
