@@ -8,8 +8,12 @@
         print(dev.readline(timeout=2))
 
 Imports neither flask nor redis nor anything from labruntime; drivers load lazily on first use
-of their scheme. Error tree: :mod:`.errors`; URL grammar: :mod:`.urls`; schemes: :mod:`.registry`.
+of their scheme, and so does :class:`SimulatedArduino` (which needs pyserial) on first access.
+Error tree: :mod:`.errors`; URL grammar: :mod:`.urls`; schemes: :mod:`.registry`; firmware
+files: :mod:`.image`.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .base import Device, SafeReport
 from .capabilities import (
@@ -34,6 +38,7 @@ from .errors import (
     UnknownSchemeError,
     VerifyError,
 )
+from .image import FirmwareImage, load_image
 from .lease import DeviceLease
 from .operations import Operation, OperationTracker, Progress
 from .registry import (
@@ -44,6 +49,12 @@ from .registry import (
     validate_device_url,
 )
 from .urls import DeviceURL, parse_device_url
+
+if TYPE_CHECKING:
+    from .sim_arduino import SimulatedArduino
+
+#: names served by __getattr__ on first access: name -> module (keeps this import light)
+_LAZY = {"SimulatedArduino": ".sim_arduino"}
 
 __all__ = [
     "Console",
@@ -58,6 +69,7 @@ __all__ = [
     "DigitalInput",
     "DigitalOutput",
     "DriverError",
+    "FirmwareImage",
     "ImageError",
     "Operation",
     "OperationCancelled",
@@ -67,14 +79,30 @@ __all__ = [
     "Progress",
     "ProgrammingError",
     "SafeReport",
+    "SimulatedArduino",
     "UnknownSchemeError",
     "VerifyError",
     "capability_names",
     "has_capability",
     "known_schemes",
+    "load_image",
     "open_device",
     "parse_device_url",
     "register_scheme",
     "unregister_scheme",
     "validate_device_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
