@@ -1,90 +1,24 @@
 """The demo lab shipped with labruntime: ``labruntime demo`` serves it.
 
-A tiny lab written exactly like a lab author would: a virtual LED the student switches, the
-time left, a logout button. It runs on the embedded Redis in its instance folder.
+A lab written exactly like a lab author would, as a student meets it: the time left, a firmware
+section (upload a .hex or pick a bundled example, Program with a progress bar, Cancel), an LED
+switched through small device tasks and read back, and a logout button. Its devices are
+simulated (:data:`DEMO_DEVICES`): a simulated Arduino and a simulated GPIO board. Modules:
+:mod:`.app` (create_app), :mod:`.lab_tasks`, :mod:`.views`, :mod:`.firmware`.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import webbrowser
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request, url_for
+from .app import DEFAULT_INSTANCE, DEMO_DEVICES, create_app
 
-from labruntime import WebLab, logout, requires_active, requires_login, weblab_user
-
-__all__ = ["create_app", "run_demo", "DEFAULT_INSTANCE"]
+__all__ = ["create_app", "run_demo", "DEFAULT_INSTANCE", "DEMO_DEVICES"]
 
 log = logging.getLogger(__name__)
-DEFAULT_INSTANCE = Path.home() / ".labruntime-demo"
-
-
-def _secret(instance: Path, name: str) -> str:
-    path = instance / name
-    if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-def create_app(instance_path: str | Path | None = None, **config: Any) -> Flask:
-    """The demo lab app (embedded Redis in ``instance_path`` unless WEBLAB_REDIS_URL given)."""
-    instance = Path(instance_path or DEFAULT_INSTANCE).resolve()
-    app = Flask(__name__, instance_path=str(instance))
-    app.config.update(
-        SECRET_KEY=_secret(instance, "secret_key"),
-        SESSION_COOKIE_NAME="labruntime_demo",
-        WEBLAB_USERNAME="demo",
-        WEBLAB_PASSWORD=_secret(instance, "rlms_password"),
-        WEBLAB_REDIS_BASE="demo",
-        WEBLAB_TIMEOUT=60,
-    )
-    app.config.update(config)
-    weblab = WebLab(app)
-
-    @weblab.on_start
-    def start(client_data: dict[str, Any], server_data: dict[str, Any]) -> dict[str, Any]:
-        log.info("demo: %s starts", weblab_user.username)
-        return {"led": False, "switches": 0}
-
-    @weblab.on_dispose
-    def dispose() -> None:
-        log.info("demo: %s leaves after %s switches", weblab_user.username, _switches())
-
-    @weblab.initial_url
-    def initial_url() -> str:
-        return url_for("index")
-
-    @app.route("/")
-    @requires_login
-    def index() -> Any:
-        return render_template("demo.html")
-
-    @app.route("/led", methods=["POST"])
-    @requires_active
-    def led() -> Any:
-        wanted = (request.get_json(silent=True) or {}).get("on")
-        weblab_user.data["led"] = bool(wanted)
-        weblab_user.data["switches"] = _switches() + 1
-        return jsonify(led=weblab_user.data["led"], switches=weblab_user.data["switches"])
-
-    @app.route("/leave", methods=["POST"])
-    @requires_login
-    def leave() -> Any:
-        back = weblab_user.back
-        logout()
-        return jsonify(back=back)
-
-    return app
-
-
-def _switches() -> int:
-    return int(weblab_user.data.get("switches", 0))
 
 
 def run_demo(

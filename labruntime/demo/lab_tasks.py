@@ -1,0 +1,63 @@
+"""The demo lab's device tasks, written as a lab author would write them.
+
+``program_firmware`` writes an image into the ``board`` (a simulated Arduino) and verifies it;
+its progress reaches the page through ``task.progress``, and ``task.stop()`` cancels it at the
+next page. ``set_led`` / ``read_led`` drive the ``led`` device: output pin 17 wired to input
+pin 27, so the state shown is read back from the input, not assumed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from labruntime.drivers.image import parse_ihex
+
+__all__ = ["LED_IN", "LED_OUT", "DemoTasks", "register_tasks"]
+
+log = logging.getLogger(__name__)
+
+LED_OUT = 17  # the student's output pin
+LED_IN = 27  # the input it is wired to (a jumper on a real Pi, a wired pair in simulation)
+ADMISSION_MARGIN = 2.0  # seconds kept free at the end of the slot
+
+
+@dataclass(frozen=True)
+class DemoTasks:
+    """The registered task wrappers (``.delay()`` them from views)."""
+
+    program_firmware: Any
+    set_led: Any
+    read_led: Any
+
+
+def register_tasks(weblab: Any) -> DemoTasks:
+    """Declare the demo's tasks on ``weblab``."""
+    from labruntime import current_devices, require_time
+
+    @weblab.task(device="board", unique="user")
+    def program_firmware(hex_text: str, source: str) -> dict[str, Any]:
+        """Program and verify ``hex_text``; refuse it if the student's time cannot cover it."""
+        board = current_devices["board"]
+        image = parse_ihex(hex_text, source)
+        require_time(board.estimate_seconds(image), margin=ADMISSION_MARGIN)
+        result = board.program(image, verify=True)
+        log.info("demo: %s programmed (%d bytes)", source, result.bytes)
+        return {"source": source, **result.to_dict()}
+
+    @weblab.task(device="led")
+    def set_led(on: bool) -> bool:
+        """Drive the output, wait for the wired input to follow, return what it reads."""
+        gpio = current_devices["led"]
+        gpio.output(LED_OUT).value = bool(on)
+        sense = gpio.input(LED_IN)
+        sense.wait_for(bool(on), timeout=1.0)
+        return bool(sense.value)
+
+    @weblab.task(device="led")
+    def read_led() -> bool:
+        """What the input wired to the LED's pin reads now."""
+        return bool(current_devices["led"].input(LED_IN).value)
+
+    return DemoTasks(program_firmware, set_led, read_led)
