@@ -76,7 +76,24 @@ class UnknownSchemeError(DriverError, ValueError):
 
 
 class DeviceURLError(DriverError, ValueError):
-    """A device URL is malformed or has an unknown/bad option; the message shows the grammar."""
+    """A device URL is malformed or has an unknown/bad option; the message shows the grammar.
+
+    When the URL's own parser raised it, ``url``, ``scheme`` and ``problem`` are set, so the
+    registry can restate the problem with the grammar of that scheme.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        scheme: str | None = None,
+        problem: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.scheme = scheme
+        self.problem = problem
 
 
 class ImageError(DriverError, ValueError):

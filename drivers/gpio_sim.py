@@ -20,13 +20,14 @@ from .gpio import GpioOptions, find_pin, shared_factory
 from .gpio_lines import InputLine, OutputLine, gpiozero_errors
 from .urls import DeviceURL, reject_unknown
 
-__all__ = ["SIM_GRAMMAR", "SimGpioBoard", "open_url", "validate"]
+__all__ = ["GRAMMAR", "SIM_GRAMMAR", "SimGpioBoard", "open_url", "validate"]
 
 log = logging.getLogger(__name__)
 
 SIM_GRAMMAR = (
     "sim:gpio?out=17,18&in=27,22&wired=17-27,18-22&safe=0&active_high=true&pull=down|up|none"
 )
+GRAMMAR = SIM_GRAMMAR
 _SIM_OPTIONS = {"out", "in", "wired", "safe", "active_high", "pull"}
 
 

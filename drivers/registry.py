@@ -3,7 +3,8 @@
 Built-in schemes are loaded lazily by module path (so ``import labruntime.drivers`` does not
 import pyserial or gpiozero): ``serial``, ``gpio``, ``command``, ``stk500`` and ``sim``, which
 dispatches on its target (``sim:gpio``, ``sim:arduino``). A driver module exposes
-``open_url(url: DeviceURL, *, name) -> Device`` and ``validate(url: DeviceURL) -> None``.
+``open_url(url: DeviceURL, *, name) -> Device``, ``validate(url: DeviceURL) -> None`` and
+``GRAMMAR`` (its URL grammar, quoted in errors about malformed options).
 
 A lab adds a scheme with :func:`register_scheme` or, from an installed package, an entry point
 in the group ``labruntime.drivers`` whose name is the scheme and whose object is either a
@@ -32,6 +33,7 @@ __all__ = [
     "known_schemes",
     "open_device",
     "register_scheme",
+    "scheme_grammar",
     "unregister_scheme",
     "validate_device_url",
 ]
@@ -148,13 +150,65 @@ def _resolve(url: DeviceURL) -> _Scheme:
     )
 
 
+def scheme_grammar(scheme: str, target: str = "") -> str | None:
+    """The URL grammar of ``scheme`` (its driver module's ``GRAMMAR``), or None if unknown.
+
+    For ``sim`` it is the grammar of the simulator named by ``target``, or of all of them.
+    """
+    scheme = scheme.lower()
+    modules: list[str] = []
+    if scheme in _BUILTIN:
+        modules = [_BUILTIN[scheme][0]]
+    elif scheme == "sim":
+        known = _SIM_TARGETS.get(target.lower())
+        modules = [known[0]] if known else [m for m, _, _ in _SIM_TARGETS.values()]
+    with _lock:
+        registered = _registered.get(scheme)
+    grammars: list[str] = []
+    try:
+        if registered is not None:
+            opener = registered.opener
+            holder = importlib.import_module(getattr(opener, "__module__", "") or __name__)
+            grammars = [getattr(opener, "GRAMMAR", None) or getattr(holder, "GRAMMAR", None)]
+        elif modules:
+            grammars = [importlib.import_module(m, __package__).GRAMMAR for m in modules]
+        else:
+            found = _from_entry_point(scheme)
+            if found is not None:
+                holder = importlib.import_module(found.opener.__module__)
+                grammars = [getattr(holder, "GRAMMAR", None)]
+    except (ImportError, AttributeError, DriverError):
+        return None
+    text = " | ".join(g for g in grammars if isinstance(g, str) and g)
+    return text or None
+
+
+def _parse(url: str | DeviceURL) -> DeviceURL:
+    """parse_device_url, restating a malformed option with the grammar of its scheme."""
+    try:
+        return parse_device_url(url)
+    except DeviceURLError as exc:
+        if exc.scheme is None or exc.url is None:
+            raise
+        target = exc.url.partition(":")[2].partition("?")[0]
+        grammar = scheme_grammar(exc.scheme, target)
+        if grammar is None:
+            raise
+        raise DeviceURLError(
+            f"bad device URL {exc.url!r}: {exc.problem}. Grammar: {grammar}",
+            url=exc.url,
+            scheme=exc.scheme,
+            problem=exc.problem,
+        ) from None
+
+
 def open_device(url: str | DeviceURL, *, name: str | None = None, **kwargs: Any) -> Device:
     """Open the device at ``url`` (e.g. ``"serial:/dev/ttyUSB0?baudrate=115200"``).
 
     The device is leased to this process and driven to its safe state before it is returned;
     close it (or use it as a context manager) to release it.
     """
-    parsed = parse_device_url(url)
+    parsed = _parse(url)
     scheme = _resolve(parsed)
     log.debug("opening device %s", parsed)
     return scheme.opener(parsed, name=name, **kwargs)
@@ -162,7 +216,7 @@ def open_device(url: str | DeviceURL, *, name: str | None = None, **kwargs: Any)
 
 def validate_device_url(url: str | DeviceURL) -> DeviceURL:
     """Parse ``url`` and check its scheme and options without opening anything."""
-    parsed = parse_device_url(url)
+    parsed = _parse(url)
     scheme = _resolve(parsed)
     if scheme.validator is not None:
         scheme.validator(parsed)

@@ -53,8 +53,13 @@ class DeviceURL:
         return self.options.get(key, default)
 
 
-def _fail(url: str, problem: str, grammar: str) -> DeviceURLError:
-    return DeviceURLError(f"bad device URL {url!r}: {problem}. Grammar: {grammar}")
+def _fail(url: str, problem: str, grammar: str, scheme: str | None = None) -> DeviceURLError:
+    return DeviceURLError(
+        f"bad device URL {url!r}: {problem}. Grammar: {grammar}",
+        url=url,
+        scheme=scheme,
+        problem=problem,
+    )
 
 
 def parse_device_url(url: str | DeviceURL) -> DeviceURL:
@@ -73,9 +78,10 @@ def parse_device_url(url: str | DeviceURL) -> DeviceURL:
         )
     if not _SCHEME.match(scheme):
         raise _fail(raw, f"{scheme!r} is not a valid scheme name", _GENERIC)
+    scheme = scheme.lower()
     target, qmark, query = rest.partition("?")
     if not target:
-        raise _fail(raw, "the target after the scheme is empty", _GENERIC)
+        raise _fail(raw, "the target after the scheme is empty", _GENERIC, scheme)
     options: dict[str, str] = {}
     if qmark and query:
         for part in query.split("&"):
@@ -84,13 +90,15 @@ def parse_device_url(url: str | DeviceURL) -> DeviceURL:
             key, eq, value = part.partition("=")
             key = unquote(key).strip()
             if not eq:
-                raise _fail(raw, f"option {key!r} has no value (write {key}=VALUE)", _GENERIC)
+                raise _fail(
+                    raw, f"option {key!r} has no value (write {key}=VALUE)", _GENERIC, scheme
+                )
             if not key:
-                raise _fail(raw, f"option {part!r} has no name", _GENERIC)
+                raise _fail(raw, f"option {part!r} has no name", _GENERIC, scheme)
             if key in options:
-                raise _fail(raw, f"option {key!r} is given twice", _GENERIC)
+                raise _fail(raw, f"option {key!r} is given twice", _GENERIC, scheme)
             options[key] = unquote(value)
-    return DeviceURL(scheme=scheme.lower(), target=target, options=options, raw=raw)
+    return DeviceURL(scheme=scheme, target=target, options=options, raw=raw)
 
 
 def reject_unknown(url: DeviceURL, allowed: Iterable[str], grammar: str) -> None:

@@ -49,9 +49,13 @@ def open_relay(url: DeviceURL, *, name: str | None = None, **kwargs: Any) -> Rel
     return Relay(url, name=name, channel=opt_int(url, "channel", 1) + kwargs.get("offset", 0))
 
 
+#: the registry quotes the GRAMMAR of the opener's module when an option is malformed
+GRAMMAR = "relay:BOARD?channel=N"
+
+
 def validate_relay(url: DeviceURL) -> None:
-    reject_unknown(url, {"channel"}, "relay:BOARD?channel=N")
-    opt_int(url, "channel", 1, minimum=1, grammar="relay:BOARD?channel=N")
+    reject_unknown(url, {"channel"}, GRAMMAR)
+    opt_int(url, "channel", 1, minimum=1, grammar=GRAMMAR)
 
 
 @pytest.fixture
@@ -174,3 +178,35 @@ def test_a_broken_entry_point_is_a_driver_error(
 def test_registering_a_bad_name_is_refused() -> None:
     with pytest.raises(DeviceURLError, match="not a valid scheme"):
         register_scheme("9lives", open_relay)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem", "grammar"),
+    [
+        ("gpio:17?safe", "option 'safe' has no value", "gpio:PIN?mode=out"),
+        ("serial:/dev/ttyUSB0?&=3", "option '=3' has no name", "serial:PORT?baudrate="),
+        ("stk500:/dev/ttyACM0?part=m328p&part=m168", "'part' is given twice", "stk500:PORT?"),
+        ("command:avrdude?args", "option 'args' has no value", "command:TOOL?args="),
+        ("sim:arduino?fault", "option 'fault' has no value", "sim:arduino?baud="),
+        ("sim:gpio?out", "option 'out' has no value", "sim:gpio?out="),
+    ],
+)
+def test_a_malformed_option_shows_the_grammar_of_its_scheme(
+    url: str, problem: str, grammar: str
+) -> None:
+    for call in (open_device, validate_device_url):
+        with pytest.raises(DeviceURLError) as info:
+            call(url)
+        message = str(info.value)
+        assert problem in message and f"Grammar: {grammar}" in message
+        assert "scheme:target?key=value" not in message  # not the generic grammar
+
+
+def test_a_registered_scheme_lends_its_module_grammar(relay_scheme: None) -> None:
+    with pytest.raises(DeviceURLError, match=r"'channel' is given twice\. Grammar: relay:BOARD"):
+        open_device("relay:b?channel=1&channel=2")
+
+
+def test_an_unknown_scheme_with_a_malformed_option_gets_the_generic_grammar() -> None:
+    with pytest.raises(DeviceURLError, match=r"Grammar: scheme:target\?key=value"):
+        open_device("toaster:b?slots")
