@@ -41,6 +41,7 @@ def _seen(page: Any) -> list[float]:
 
 
 def _shot(page: Any, artifacts: Path, name: str) -> None:
+    page.wait_for_timeout(350)  # let the LED's and the bar's CSS transitions end
     page.screenshot(path=str(artifacts / f"demo-{name}.png"), full_page=True)
 
 

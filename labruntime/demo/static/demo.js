@@ -10,6 +10,8 @@
   var pollTimer = null;
   var seen = [];             // every progress fraction shown (the browser test reads it)
   var expired = false;       // the clock reached 0 (ask the lab once)
+  var submitting = false;    // a Program request is on its way: ignore the old task's state
+  var currentId = null;      // the task the page follows (a late poll of an older one is old)
 
   function post(url, body) {
     var options = {method: "POST", credentials: "same-origin"};
@@ -65,7 +67,7 @@
   }
 
   function renderProgram(task) {
-    if (!task) { return; }
+    if (!task || submitting || (currentId && task.id && task.id !== currentId)) { return; }
     var fraction = overall(task);
     var fill = $("progress-fill");
     fill.style.width = (fraction * 100).toFixed(1) + "%";
@@ -102,16 +104,20 @@
     } else {
       form.append("example", source);
     }
-    $("program-button").disabled = true;
-    show("program-message", "");
+    seen = [];
+    renderProgram({status: "submitted", progress: null});
+    submitting = true;
     post(urls.program, form).then(function (d) {
+      submitting = false;
       if (!d._ok) {
+        busy = false;
         $("program-button").disabled = false;
+        $("cancel-button").disabled = true;
+        $("progress-text").textContent = "Nothing was programmed.";
         show("program-message", d.error, true);
         return;
       }
-      seen = [];
-      renderProgram({status: "submitted", progress: null});
+      currentId = d.task_id;
       poll();
     });
   });
