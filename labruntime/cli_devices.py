@@ -3,7 +3,9 @@
 * ``device check URL [--json]``: open the device, describe it, drive it safe, close it. Exit 0
   when the safe state was reached, 1 when not or on a device error, 2 on a bad URL.
 * ``device program URL FIRMWARE [--no-verify] [--timeout S]``: program a board (any device
-  with the Programmer capability) with a progress bar; Ctrl-C cancels and leaves it safe.
+  with the Programmer capability) with a progress bar. The file is read and checked before
+  the board is opened, its size against the board's part before anything is written; on a
+  failure or Ctrl-C the board is driven safe and the message says whether that worked.
 * ``sim arduino [--baud N] [--fault F]... [--part P]``: start a simulated Arduino; its tty path
   is the first line on stdout; runs until SIGINT/SIGTERM. Try avrdude or your own tool on it.
 
@@ -26,12 +28,15 @@ import click
 from .drivers import (
     DeviceURLError,
     DriverError,
+    FirmwareImage,
     Programmer,
     Progress,
     UnknownSchemeError,
     has_capability,
+    load_image,
     open_device,
 )
+from .drivers.parts import Part
 
 __all__ = ["device_group", "sim_group"]
 
@@ -121,6 +126,21 @@ class _Bars:
             self.bar = None
 
 
+def _check_fits(device: Any, image: FirmwareImage) -> None:
+    """Refuse an image too big for the device's part (if it declares one) before programming."""
+    part = getattr(device, "part", None)
+    if isinstance(part, Part):
+        image.check_fits(part)
+
+
+def _left_safe(device: Any) -> str:
+    """Drive ``device`` safe after a failure; a sentence saying how that went."""
+    report = device.safe()
+    return (
+        f"device left safe ({report.detail})" if report.ok else f"device NOT safe: {report.detail}"
+    )
+
+
 @device_group.command("program")
 @click.argument("url")
 @click.argument("firmware", type=click.Path(exists=True, dir_okay=False))
@@ -130,6 +150,7 @@ def program_command(url: str, firmware: str, no_verify: bool, timeout: float | N
     """Program FIRMWARE (Intel HEX or raw binary) into the board at URL."""
     bars = _Bars()
     with _driver_errors():
+        image = load_image(firmware)  # a bad file fails here, before the board is opened
         device = open_device(url)
         try:
             if not has_capability(device, Programmer):
@@ -139,7 +160,8 @@ def program_command(url: str, firmware: str, no_verify: bool, timeout: float | N
                     "or sim:arduino URL",
                     exit_code=2,
                 )
-            estimate = device.estimate_seconds(firmware)
+            _check_fits(device, image)
+            estimate = device.estimate_seconds(image)
             click.echo(f"programming {firmware} into {url} (about {estimate:.1f} s)", err=True)
             try:
                 result = device.program(
@@ -147,12 +169,12 @@ def program_command(url: str, firmware: str, no_verify: bool, timeout: float | N
                 )
             except KeyboardInterrupt:
                 bars.close()
-                report = device.safe()
                 raise DeviceCommandError(
-                    f"interrupted; device {'left safe' if report.ok else 'NOT safe'}: "
-                    f"{report.detail}",
-                    exit_code=130,
+                    f"interrupted; {_left_safe(device)}", exit_code=130
                 ) from None
+            except (DriverError, OSError) as error:
+                bars.close()
+                raise DeviceCommandError(f"{error}\n{_left_safe(device)}") from None
             finally:
                 bars.close()
         finally:
@@ -197,7 +219,7 @@ def sim_arduino_command(baud: int, faults: tuple[str, ...], part: str) -> None:
             sys.stdout.flush()
             click.echo(
                 f"simulated {board.part.name} at {baud} baud; try: avrdude -c arduino "
-                f"-p {board.part.name} -P {path} -b {baud} -U flash:w:FIRMWARE.hex:i "
+                f"-p {board.part.avrdude_name} -P {path} -b {baud} -U flash:w:FIRMWARE.hex:i "
                 "(Ctrl-C to stop)",
                 err=True,
             )

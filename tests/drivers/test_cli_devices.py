@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from labruntime.drivers import SimulatedArduino
 from labruntime.drivers.image import FirmwareImage
 
 from labruntime.cli_devices import device_group, sim_group
@@ -178,3 +179,77 @@ def test_real_avrdude_through_the_command_driver(
     assert result.exit_code == 0, result.output
     assert "programmed 1024 bytes" in result.output
     assert "write" in result.output and "verify" in result.output  # avrdude's bars, parsed
+
+
+@pytest.fixture
+def board() -> Iterator[SimulatedArduino]:
+    with SimulatedArduino(baudrate=1_000_000) as sim:
+        yield sim
+
+
+def test_program_refuses_a_too_big_image_before_touching_the_board(
+    runner: CliRunner, board: SimulatedArduino, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\x0c" * 40_000)
+    result = runner.invoke(device_group, ["program", f"stk500:{board.tty_path}", str(big)])
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {big}:")
+    assert "only 32256 bytes" in result.output and "programming" not in result.output
+    assert board.bytes_received == 0 and board.flash == b"\xff" * len(board.flash)
+
+
+def test_program_reads_the_file_before_opening_the_port(runner: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.hex"
+    bad.write_text(":0400000001020304F2\n:0400040001020304EF\n:00000001FF\n")
+    result = runner.invoke(device_group, ["program", "stk500:/dev/ttyNOPE", str(bad)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "bad.hex line 2: bad checksum" in result.output
+    assert "ttyNOPE" not in result.output  # the port was never opened
+
+
+def test_a_board_vanishing_mid_write_is_an_io_error_then_safe(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    image = tmp_path / "fw.bin"
+    image.write_bytes(bytes(range(256)) * 40)
+    url = "sim:arduino?baud=1000000&fault=disconnect@50"
+    result = runner.invoke(device_group, ["program", url, str(image)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    error = result.output[result.output.index("Error: ") :]
+    assert "failed while writing at 0x" in error and "unplugged" in error
+    assert error.endswith("device left safe (safe state reached)\n")
+
+
+def test_sim_arduino_suggests_avrdude_with_its_part_name(
+    sim_process: tuple[subprocess.Popen[str], str],
+) -> None:
+    proc, path = sim_process
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=10)
+    assert f"avrdude -c arduino -p m328p -P {path} -b 115200" in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_program_cancels_and_leaves_the_board_safe(tmp_path: Path) -> None:
+    image = tmp_path / "fw.bin"
+    image.write_bytes(bytes(range(256)) * 100)  # ~5.6 s at 115200 baud slowed 2x: time to stop
+    proc = subprocess.Popen(
+        labruntime_argv("device", "program", "sim:arduino?fault=slow=2", str(image)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LABRUNTIME_LOCK_DIR": str(tmp_path / "locks")},
+    )
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("programming ")
+        assert proc.stderr.read(8).strip() == "write"  # the bar has started
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Error: interrupted; device left safe" in err and "Traceback" not in err
+    assert "programmed" not in out
