@@ -37,7 +37,7 @@ from typing import Any
 
 from .errors import DeviceBusyError, DeviceIOError
 
-__all__ = ["DeviceLease", "lock_dir", "path_key"]
+__all__ = ["DeviceLease", "lock_dir", "lock_holders", "path_key"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,37 @@ def describe_holder(holder: dict[str, Any] | None) -> str:
     return (
         f"{who} pid {pid} ({command}) on {holder.get('host', '?')} since {holder.get('since', '?')}"
     )
+
+
+def lock_holders(path: str) -> list[dict[str, Any]]:
+    """Processes (pid, argv) holding a ``flock``/``fcntl`` lock on ``path``, from /proc/locks.
+
+    For naming the holder of a port that a program outside labruntime (screen, minicom, a
+    pyserial ``exclusive=True`` user) has locked. Empty where /proc is missing.
+    """
+    try:
+        st = os.stat(path)
+        with open("/proc/locks") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    holders: list[dict[str, Any]] = []
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 00:1a:3 0 EOF" ("->" marks a waiter)
+        if len(fields) < 6 or "->" in fields or fields[5] != device:
+            continue
+        pid = int(fields[4]) if fields[4].lstrip("-").isdigit() else -1
+        if pid <= 0 or any(h["pid"] == pid for h in holders):
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = [a.decode("utf-8", "replace") for a in fh.read().split(b"\0") if a]
+        except OSError:
+            argv = []
+        holders.append({"pid": pid, "argv": argv})
+    return holders
 
 
 class DeviceLease:

@@ -8,7 +8,8 @@
   ``socket://host:port``, ``loop://``). pyserial's own URL options (after a ``?``) cannot be
   given, since the ``?`` starts this URL's options.
 * ``timeout``: default seconds a read waits when the call gives none (default 1).
-* ``exclusive``: lock a local port against other programs (default true).
+* ``exclusive``: lock a local port against other programs (default true). A port another
+  program holds locked gives DeviceBusyError naming that program (pid and command line).
 
 A device path is leased under its real path, a network URL under the URL; ``loop://`` is
 private to its handle and not leased. Each read/readline/expect call waits at most its timeout;
@@ -20,12 +21,13 @@ from __future__ import annotations
 import errno
 import logging
 import re
+import socket
 import time
 from typing import Any
 
 from .base import Device
-from .errors import DeviceIOError, DeviceTimeoutError
-from .lease import DeviceLease, path_key
+from .errors import DeviceBusyError, DeviceIOError, DeviceTimeoutError
+from .lease import DeviceLease, lock_holders, path_key
 from .urls import DeviceURL, opt_bool, opt_choice, opt_float, opt_int, reject_unknown
 
 __all__ = ["SerialConsole", "open_url", "validate"]
@@ -78,7 +80,30 @@ def open_serial(port: str, settings: dict[str, Any], what: str) -> Any:
     try:
         return serial.serial_for_url(port, **settings)
     except (serial.SerialException, OSError, ValueError) as exc:
+        if "exclusively lock" in str(exc):
+            raise _port_busy(port, what) from exc
         raise DeviceIOError(f"cannot open {what}: {exc}. {_hint(exc)}") from exc
+
+
+def _port_busy(port: str, what: str) -> DeviceBusyError:
+    """A port another program holds with an exclusive lock: name that program if we can."""
+    users = lock_holders(port) if "://" not in port else []
+    if users:
+        holder = {**users[0], "host": socket.gethostname()}
+        who = "; ".join(f"pid {u['pid']} ({_command_line(u['argv'])})" for u in users)
+        message = (
+            f"{what} is busy: held by {who}. Stop that program first: it holds the port "
+            "outside labruntime's device leases"
+        )
+    else:
+        holder = None
+        message = f"{what} is busy: another program holds it locked. Find it with: fuser {port}"
+    return DeviceBusyError(message, holder=holder)
+
+
+def _command_line(argv: list[str], limit: int = 120) -> str:
+    text = " ".join(" ".join(argv).split()) or "?"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _hint(exc: BaseException) -> str:

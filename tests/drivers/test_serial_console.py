@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -142,3 +144,37 @@ def test_closed_device_refuses_use_and_close_is_idempotent() -> None:
 def test_write_refuses_text() -> None:
     with open_device("serial:loop://") as dev, pytest.raises(TypeError, match="encode"):
         dev.write("text")  # type: ignore[arg-type]
+
+
+LOCKER = """
+import sys, serial
+port = serial.Serial(sys.argv[1], exclusive=True)   # like screen or minicom: flock on the tty
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_port_locked_by_another_program_is_busy_naming_that_program(
+    pty_pair: tuple[int, str], tmp_path: Path
+) -> None:
+    _master, path = pty_pair
+    script = tmp_path / "locker_marker.py"
+    script.write_text(LOCKER)
+    locker = subprocess.Popen(
+        [sys.executable, str(script), path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+        with pytest.raises(DeviceBusyError) as info:
+            open_device(f"serial:{path}")
+        message = str(info.value)
+        assert f"held by pid {locker.pid} ({sys.executable} {script} {path})" in message
+        assert info.value.holder is not None and info.value.holder["pid"] == locker.pid
+    finally:
+        locker.kill()
+        locker.communicate(timeout=10)
+    with open_device(f"serial:{path}") as dev:  # free again once that program is gone
+        assert not dev.closed
