@@ -28,6 +28,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from typing import Any
 
 from .base import Device
@@ -63,9 +64,18 @@ def shared_factory(name: str | None) -> Any:
     from gpiozero import Device as ZeroDevice
 
     with _factory_lock:
+        fallbacks: list[str] = []
         try:
             if name is None:
-                ZeroDevice.ensure_pin_factory()
+                # gpiozero warns once per factory it skips: say it in our error instead
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    try:
+                        ZeroDevice.ensure_pin_factory()
+                    finally:
+                        fallbacks = [str(w.message) for w in caught]
+                for text in fallbacks:
+                    log.debug("gpiozero: %s", text)
                 return ZeroDevice.pin_factory
             if name not in _factories:
                 module, cls = _FACTORIES[name].split(":")
@@ -73,8 +83,9 @@ def shared_factory(name: str | None) -> Any:
             return _factories[name]
         except Exception as exc:  # gpiozero's factories fail in many ways
             which = f"pin factory {name!r}" if name else "gpiozero's default pin factory"
+            tried = f" ({'; '.join(fallbacks)})" if fallbacks else ""
             raise DeviceIOError(
-                f"{which} is not usable here: {exc}. On a machine without GPIO use "
+                f"{which} is not usable here: {exc}{tried}. On a machine without GPIO use "
                 "factory=mock (or sim:gpio); on a Pi check GPIOZERO_PIN_FACTORY and that "
                 "the user is in the 'gpio' group"
             ) from exc
