@@ -2,7 +2,9 @@
 
 ``command:TOOL?args=ARGS&port=PORT&timeout=120&grace=3&no_verify=ARGS&estimate=SECONDS``
 
-* ``TOOL``: the executable, found on ``PATH`` or given as a path.
+* ``TOOL``: the executable, found on ``PATH`` or given as a path; opening fails with
+  DeviceIOError if it is not there (``validate`` does not look, so a configuration can name
+  a tool that only the machine holding the hardware has).
 * ``args`` (required): the tool's arguments as a shell-like string (``shlex``: quote with
   ``'...'``; percent-encode ``&`` as ``%26``). Placeholders: ``{image}`` (required) becomes the
   firmware file's path, ``{port}`` the ``port`` option. Example::
@@ -284,6 +286,12 @@ class _ImageFile:
 
 def open_url(url: DeviceURL, *, name: str | None = None) -> CommandProgrammer:
     validate(url)
+    if shutil.which(url.target) is None:
+        where = "is not an executable file" if os.sep in url.target else "is not on PATH"
+        raise DeviceIOError(
+            f"cannot use {str(url)!r}: the tool {url.target!r} {where}; install it (avrdude: "
+            "apt-get install avrdude) or give its full path"
+        )
     port = url.options.get("port")
     lease = DeviceLease.acquire(path_key(port) if port else str(url))
     try:

@@ -21,6 +21,7 @@ from labruntime.drivers import (
     Progress,
     has_capability,
     open_device,
+    validate_device_url,
 )
 
 FAKE = Path(__file__).with_name("fake_tool.py")
@@ -197,10 +198,16 @@ def test_a_bad_hex_file_is_refused_before_the_tool_runs(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_missing_tool_is_a_clear_io_error(image: Path) -> None:
-    with open_device("command:no-such-programmer-tool?args=-f {image}") as prog:
-        with pytest.raises(DeviceIOError, match="no-such-programmer-tool.*install it"):
-            prog.program(image)
+def test_missing_tool_is_a_clear_io_error_at_open(tmp_path: Path) -> None:
+    for tool, where in [
+        ("no-such-programmer-tool", "is not on PATH"),
+        (str(tmp_path / "bin" / "avrdude"), "is not an executable file"),
+    ]:
+        url = f"command:{tool}?args=-f {{image}}"
+        with pytest.raises(DeviceIOError, match=f"{where}; install it") as info:
+            open_device(url)
+        assert tool in str(info.value)
+        assert validate_device_url(url).target == tool  # config checks do not look for it
 
 
 def test_port_option_leases_the_tty_like_serial_does(tmp_path: Path) -> None:
