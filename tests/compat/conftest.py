@@ -115,6 +115,23 @@ class ServedLab:
         return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
+def import_lab(name: str) -> ModuleType:
+    """Import a fresh copy of ``labs/<name>.py`` (it reads the LAB_* environment variables)."""
+    module_name = f"compat_{name}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(module_name, LABS / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def forget_lab(module: ModuleType) -> None:
+    """Stop a lab's threads and drop its module."""
+    module.weblab._stop_background(module.app)
+    sys.modules.pop(module.__name__, None)
+
+
 @pytest.fixture
 def lab_env(
     redis_url: str, redis_base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -137,20 +154,14 @@ def load_lab(lab_env: dict[str, str]) -> Iterator[Callable[..., ModuleType]]:
     loaded: list[ModuleType] = []
 
     def load(name: str, **config: Any) -> ModuleType:
-        module_name = f"compat_{name}_{uuid.uuid4().hex[:8]}"
-        spec = importlib.util.spec_from_file_location(module_name, LABS / f"{name}.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        module = import_lab(name)
         module.app.config.update(config)
         loaded.append(module)
         return module
 
     yield load
     for module in loaded:
-        module.weblab._stop_background(module.app)
-        sys.modules.pop(module.__name__, None)
+        forget_lab(module)
 
 
 @pytest.fixture
