@@ -177,14 +177,19 @@ class Device(ABC):
 
 
 def open_with_lease(
-    key: str, build: Callable[[DeviceLease], DeviceT], *, drive_safe: bool = True
+    key: str,
+    build: Callable[[DeviceLease], DeviceT],
+    *,
+    drive_safe: bool = True,
+    fresh: bool = False,
 ) -> DeviceT:
     """Take the lease on ``key``, ``build(lease)`` the device, drive it safe; release on failure.
 
     The usual body of a driver's ``open_url``: the lease is released again if building or the
-    first ``safe()`` raises, so a failed open never leaves the device locked.
+    first ``safe()`` raises, so a failed open never leaves the device locked. ``fresh``: see
+    :meth:`DeviceLease.acquire`.
     """
-    lease = DeviceLease.acquire(key)
+    lease = DeviceLease.acquire(key, fresh=fresh)
     try:
         device = build(lease)
     except BaseException:

@@ -123,8 +123,15 @@ class DeviceLease:
         self._lock = threading.Lock()
 
     @classmethod
-    def acquire(cls, key: str, *, directory: Path | None = None) -> DeviceLease:
-        """Take the lease on ``key`` or raise DeviceBusyError naming the holder."""
+    def acquire(
+        cls, key: str, *, directory: Path | None = None, fresh: bool = False
+    ) -> DeviceLease:
+        """Take the lease on ``key`` or raise DeviceBusyError naming the holder.
+
+        ``fresh=True`` for a device that did not exist before this open (a simulator on a
+        new pty): what an earlier holder of the same key left behind is irrelevant to it, so
+        ``previous_unclean`` is False and nothing is logged about it.
+        """
         directory = directory or lock_dir()
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -153,7 +160,7 @@ class DeviceLease:
                 "(or close its handle) first, or use another device",
                 holder=holder,
             ) from None
-        previous = _read(fd)
+        previous = None if fresh else _read(fd)
         lease = cls(key, path, fd, previous)
         lease._write(fd, clean=False)
         if lease.previous_unclean:

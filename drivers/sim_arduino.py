@@ -45,6 +45,7 @@ from typing import Any
 
 from .base import open_with_lease
 from .errors import DeviceURLError
+from .lease import path_key
 from .parts import Part, get_part
 from .sim_bootloader import Bootloader, command_length
 from .sim_faults import FAULT_GRAMMAR, Faults, parse_faults
@@ -372,8 +373,10 @@ def open_url(url: str | DeviceURL, *, name: str | None = None) -> SimulatedArdui
     board = SimulatedArduino(opts["baudrate"], opts["part"], opts["faults"])
     board.start()
     try:
+        # leased under the pty's real path, the key an stk500: URL on the same tty gets; the
+        # board is new, so an earlier holder of a reused /dev/pts/N is not its concern
         return open_with_lease(
-            "sim-arduino:" + (board.pts_path or board.tty_path),
+            path_key(board.tty_path),
             lambda lease: SimulatedArduinoProgrammer(
                 parsed,
                 board=board,
@@ -383,6 +386,7 @@ def open_url(url: str | DeviceURL, *, name: str | None = None) -> SimulatedArdui
                 name=name,
                 lease=lease,
             ),
+            fresh=True,
         )
     except BaseException:
         board.stop()

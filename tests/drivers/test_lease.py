@@ -127,3 +127,14 @@ def test_path_key_resolves_symlinks(tmp_path: Path) -> None:
     link = tmp_path / "by-id-arduino"
     link.symlink_to(target)
     assert path_key(str(link)) == path_key(str(target)) == str(target)
+
+
+def test_a_fresh_device_ignores_what_an_earlier_holder_of_its_key_left(
+    holder: subprocess.Popen[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    os.kill(holder.pid, signal.SIGKILL)  # dies holding /dev/ttyTEST0: the file says unclean
+    holder.wait(5)
+    with caplog.at_level("WARNING", logger="labruntime.drivers.lease"):
+        with DeviceLease.acquire("/dev/ttyTEST0", fresh=True) as lease:
+            assert lease.previous_unclean is False and lease.previous is None
+    assert "did not release it cleanly" not in caplog.text

@@ -205,3 +205,14 @@ def test_bad_sim_urls(url: str, why: str) -> None:
 
 def test_good_sim_url_validates() -> None:
     validate("sim:arduino?baud=57600&part=m168&fault=slow=2,verify@0x10&sync_timeout=1")
+
+
+def test_sim_arduino_device_is_leased_under_its_tty() -> None:
+    """An stk500: URL on the simulator's tty finds it busy while the sim:arduino handle lives."""
+    from labruntime.drivers import DeviceBusyError, open_device
+
+    with open_device("sim:arduino?baud=1000000") as dev:
+        with pytest.raises(DeviceBusyError, match=r"busy: held by this process"):
+            open_device(f"stk500:{dev.port}?reset=none")
+        assert dev.lease is not None and dev.lease.key == os.path.realpath(dev.port)
+    assert not dev.lease.held  # released on close
