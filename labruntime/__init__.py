@@ -3,16 +3,24 @@
 A lab written for weblablib runs by changing its imports::
 
     from labruntime import WebLab, weblab_user, requires_active
+
+Devices (WEBLAB_DEVICES) reach tasks as ``current_devices["board"]`` inside
+``@weblab.task(device="board")``; ``require_time(seconds)`` refuses what cannot finish in
+the student's time. See :mod:`labruntime.device_tasks`.
 """
 
 from __future__ import annotations
 
+from .admission import require_time
+from .device_tasks import current_devices
 from .errors import (
     AlreadyInitializedError,
     AlreadyRunningError,
+    DeviceUnavailableError,
     InvalidConfigError,
     InvalidStartRequestError,
     NoContextError,
+    NotEnoughTimeError,
     NotFoundError,
     StoreUnavailableError,
     TimeoutError,
@@ -49,6 +57,8 @@ __all__ = [
     "create_token",
     "current_task",
     "current_task_stopping",
+    "current_devices",
+    "require_time",
     "WebLabTask",
     "TaskArgumentError",
     "WebLabUser",
@@ -65,4 +75,6 @@ __all__ = [
     "InvalidStartRequestError",
     "StoreUnavailableError",
     "TimeoutError",
+    "DeviceUnavailableError",
+    "NotEnoughTimeError",
 ]

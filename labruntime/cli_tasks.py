@@ -2,8 +2,14 @@
 clean expired users until SIGTERM). Both work as ``labruntime --app X ...`` and
 ``flask --app X weblab ...``.
 
-On SIGTERM (or Ctrl-C) a worker stops taking tasks, raises ``stopping`` on the ones it runs,
-waits for them up to ``--stop-timeout`` seconds and exits 0.
+On SIGTERM (or Ctrl-C) a worker stops taking tasks, raises ``stopping`` on the ones it runs
+(which cancels their device operations), waits for them up to ``--stop-timeout`` seconds,
+drives its devices safe, releases them and exits 0.
+
+``--device NAME`` (URL from WEBLAB_DEVICES), ``--device NAME=URL`` or ``--device URL`` (the
+lab's only device), repeatable: the worker opens and holds these devices and runs the tasks
+that need them (see :mod:`labruntime.device_worker`). A device another process holds: exit 1
+with a message naming the holder.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .device_worker import hold_devices, parse_device_options, release_devices
+from .drivers import DriverError
 from .errors import WebLabError
 from .globals import get_state
 from .worker import WorkerGroup
@@ -35,7 +43,7 @@ def _clean_errors(func: Callable[..., None]) -> Callable[..., None]:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             func(*args, **kwargs)
-        except WebLabError as error:
+        except (WebLabError, DriverError) as error:
             raise click.ClickException(str(error)) from None
 
     return wrapper
@@ -49,13 +57,40 @@ def _on_signals(event: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _group(threads: int, drain: bool, kind: str, pools: tuple[str, ...]) -> WorkerGroup:
+def _group(
+    threads: int, drain: bool, kind: str, pools: tuple[str, ...], devices: tuple[str, ...]
+) -> WorkerGroup:
+    """The worker group, holding ``devices`` (``--device`` values) first if any."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    weblab = get_state(app).weblab
-    return WorkerGroup(
+    state = get_state(app)
+    weblab = state.weblab
+    group = WorkerGroup(
         weblab, app, weblab._task_store(app), threads, drain=drain, kind=kind, pools=pools
     )
+    if devices:
+        bindings = parse_device_options(dict(state.config.devices), devices)
+        holder = hold_devices(weblab, app, bindings, group.worker_id)
+        group.add_pools(holder.pools)
+        click.echo(f"{kind}: holding device(s) {', '.join(sorted(bindings))}")
+    return group
 
+
+def _stop(group: WorkerGroup, timeout: float) -> bool:
+    """Stop the tasks, then drive the devices safe and release them."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        return group.stop(timeout)
+    finally:
+        release_devices(app)
+
+
+_DEVICE = click.option(
+    "--device",
+    "devices",
+    multiple=True,
+    metavar="[NAME=]URL|NAME",
+    help="Hold this device and run the tasks that need it (repeat it).",
+)
 
 _POOL = click.option(
     "--pool",
@@ -71,17 +106,21 @@ _POOL = click.option(
 @click.option("--threads", default=1, show_default=True, help="Tasks run in parallel.")
 @click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
 @_POOL
+@_DEVICE
 @with_appcontext
 @_clean_errors
-def run_tasks_command(threads: int, stop_timeout: float, pools: tuple[str, ...]) -> None:
+def run_tasks_command(
+    threads: int, stop_timeout: float, pools: tuple[str, ...], devices: tuple[str, ...]
+) -> None:
     """Run the tasks queued now, then exit (for cron, or WEBLAB_NO_THREAD setups)."""
     stop = threading.Event()
     _on_signals(stop)
-    group = _group(threads, drain=True, kind="run-tasks", pools=pools).start()
+    group = _group(threads, drain=True, kind="run-tasks", pools=pools, devices=devices)
+    group.start()
     while not group.wait(0.2):
         if stop.is_set():
             break
-    group.stop(stop_timeout)
+    _stop(group, stop_timeout)
     click.echo("run-tasks: the queue is empty" if not stop.is_set() else "run-tasks: stopped")
 
 
@@ -89,9 +128,12 @@ def run_tasks_command(threads: int, stop_timeout: float, pools: tuple[str, ...])
 @click.option("--threads", default=5, show_default=True, help="Tasks run in parallel.")
 @click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
 @_POOL
+@_DEVICE
 @with_appcontext
 @_clean_errors
-def loop_command(threads: int, stop_timeout: float, pools: tuple[str, ...]) -> None:
+def loop_command(
+    threads: int, stop_timeout: float, pools: tuple[str, ...], devices: tuple[str, ...]
+) -> None:
     """Run tasks and clean expired users until SIGTERM."""
     from .sessions import CleanerThread
 
@@ -99,7 +141,7 @@ def loop_command(threads: int, stop_timeout: float, pools: tuple[str, ...]) -> N
     _on_signals(stop)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = get_state(app)
-    group = _group(threads, drain=False, kind="loop", pools=pools).start()
+    group = _group(threads, drain=False, kind="loop", pools=pools, devices=devices).start()
     cleaner = CleanerThread(
         lambda: state.weblab._clean(app), state.store.next_due, state.config.cleaner_interval
     )
@@ -107,6 +149,6 @@ def loop_command(threads: int, stop_timeout: float, pools: tuple[str, ...]) -> N
     click.echo(f"loop: worker {group.worker_id}, {threads} thread(s); SIGTERM to stop")
     stop.wait()
     click.echo("loop: stopping (no new tasks; running ones asked to stop)")
-    clean = group.stop(stop_timeout)
+    clean = _stop(group, stop_timeout)
     cleaner.stop()
     click.echo("loop: stopped" if clean else "loop: stopped; some tasks did not end in time")

@@ -132,6 +132,15 @@ def _devices(cfg: Mapping[str, Any]) -> dict[str, str]:
         isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()
     ):
         raise _fail("WEBLAB_DEVICES", value, "a dict of device name -> device URL string")
+    from .drivers import DriverError, validate_device_url
+
+    for name, url in value.items():
+        try:
+            validate_device_url(url)
+        except DriverError as error:
+            raise InvalidConfigError(
+                f"WEBLAB_DEVICES[{name!r}] = {url!r} is invalid: {error}"
+            ) from error
     return dict(value)
 
 

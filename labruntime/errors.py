@@ -12,7 +12,12 @@
           ├── TimeoutError (builtins.TimeoutError)     a wait passed its deadline
           ├── InvalidStartRequestError (ValueError)    the RLMS sent an unusable start request
           ├── StoreUnavailableError (ConnectionError)  Redis cannot be reached
-          └── AlreadyInitializedError (RuntimeError)   init_app called twice on one app
+          ├── AlreadyInitializedError (RuntimeError)   init_app called twice on one app
+          ├── DeviceUnavailableError (RuntimeError)     no live worker holds a task's device
+          └── NotEnoughTimeError (RuntimeError)         an operation cannot end in time_left
+
+Device leases that another process holds raise the drivers' ``DeviceBusyError``
+(``labruntime.drivers``, a ``DriverError``), for the file lease and the Redis lease alike.
 
 Errors become HTTP replies only in ``views.py`` and exit codes only in ``cli.py``.
 """
@@ -32,6 +37,8 @@ __all__ = [
     "InvalidStartRequestError",
     "StoreUnavailableError",
     "AlreadyInitializedError",
+    "DeviceUnavailableError",
+    "NotEnoughTimeError",
 ]
 
 
@@ -73,3 +80,11 @@ class StoreUnavailableError(WebLabError, ConnectionError):
 
 class AlreadyInitializedError(WebLabError, RuntimeError):
     """``init_app`` was called twice on the same app."""
+
+
+class DeviceUnavailableError(WebLabError, RuntimeError):
+    """A task needs a device that no live worker holds (the message says what to start)."""
+
+
+class NotEnoughTimeError(WebLabError, RuntimeError):
+    """An operation would not finish within the student's ``time_left``."""

@@ -161,11 +161,15 @@ class WebLab(TasksMixin):
                 log.warning("on_start returned %s, not a dict: ignored", type(result).__name__)
 
     def _run_on_dispose(self, app: Flask, record: SessionRecord) -> None:
-        if self._on_dispose is None:
-            return
-        user = CurrentUser(record, get_state(app).sessions, self._user_loader)
-        with app.app_context(), bind_user(user):
-            self._on_dispose()
+        """on_dispose, then drive the session's devices safe (in their holders)."""
+        try:
+            if self._on_dispose is not None:
+                user = CurrentUser(record, get_state(app).sessions, self._user_loader)
+                with app.app_context(), bind_user(user):
+                    self._on_dispose()
+        finally:
+            with app.app_context():
+                self._dispose_devices(app, record.session_id)
 
     def _dispose(self, app: Flask, session_id: str, reason: str) -> DisposeOutcome:
         return get_state(app).sessions.dispose(

@@ -12,16 +12,96 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from .errors import DeviceUnavailableError
 from .store.tasks import DONE, FAILED, TaskRecord, TaskStore, error_info
 from .task_handle import RunningTask, WebLabTask, bind_running
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_claimed"]
+__all__ = ["StopEvent", "run_claimed"]
 
 FINISH_ATTEMPTS = 5
+
+
+class StopEvent(threading.Event):
+    """The running task's stop flag; ``on_set`` callbacks run when it is raised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callbacks: list[Callable[[], Any]] = []
+        self._callbacks_lock = threading.Lock()
+
+    def on_set(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` when the flag is raised (at once if it already is)."""
+        with self._callbacks_lock:
+            self._callbacks.append(callback)
+        if self.is_set():
+            callback()
+
+    def remove(self, callback: Callable[[], Any]) -> None:
+        with self._callbacks_lock:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+    def set(self) -> None:
+        already = self.is_set()
+        super().set()
+        if already:
+            return
+        with self._callbacks_lock:
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a stop hook never breaks the stop
+                log.exception("stop callback failed")
+
+
+@contextmanager
+def _devices_for(
+    weblab: Any, app: Any, wrapper: Any, handle: WebLabTask, event: Any
+) -> Iterator[None]:
+    """Bind current_devices, relay device progress and turn stop() into cancel_all()."""
+    if not wrapper.devices:
+        yield
+        return
+    from .device_tasks import DeviceMap, ProgressWriter, bind_devices
+
+    names = list(wrapper.devices)
+    holder = weblab._device_holder(app)
+    if holder is None or any(n not in holder.devices for n in names):
+        raise DeviceUnavailableError(
+            f"task {wrapper.name} needs device(s) {names} that this process does not hold; "
+            "it was routed here by mistake (is the same WEBLAB_DEVICES loaded everywhere?)"
+        )
+    task_store = handle._store
+    writer = ProgressWriter(
+        lambda value: task_store.set_progress(handle.task_id, json.dumps(value))
+    )
+
+    def cancel() -> None:
+        holder.cancel(names, f"task {wrapper.name} was stopped")
+
+    with holder.using(names) as devices:
+        for device in devices.values():
+            device.ops.add_listener(writer)
+            device.ops.add_cancel_source(event)
+        if isinstance(event, StopEvent):
+            event.on_set(cancel)
+        try:
+            with bind_devices(DeviceMap(devices, wrapper.name)):
+                yield
+        finally:
+            if isinstance(event, StopEvent):
+                event.remove(cancel)
+            for device in devices.values():
+                device.ops.remove_listener(writer)
+                device.ops.remove_cancel_source(event)
+            writer.close()
 
 
 def _call(weblab: Any, app: Any, record: TaskRecord, handle: WebLabTask, event: Any) -> Any:
@@ -30,7 +110,7 @@ def _call(weblab: Any, app: Any, record: TaskRecord, handle: WebLabTask, event: 
     wrapper = weblab._task_functions[record.name]
     with app.app_context(), bind_running(RunningTask(handle, event)):
         user = weblab._load_task_user(record.session_id)
-        with bind_user(user):
+        with bind_user(user), _devices_for(weblab, app, wrapper, handle, event):
             return wrapper.func(*record.args, **record.kwargs)
 
 

@@ -163,6 +163,16 @@ class WebLabTask:
         return self._record.stopping
 
     @property
+    def progress(self) -> dict[str, Any] | None:
+        """The last progress of a device operation of this task, or None.
+
+        ``{"stage": "write", "done": 12288, "total": 30720, "fraction": 0.4, "updated": t}``
+        (``updated``: a Unix time). Written at most 10 times a second while the task runs;
+        call :meth:`retrieve` to refresh it.
+        """
+        return self._record.progress
+
+    @property
     def data(self) -> dict[str, Any]:
         """Inside the task: a dict to fill (then :meth:`store`). Outside: a read-only copy."""
         if self._is_current():

@@ -41,7 +41,13 @@ class TaskWrapper:
     """What ``@weblab.task()`` returns: call it, ``.delay()`` it or ``.run_sync()`` it."""
 
     def __init__(
-        self, weblab: Any, func: Callable[..., Any], unique: str | None, pool: str = "default"
+        self,
+        weblab: Any,
+        func: Callable[..., Any],
+        unique: str | None,
+        pool: str = "default",
+        *,
+        devices: tuple[str, ...] = (),
     ) -> None:
         if unique not in UNIQUE_CHOICES:
             raise ValueError(f"unique={unique!r} is invalid: use None, 'global' or 'user'")
@@ -49,6 +55,7 @@ class TaskWrapper:
         self._func = func
         self._unique = unique
         self.pool = pool
+        self.devices = tuple(devices)
         self.__name__ = self.name = func.__name__
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
@@ -107,8 +114,13 @@ class TaskWrapper:
         session_id = self._weblab._task_session_id()
         task_id = new_task_id()
         lock = self._lock_key(task_store, session_id)
+        pool = self.pool
+        if self.devices:
+            from .device_tasks import admit
+
+            pool = admit(self._weblab, self.name, list(self.devices), session_id)
         if not task_store.enqueue(
-            task_id, self.name, session_id, args_json, kwargs_json, pool=self.pool, lock=lock
+            task_id, self.name, session_id, args_json, kwargs_json, pool=pool, lock=lock
         ):
             raise self._already_running()
         record = TaskRecord(
@@ -116,7 +128,7 @@ class TaskWrapper:
             name=self.name,
             session_id=session_id,
             status="submitted",
-            pool=self.pool,
+            pool=pool,
             args=json.loads(args_json),
             kwargs=json.loads(kwargs_json),
             created=time.time(),
@@ -129,4 +141,5 @@ class TaskWrapper:
         return task.join(timeout=timeout, error_on_timeout=False)
 
     def __repr__(self) -> str:
-        return f"<task {self.name} unique={self._unique!r}>"
+        devices = f" devices={list(self.devices)}" if self.devices else ""
+        return f"<task {self.name} unique={self._unique!r}{devices}>"

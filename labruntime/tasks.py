@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ __all__ = [
 DISPOSE_WAIT = 1.5  # seconds one dispose step may block waiting for tasks to finish
 DISPOSE_ASK_AGAIN = 1.0  # seconds the RLMS is told to wait before asking again
 EXIT_STOP_TIMEOUT = 10.0  # seconds a web process waits at exit for the tasks it runs
+SAFE_REPLY_TIMEOUT = 10.0  # seconds dispose waits for a device holder to confirm safe()
 
 
 def _name_of(func_or_name: Any) -> str:
@@ -53,6 +55,15 @@ def _name_of(func_or_name: Any) -> str:
     if not isinstance(name, str):
         raise TypeError(f"expected a task function, a task or its name, got {func_or_name!r}")
     return name
+
+
+def _device_names(devices: Any, device: Any) -> tuple[str, ...]:
+    if isinstance(devices, str):
+        devices = [devices]
+    names = list(devices or []) + ([device] if device is not None else [])
+    if not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"devices={names!r} is invalid: give device names of WEBLAB_DEVICES")
+    return tuple(dict.fromkeys(names))
 
 
 class _AppTasks:
@@ -77,13 +88,24 @@ class TasksMixin:
         return registry
 
     def task(
-        self, unique: str | None = None, pool: str = "default"
+        self,
+        unique: str | None = None,
+        pool: str = "default",
+        *,
+        devices: list[str] | tuple[str, ...] | None = None,
+        device: str | None = None,
     ) -> Callable[[Callable[..., Any]], TaskWrapper]:
-        """Decorator: ``@weblab.task()`` / ``@weblab.task(unique='global' | 'user')``."""
+        """Decorator: ``@weblab.task()`` / ``@weblab.task(unique='global' | 'user')``.
+
+        ``devices=["board", "led"]`` (or ``device="board"``): the task uses these devices of
+        WEBLAB_DEVICES; it runs in the process holding them, where
+        ``current_devices["board"]`` is the opened device (see :mod:`labruntime.device_tasks`).
+        """
         if callable(unique):  # used bare, as @weblab.task
             return self.task()(unique)  # type: ignore[return-value]
         if unique not in UNIQUE_CHOICES:
             raise ValueError(f"unique={unique!r} is invalid: use None, 'global' or 'user'")
+        names = _device_names(devices, device)
 
         def decorator(func: Callable[..., Any]) -> TaskWrapper:
             name = func.__name__
@@ -91,7 +113,7 @@ class TasksMixin:
                 raise ValueError(
                     f"two tasks are named {name!r}: task names must be unique, rename one"
                 )
-            wrapper = TaskWrapper(self, func, unique, pool)
+            wrapper = TaskWrapper(self, func, unique, pool, devices=names)
             self._task_functions[name] = wrapper
             return wrapper
 
@@ -112,6 +134,25 @@ class TasksMixin:
 
     def _task_store(self, app: Any = None) -> TaskStore:
         return self._app_tasks(app).task_store
+
+    def _device_store(self, app: Any = None) -> Any:
+        from .globals import get_state
+        from .store.devices import DeviceStore
+
+        state = get_state(app)
+        found = state.app.extensions.get("labruntime.device_store")
+        if found is None:
+            found = state.app.extensions.setdefault(
+                "labruntime.device_store", DeviceStore(state.store)
+            )
+        return found
+
+    def _device_holder(self, app: Any = None) -> Any:
+        """The DeviceHolder of this process for the app, or None."""
+        from .globals import get_state
+
+        holder = get_state(app).app.extensions.get("labruntime.device_holder")
+        return holder if holder is not None and holder.pid == os.getpid() else None
 
     def _task_session_id(self) -> str | None:
         """The session tasks belong to here: the running task's, else the bound user's
@@ -210,10 +251,15 @@ class TasksMixin:
         with app_tasks.lock:
             if app_tasks.workers:
                 return
+            from .device_worker import hold_free_devices
+
             group = WorkerGroup(self, app, app_tasks.task_store, threads=threads, kind="threads")
+            holder = hold_free_devices(self, app, group.worker_id)
+            if holder is not None:
+                group.add_pools(holder.pools)
             group.start()
             app_tasks.workers.append(group)
-        atexit.register(group.stop, EXIT_STOP_TIMEOUT)
+        atexit.register(self._stop_task_workers, app, EXIT_STOP_TIMEOUT)
 
     def _stop_task_workers(self, app: Any, timeout: float = 10.0) -> None:
         """Stop this process's runner threads (stopping their tasks, waiting up to timeout)."""
@@ -224,6 +270,9 @@ class TasksMixin:
             groups, app_tasks.workers = app_tasks.workers, []
         for group in groups:
             group.stop(timeout)
+        from .device_worker import release_devices
+
+        release_devices(app)
 
     # -- dispose (called by the session layer before on_dispose) -----------------------------
     def _dispose_steps(self, session_id: str) -> float | None:
@@ -235,6 +284,7 @@ class TasksMixin:
         """
         app_tasks = self._app_tasks()
         task_store = app_tasks.task_store
+        self._revoke_devices(session_id, app_tasks.dispose_timeout)
         if not task_store.unfinished_ids(session_id):
             task_store.clear_dispose(session_id)
             return None
@@ -263,3 +313,51 @@ class TasksMixin:
             task_store.clear_dispose(session_id)
             return None
         return DISPOSE_ASK_AGAIN
+
+    # -- devices at dispose ------------------------------------------------------------------
+    def _revoke_devices(self, session_id: str, dispose_timeout: float) -> None:
+        """First dispose step: the session may start no more device tasks."""
+        from .globals import get_state
+
+        if get_state().config.devices:
+            self._device_store().revoke(session_id, dispose_timeout + SAFE_REPLY_TIMEOUT + 60)
+
+    def _dispose_devices(self, app: Any, session_id: str) -> dict[str, dict[str, Any]]:
+        """Last dispose step (after on_dispose): drive every device the session used safe,
+        in the process holding it, and check the reports. Returns {name: report}."""
+        from .globals import get_state
+
+        if not get_state(app).config.devices:
+            return {}
+        device_store = self._device_store(app)
+        names = device_store.used(session_id)
+        holder = self._device_holder(app)
+        asked: dict[str, str] = {}
+        reports: dict[str, dict[str, Any]] = {}
+        for name in names:
+            if holder is not None and name in holder.devices:
+                reports[name] = holder.safe(name)
+            elif device_store.holder(name) is None:
+                log.warning(
+                    "session %s: device %s has no holder now; it is driven safe when a worker "
+                    "opens it",
+                    session_id,
+                    name,
+                )
+            else:
+                asked[name] = device_store.request(name, "safe", session=session_id)
+        deadline = time.monotonic() + SAFE_REPLY_TIMEOUT
+        for name, req_id in asked.items():
+            reply = device_store.wait_reply(name, req_id, deadline - time.monotonic())
+            if reply is None or "report" not in reply:
+                why = reply.get("error") if reply else f"no reply in {SAFE_REPLY_TIMEOUT:g} s"
+                log.error("session %s: device %s was not confirmed safe: %s", session_id, name, why)
+                continue
+            reports[name] = reply["report"]
+        for name, report in reports.items():
+            if report.get("ok"):
+                log.info("session %s: device %s safe (%s)", session_id, name, report.get("state"))
+            else:
+                log.error("session %s: device %s NOT safe: %s", session_id, name, report)
+        device_store.forget_session(session_id)
+        return reports

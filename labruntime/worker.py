@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any
 
-from .runner import run_claimed
+from .runner import StopEvent, run_claimed
 from .store.tasks import TaskStore
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,14 @@ class WorkerGroup:
         self._service: list[threading.Thread] = []
         self._listener: Any = None
         self.started = False
+
+    def add_pools(self, pools: list[str]) -> None:
+        """Also take tasks from ``pools`` (before start(): the device pools of a holder)."""
+        if self.started:
+            raise RuntimeError("add_pools() must be called before start()")
+        new = [p for p in pools if p not in self.pools]
+        self.pools += tuple(new)
+        self.threads += len(new)
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> WorkerGroup:
@@ -165,7 +173,7 @@ class WorkerGroup:
             self._run_one(task_id)
 
     def _run_one(self, task_id: str) -> None:
-        event = threading.Event()
+        event = StopEvent()
         with self._running_lock:
             self.running[task_id] = event
         try:

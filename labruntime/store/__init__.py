@@ -6,7 +6,7 @@ error becomes a :class:`~labruntime.errors.StoreUnavailableError`), :mod:`.sessi
 :mod:`.devices` (device leases of device workers). JSON everywhere, never pickle.
 
 Key layout of the whole system (``B`` is WEBLAB_REDIS_BASE, so several labs share one Redis
-without meeting; ``P`` is ``B:weblab:``)::
+without meeting; ``P`` is ``B:``)::
 
   sessions (sessions.py)
     B:weblab:session:<id>   hash, one per session (fields: see SessionRecord.to_hash).
@@ -27,7 +27,7 @@ without meeting; ``P`` is ``B:weblab:``)::
     P device:<name>:token   fencing token, INCR on every new holder
     P device:<name>:req     list of control requests to the holder ("safe"...)
     P device:<name>:ack:<r> list holding the holder's reply to request <r>
-    P session:<sid>:revoked devices  set of device names the session may no longer use
+    P devices:used:<sid>, P devices:revoked:<sid>, P device:<name>:safe
 """
 
 from __future__ import annotations

@@ -82,6 +82,7 @@ class TaskRecord:
     error: dict[str, str] | None = None
     data: dict[str, Any] = field(default_factory=dict)
     stopping: bool = False
+    progress: dict[str, Any] | None = None
     worker: str | None = None
     created: float | None = None
     started: float | None = None
@@ -113,6 +114,7 @@ class TaskRecord:
             error=loads("error", None),
             data=loads("data", {}),
             stopping=raw.get("stopping") == "1",
+            progress=loads("progress", None),
             worker=raw.get("worker") or None,
             created=number("created"),
             started=number("started"),
@@ -246,6 +248,10 @@ class TaskStore:
 
     def store_data(self, task_id: str, data_json: str) -> None:
         self.redis.hset(self._k("task", task_id), "data", data_json)
+
+    def set_progress(self, task_id: str, progress_json: str) -> None:
+        """Store a running task's progress (device operations report it)."""
+        self.redis.hset(self._k("task", task_id), "progress", progress_json)
 
     def queue_length(self, pool: str = "default") -> int:
         return int(self.redis.llen(self._k("tasks", "queue", pool)))

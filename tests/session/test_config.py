@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from flask import Flask
 
@@ -85,8 +87,29 @@ def test_base_url_alias_and_constructor_precedence():
 
 
 def test_devices_accepted():
-    devices = {"arduino": "sim://arduino"}
+    devices = {"arduino": "sim:arduino?baud=115200", "led": "gpio:17?safe=0&factory=mock"}
     assert load_config({**BASE, "WEBLAB_DEVICES": devices}).devices == devices
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [("nosuch:thing", ["'board'", "nosuch"]), ("gpio:17?safe=maybe", ["'board'", "safe"])],
+)
+def test_bad_device_url_is_named(url, words):
+    with pytest.raises(InvalidConfigError) as info:
+        load_config({**BASE, "WEBLAB_DEVICES": {"board": url}})
+    assert all(word in str(info.value) for word in words), str(info.value)
+
+
+def test_devices_load_from_the_toml_maps():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    for name in ("devices.sim.toml", "devices.rig.toml"):
+        app = Flask("maps")
+        app.config.from_file(str(root / "config" / name), load=tomllib.load, text=False)
+        devices = load_config({**app.config, **BASE}).devices
+        assert "board" in devices and "led" in devices
 
 
 def test_unknown_key_warns(caplog):
