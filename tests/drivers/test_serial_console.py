@@ -178,3 +178,31 @@ def test_a_port_locked_by_another_program_is_busy_naming_that_program(
         locker.communicate(timeout=10)
     with open_device(f"serial:{path}") as dev:  # free again once that program is gone
         assert not dev.closed
+
+
+def test_a_network_port_through_pyserial_socket_url() -> None:
+    """serial:socket://host:port (pyserial's raw TCP handler), leased under its URL."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    url = f"socket://127.0.0.1:{server.getsockname()[1]}"
+
+    def echo_once() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"echo:" + conn.recv(100))
+            conn.recv(100)  # until the client closes
+
+    thread = threading.Thread(target=echo_once)
+    thread.start()
+    try:
+        with open_device(f"serial:{url}?timeout=2") as dev:
+            assert has_capability(dev, Console)
+            dev.write(b"hello\n")
+            assert dev.readline(timeout=5) == b"echo:hello\n"
+            assert dev.describe()["port"] == url
+            with pytest.raises(DeviceBusyError, match="held by this process"):
+                open_device(f"serial:{url}")
+    finally:
+        thread.join(10)
+        server.close()
