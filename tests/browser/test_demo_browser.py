@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from labruntime.demo import create_app
+from labruntime.demo.lab_tasks import LED_OUT
+from labruntime.device_worker import HOLDER_KEY
 from labruntime.testing import FakeRLMS, serve_app
 
 pytestmark = pytest.mark.slow
@@ -124,8 +126,9 @@ def test_student_session_in_a_browser(demo_app, browser_page, artifacts):
         assert rlms.status(started.session_id) == -1
 
         # the RLMS disposes; the LED the student left on is driven safe (off) for the next one
+        disposing = time.time()
         assert rlms.dispose(started.session_id)["message"] == "Deleted"
-        _assert_devices_safe(demo_app)
+        _assert_devices_safe(demo_app, disposing)
         second = rlms.start(username="bob", assigned_time=60, back=BACK)
         page.goto(second.url)
         assert page.inner_text("#student") == "Hello, bob"
@@ -133,7 +136,12 @@ def test_student_session_in_a_browser(demo_app, browser_page, artifacts):
         assert rlms.dispose(second.session_id)["message"] == "Deleted"
 
 
-def _assert_devices_safe(app: Any) -> None:
-    """Placeholder until the device binding's API is wired (replaced below)."""
-    del app
-    time.sleep(0)
+def _assert_devices_safe(app: Any, since: float) -> None:
+    """The web process holds the devices: each was driven safe (and checked) after ``since``."""
+    holder = app.extensions[HOLDER_KEY]
+    for name in ("board", "led"):
+        report = holder.store.last_safe(name)
+        assert report is not None and report["ok"], (name, report)
+        assert report["at"] >= since, (name, report)
+    assert holder.store.last_safe("board")["state"]["progmode"] is False
+    assert holder.devices["led"].output(LED_OUT).value is False
