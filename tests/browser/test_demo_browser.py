@@ -95,7 +95,8 @@ def test_student_session_in_a_browser(demo_app, browser_page, artifacts):
             "parseFloat(document.getElementById('progress-fill').dataset.fraction) > 0.1"
         )
         page.click("#cancel-button")
-        page.wait_for_selector("#program-message.error:has-text('Cancelled')")
+        page.wait_for_selector("#program-message.warn:has-text('Cancelled during')")
+        assert page.inner_text("#progress-text") == "Cancelled"
         assert _fraction(page) < 1.0
         _shot(page, artifacts, "4-cancelled")
 

@@ -27,11 +27,12 @@
     });
   }
 
-  function show(id, text, isError) {
+  function show(id, text, kind) {  // kind: true (an error), "warn" or nothing
     var el = $(id);
     el.hidden = !text;
     el.textContent = text || "";
-    el.classList.toggle("error", !!isError);
+    el.classList.toggle("error", kind === true);
+    el.classList.toggle("warn", kind === "warn");
   }
 
   // -- time left -----------------------------------------------------------------------------
@@ -63,7 +64,11 @@
         Math.round(overall(task) * 100) + "%";
     }
     if (task.status === "done") { return "Done · 100%"; }
-    return "Stopped";
+    return cancelled(task) ? "Cancelled" : "Failed";
+  }
+
+  function cancelled(task) {
+    return !!task.error && (task.error["class"] === "OperationCancelled" || task.stopping);
   }
 
   function renderProgram(task) {
@@ -72,7 +77,8 @@
     var fill = $("progress-fill");
     fill.style.width = (fraction * 100).toFixed(1) + "%";
     fill.classList.toggle("done", task.status === "done");
-    fill.classList.toggle("failed", task.status === "failed");
+    fill.classList.toggle("failed", task.status === "failed" && !cancelled(task));
+    fill.classList.toggle("cancelled", task.status === "failed" && cancelled(task));
     if (seen[seen.length - 1] !== fraction) { seen.push(fraction); }
     fill.dataset.fraction = fraction;
     fill.dataset.seen = seen.join(",");
@@ -85,9 +91,14 @@
       show("program-message", r.source + ": " + r.bytes + " bytes written" +
         (r.verified ? " and verified" : " (not verified)") + " in " +
         r.seconds.toFixed(2) + " s.", false);
+    } else if (task.status === "failed" && cancelled(task)) {
+      var p = task.progress;
+      var where = p && p.total ? " during " + (p.stage === "verify" ? "verification" : "writing") +
+        ", after page " + p.done + " of " + p.total : "";
+      show("program-message", "Cancelled" + where + ". The board has left programming mode " +
+        "and holds a partial image: program it again when you are ready.", "warn");
     } else if (task.status === "failed" && task.error) {
-      var cancelled = task.error["class"] === "OperationCancelled" || task.stopping;
-      show("program-message", (cancelled ? "Cancelled: " : "Failed: ") + task.error.message, true);
+      show("program-message", "Failed: " + task.error.message, true);
     } else {
       show("program-message", "");
     }
