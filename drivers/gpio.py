@@ -94,6 +94,11 @@ def shared_factory(name: str | None) -> Any:
 def find_pin(factory: Any, spec: str, url: DeviceURL, grammar: str) -> str:
     """The canonical name (GPIO17) of ``spec`` on ``factory``'s board."""
     for _header, info in factory.board_info.find_pin(spec):
+        if "gpio" not in info.interfaces:
+            raise DeviceURLError(
+                f"bad device URL {str(url)!r}: {spec!r} is the {info.name} pin of the header, "
+                f"not a GPIO line; pick a GPIO (e.g. 17, GPIO17, BOARD11). {grammar}"
+            )
         return info.name
     raise DeviceURLError(f"bad device URL {str(url)!r}: {spec!r} is not a GPIO pin name. {grammar}")
 

@@ -148,6 +148,8 @@ def test_safe_cancels_a_waiting_edge_wait() -> None:
         ("gpio:99?factory=mock", "'99' is not a GPIO pin name"),
         ("gpio:17?factory=toaster", "must be one of lgpio, .*mock"),
         ("gpio:17?factory=mock&safe=maybe", "not a boolean"),
+        ("gpio:BOARD1?factory=mock", "'BOARD1' is the 3V3 pin of the header, not a GPIO line"),
+        ("gpio:GND?factory=mock", "'GND' is the GND pin of the header, not a GPIO line"),
     ],
 )
 def test_bad_gpio_urls_show_the_grammar(url: str, message: str) -> None:
