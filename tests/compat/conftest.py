@@ -175,7 +175,8 @@ def serve_lab(load_lab: Callable[..., ModuleType]) -> Iterator[Callable[..., Ser
         server = serve_app(module.app, script_name=script_name)
         base_url = server.__enter__()
         stack.append(server)
-        prefix = module.app.config.get("WEBLAB_BASE_URL") or ""
+        config = module.app.config
+        prefix = config.get("WEBLAB_BASE_URL") or config.get("WEBLAB_BASE") or ""
         rlms = FakeRLMS(
             base_url + prefix, RLMS_USER, RLMS_PASSWORD, style=style, max_dispose_wait=30
         )
