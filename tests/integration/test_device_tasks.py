@@ -1,0 +1,124 @@
+"""Tasks that use devices, in one process holding them (runner threads of the web process)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from labruntime import DeviceUnavailableError, NoContextError, current_devices
+
+
+def test_program_device_runs_with_progress_and_result(devlab_factory, hex_30k):
+    lab = devlab_factory()
+    sid = lab.start_session()
+    task = lab.delay(sid, "program_device", hex_30k)
+    seen: list[tuple[float, dict]] = []
+    deadline = time.monotonic() + 60
+    while not task.retrieve().finished and time.monotonic() < deadline:
+        if task.progress and (not seen or seen[-1][1] != task.progress):
+            seen.append((time.monotonic(), task.progress))
+        time.sleep(0.02)
+    assert task.status == "done", task.error
+    assert task.result["verified"] is True and task.result["bytes"] == 30 * 1024
+    assert set(task.progress) == {"stage", "done", "total", "fraction", "updated"}
+    assert task.progress["fraction"] == 1.0  # the last event is always written
+    stages = {p["stage"] for _, p in seen}
+    assert {"write", "verify"} <= stages, stages
+    span = seen[-1][0] - seen[0][0]
+    assert span > 1 and len(seen) / span >= 4, f"{len(seen)} updates in {span:.1f} s"
+
+
+def test_stop_cancels_the_device_operation_and_the_board_is_safe(
+    devlab_factory, hex_30k, hex_small
+):
+    lab = devlab_factory()
+    sid = lab.start_session()
+    task = lab.delay(sid, "program_device", hex_30k)
+    deadline = time.monotonic() + 30
+    while not (task.retrieve().progress or {}).get("done") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    task.stop()
+    task.join(timeout=10)
+    assert task.failed and task.error["class"] == "OperationCancelled", task.error
+    again = lab.delay(sid, "program_device", hex_small)
+    assert again.join(timeout=30).done, again.error  # the board is usable again
+
+
+def test_dispose_drives_the_used_devices_safe(devlab_factory):
+    lab = devlab_factory()
+    sid = lab.start_session()
+    assert lab.delay(sid, "light").join(timeout=10).result is True
+    lab.redis.delete(f"{lab.base}:device:led:safe")
+    lab.rlms.dispose(sid)
+    report = lab.last_safe("led")
+    assert report is not None and report["ok"], report
+    assert report["state"], report
+    assert lab.app.extensions["labruntime.device_holder"].devices["led"].value is False
+
+
+def test_current_devices_names_the_declared_devices(devlab_factory):
+    lab = devlab_factory()
+    sid = lab.start_session()
+    task = lab.delay(sid, "ask_for_board").join(timeout=10)
+    assert task.failed and "'board'" in task.error["message"] and "['led']" in task.error["message"]
+    with pytest.raises(NoContextError, match="devices="):
+        current_devices["board"]
+
+
+def test_delay_with_no_holder_says_which_worker_to_start(devlab_factory, hex_small):
+    lab = devlab_factory(threads=0, start=False)
+    sid = lab.start_session()
+    with pytest.raises(DeviceUnavailableError) as info:
+        lab.delay(sid, "program_device", hex_small)
+    message = str(info.value)
+    assert "labruntime --app" in message and "loop --device board" in message, message
+
+
+def test_not_enough_time_refuses_to_program(devlab_factory, hex_30k):
+    lab = devlab_factory()
+    sid = lab.start_session(assigned_time=3)  # 30 KB at 115200 baud needs ~6 s
+    task = lab.delay(sid, "program_device", hex_30k).join(timeout=10)
+    assert task.failed and task.error["class"] == "NotEnoughTimeError", task.error
+    assert "left" in task.error["message"]
+
+
+def test_a_disposing_session_starts_no_device_task(devlab_factory):
+    lab = devlab_factory(dispose_timeout=10)
+    sid = lab.start_session()
+    running = lab.delay(sid, "stubborn", 4.0)
+    while running.retrieve().submitted:
+        time.sleep(0.02)
+    with lab.app.app_context():  # as in the RLMS view or the cleaner
+        outcome = lab.weblab._dispose(lab.app, sid, "test")  # revoke, stop, still busy
+    assert outcome.retry_in, outcome
+    with pytest.raises(DeviceUnavailableError, match="ending"):
+        lab.delay(sid, "light")
+
+
+def test_dispose_ends_at_its_deadline_with_a_task_that_ignores_stopping(devlab_factory):
+    lab = devlab_factory(dispose_timeout=1.5)
+    sid = lab.start_session()
+    task = lab.delay(sid, "stubborn", 6.0)
+    while task.retrieve().submitted:
+        time.sleep(0.02)
+    started = time.monotonic()
+    lab.rlms.dispose(sid)
+    took = time.monotonic() - started
+    assert took < 5, took
+    assert task.retrieve().failed and task.error["code"] == "dispose-timeout", task.error
+    assert lab.last_safe("led")["ok"]
+
+
+def test_a_board_unplugged_mid_task_fails_the_task_then_the_next_session_works(
+    devlab_factory, hex_30k, hex_small
+):
+    unplug = "sim:arduino?baud=115200&fault=disconnect@50"
+    lab = devlab_factory(devices={"board": unplug, "led": "gpio:17?safe=0&factory=mock"})
+    sid = lab.start_session()
+    task = lab.delay(sid, "program_device", hex_30k).join(timeout=60)
+    assert task.failed and task.error["class"] == "DeviceIOError", task.error
+    lab.rlms.dispose(sid)
+    assert lab.last_safe("board")["ok"]
+    nxt = lab.start_session()
+    assert lab.delay(nxt, "program_device", hex_small).join(timeout=30).done
