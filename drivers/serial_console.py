@@ -138,6 +138,13 @@ class SerialConsole(Device):
     def _deadline(self, timeout: float | None) -> float:
         return time.monotonic() + (self.timeout if timeout is None else timeout)
 
+    def _check_port(self) -> None:
+        if not getattr(self.port, "is_open", True):
+            raise DeviceIOError(
+                f"{self.label}: the port failed earlier and was closed (unplugged?); open the "
+                f"device again with open_device({self.url!r})"
+            )
+
     def _fill(self, deadline: float, want: int = 1) -> bool:
         """Read at least one byte (up to ``want`` + what is waiting) before ``deadline``."""
         import serial
@@ -145,6 +152,7 @@ class SerialConsole(Device):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
+        self._check_port()
         try:
             _set_read_timeout(self.port, remaining)
             chunk = self.port.read(max(1, want))
@@ -206,6 +214,7 @@ class SerialConsole(Device):
         self._check_open()
         if isinstance(data, str):
             raise TypeError("write() takes bytes; encode the text first (e.g. text.encode())")
+        self._check_port()
         try:
             written = self.port.write(data)
             self.port.flush()
@@ -217,16 +226,25 @@ class SerialConsole(Device):
 
     # -- Device hooks -----------------------------------------------------------------------
     def _drive_safe(self) -> dict[str, Any]:
-        """A console has no actuator: drop pending input so the next reader starts clean."""
+        """A console has no actuator: drop pending input so the next reader starts clean.
+
+        A port that is gone (unplugged) drives nothing either, so that is safe too: the dead
+        handle is closed and the state says ``open: false`` with the error; later reads and
+        writes fail with DeviceIOError until the device is opened again.
+        """
         import serial
 
         dropped = len(self._buf)
         self._buf.clear()
+        if not getattr(self.port, "is_open", True):  # closed by an earlier failure
+            return {"port": self.target, "open": False, "dropped_bytes": dropped}
         try:
             waiting = self.port.in_waiting
             self.port.reset_input_buffer()
         except (serial.SerialException, OSError) as exc:
-            raise DeviceIOError(f"{self.label}: port failed: {exc}") from exc
+            log.warning("%s: the port is gone (%s); closed it", self.label, exc)
+            self._close()
+            return {"port": self.target, "open": False, "dropped_bytes": dropped, "error": str(exc)}
         return {"port": self.target, "open": True, "dropped_bytes": dropped + waiting}
 
     def _close(self) -> None:

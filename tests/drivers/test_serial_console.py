@@ -124,6 +124,12 @@ def test_unplugged_device_is_an_io_error(pty_pair: tuple[int, str]) -> None:
         os.close(master)
         with pytest.raises(DeviceIOError, match="unplugged"):
             dev.read(1, timeout=1)
+        report = dev.safe()  # a console drives nothing: a vanished port is safe
+        assert report.ok and report.state["open"] is False and "error" in report.state
+        with pytest.raises(DeviceIOError, match="failed earlier and was closed"):
+            dev.write(b"x")
+        with pytest.raises(DeviceIOError, match="failed earlier and was closed"):
+            dev.readline(timeout=0.1)
     finally:
         dev.close()
     assert dev.closed
