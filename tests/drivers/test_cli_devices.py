@@ -253,3 +253,13 @@ def test_ctrl_c_during_program_cancels_and_leaves_the_board_safe(tmp_path: Path)
     assert proc.returncode == 130, err
     assert "Error: interrupted; device left safe" in err and "Traceback" not in err
     assert "programmed" not in out
+
+
+def test_program_a_board_someone_holds_names_the_holder(runner: CliRunner, firmware: Path) -> None:
+    from labruntime.drivers import open_device
+
+    with open_device("sim:arduino?baud=1000000") as held:
+        result = runner.invoke(device_group, ["program", f"stk500:{held.port}", str(firmware)])
+        assert result.exit_code == 1 and result.output.startswith("Error: device ")
+        assert f"is busy: held by this process pid {os.getpid()}" in result.output
+        assert held.board.bytes_received == 0  # the holder's board was not touched
