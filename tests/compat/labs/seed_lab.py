@@ -30,7 +30,9 @@ app.config.update(
     WEBLAB_REDIS_BASE=os.environ["LAB_REDIS_BASE"],
     WEBLAB_CALLBACK_URL="/lab/callback",
     WEBLAB_SESSION_ID_NAME="seed_session_id",
-    WEBLAB_TASK_THREADS_PROCESS=2,
+    WEBLAB_TASK_THREADS_PROCESS=int(os.environ.get("LAB_TASK_THREADS", "2")),
+    WEBLAB_AUTOCLEAN_THREAD=os.environ.get("LAB_AUTOCLEAN", "True"),
+    WEBLAB_TIMEOUT=os.environ.get("LAB_TIMEOUT", "15"),
 )
 weblab = WebLab(app)
 PROGRAM_SECONDS = 0.3  # the seed says 10 s; the tests do not wait that long
