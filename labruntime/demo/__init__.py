@@ -10,6 +10,8 @@ simulated (:data:`DEMO_DEVICES`): a simulated Arduino and a simulated GPIO board
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import webbrowser
 from collections.abc import Callable
 from typing import Any
@@ -50,12 +52,28 @@ def run_demo(
     echo(f"open this link as the student (10 minutes): {url}")
     if open_browser:
         webbrowser.open(url)
+    _stop_on_sigterm()
     try:
         app.run(host=host, port=port, threaded=True, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
     finally:
-        if not app.config.get("WEBLAB_REDIS_URL"):
+        app.extensions["weblab"].weblab._stop_background(app, timeout=5)  # devices safe
+        if app.config.get("WEBLAB_REDIS_URL"):
+            echo("labruntime demo: stopped")
+        else:
             from labruntime.embedded import stop_embedded_redis
 
-            app.extensions["weblab"].weblab._stop_background(app, timeout=5)
             stop_embedded_redis(app.instance_path)  # the demo leaves no server behind
             echo("labruntime demo: stopped (its Redis too; its data stays for next time)")
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (systemd, ``kill``) ends the demo like Ctrl-C: devices safe, Redis stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
