@@ -153,3 +153,40 @@ def test_logout_then_status_and_expired(lab):
 def test_locale_as_sent(lab):
     _, browser, _ = _enter(lab, locale="pt_BR")
     assert browser.get("/lang").json() == {"locale": "pt_BR", "on_start": "pt_BR"}
+
+
+# -- configuration values weblablib documents -------------------------------------------------
+def _app(redis_url, redis_base, tmp_path, **config):
+    from flask import Flask
+
+    app = Flask("cfg", instance_path=str(tmp_path / "inst"))
+    app.config.update(
+        SECRET_KEY="k", WEBLAB_USERNAME="u", WEBLAB_PASSWORD="p", WEBLAB_REDIS_URL=redis_url,
+        WEBLAB_REDIS_BASE=redis_base, WEBLAB_NO_THREAD=True, **config,
+    )  # fmt: skip
+    return app
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gap: weblablib documents WEBLAB_POLL_INTERVAL=0 ('WebLab-Deusto will not ask "
+    "again', should_finish 0 in PROTOCOL.md); labruntime refuses it at init_app",
+)
+def test_poll_interval_zero_is_accepted(redis_url, redis_base, tmp_path):
+    WebLab(_app(redis_url, redis_base, tmp_path, WEBLAB_POLL_INTERVAL=0))
+
+
+def test_negative_timeout_never_ends_a_polling_less_student(redis_url, redis_base, tmp_path):
+    from labruntime.testing import FakeRLMS
+
+    app = _app(redis_url, redis_base, tmp_path, WEBLAB_TIMEOUT=-1)
+    WebLab(app)
+    rlms = FakeRLMS.for_app(app)
+    started = rlms.start({}, assigned_time=60)
+    assert rlms.status(started.session_id) > 0
+    with app.app_context():
+        state = app.extensions["weblab"]
+        later = state.sessions.clock() + 30  # half a minute without any poll
+        record = state.sessions.load(started.session_id, poll=False)
+        assert state.sessions.should_finish(record, later) > 0
+    assert rlms.dispose(started.session_id)["message"] == "Deleted"
