@@ -271,6 +271,18 @@ class Stk500Programmer(Device):
         ser.rts = True
         op.wait_cancelled(0.05)
 
+    def _drain(self) -> None:
+        """Read and drop input until the line is quiet (bounded: at most ~0.5 s)."""
+        ser = self._ser
+        saved = ser.timeout
+        ser.timeout = max(0.02, 40 * self.byte_time)
+        try:
+            deadline = time.monotonic() + 0.5
+            while ser.read(4096) and time.monotonic() < deadline:
+                pass
+        finally:
+            ser.timeout = saved
+
     def _sync(self, op: Operation, link: Stk500Link) -> None:
         ser = self._ser
         deadline = time.monotonic() + self.sync_timeout
@@ -288,11 +300,15 @@ class Stk500Programmer(Device):
                 ser.timeout = min(_SYNC_ATTEMPT, max(0.01, deadline - time.monotonic()))
                 attempts += 1
                 if link.sync_once():
-                    if attempts > 1:  # a late answer to an earlier attempt may still come
-                        time.sleep(_SYNC_ATTEMPT / 4)
-                        ser.reset_input_buffer()
-                    log.debug("%s: in sync after %d attempt(s)", self.label, attempts)
-                    return
+                    # An INSYNC OK may be stale: a late answer to an earlier attempt, or the
+                    # reply to the last command of a holder killed mid-operation (its bytes may
+                    # even have swallowed our GET_SYNC). As avrdude does: drain the line until
+                    # it is quiet, then sync again; only that second answer proves we are in step.
+                    self._drain()
+                    if link.sync_once():
+                        log.debug("%s: in sync after %d attempt(s)", self.label, attempts)
+                        return
+                    log.debug("%s: the first INSYNC was stale; syncing again", self.label)
         finally:
             ser.timeout = self.reply_timeout
         raise DeviceTimeoutError(

@@ -15,15 +15,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from labruntime.drivers import DeviceBusyError, DeviceIOError, open_device, parse_device_url
-
-#: Seconds between the kill and the next holder's open (see the test).
-RESTART_DELAY = 0.5
 
 CHILD = textwrap.dedent(
     """
@@ -106,11 +102,8 @@ def test_killed_holder_leaves_a_board_the_next_holder_recovers(
             proc.wait(timeout=10)
         finally:
             _kill_group(proc)
-    # The next holder starts as a supervisor would restart a worker (systemd: RestartSec=2),
-    # not within the same millisecond: replies to the dead holder's last command may still be
-    # on the wire for a few ms.
-    time.sleep(RESTART_DELAY)
-
+    # The next holder opens at once: replies to the dead holder's last command may still be on
+    # the wire; the driver drains them and syncs twice (as avrdude does).
     with open_device(shared_board_url, name="next holder") as board:
         assert board.lease is not None and board.lease.previous_unclean
         assert board.describe()["previous_unclean"] is True
