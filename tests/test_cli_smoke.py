@@ -282,3 +282,19 @@ def test_loop_accepts_weblablib_reload_flags(tmp_path: Path) -> None:
     write_lab(tmp_path, "lab", extra=f"WEBLAB_REDIS_URL={UNREACHABLE!r}")
     result = run([FLASK, "--app", "lab", "weblab", "loop", "--no-reload"], tmp_path)
     assert "No such option" not in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_flask_app_environment_variable_as_the_seed_uses_it(tmp_path: Path, redis_url: str) -> None:
+    """`export FLASK_APP=laboratory.py` then the commands, as in the seed."""
+    write_lab(tmp_path, "laboratory", extra=f"WEBLAB_REDIS_URL={redis_url!r}, "
+              "WEBLAB_REDIS_BASE='smk3'")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "SERVER_NAME"}
+    env["FLASK_APP"] = "laboratory.py"
+    for args in ([LABRUNTIME, "clean-expired-users"], [FLASK, "weblab", "clean-expired-users"],
+                 [LABRUNTIME, "run-tasks"], [FLASK, "weblab", "run-tasks"]):  # fmt: skip
+        result = subprocess.run(
+            args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, (args, result.stderr)
+        assert "Traceback" not in result.stderr
