@@ -18,16 +18,15 @@ bytes read past an ``expect`` match stay buffered for the next call.
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
-import socket
 import time
 from typing import Any
 
 from .base import Device
-from .errors import DeviceBusyError, DeviceIOError, DeviceTimeoutError
-from .lease import DeviceLease, lock_holders, path_key
+from .errors import DeviceIOError, DeviceTimeoutError
+from .lease import DeviceLease
+from .serial_ports import lease_key, open_serial, set_read_timeout
 from .urls import DeviceURL, opt_bool, opt_choice, opt_float, opt_int, reject_unknown
 
 __all__ = ["SerialConsole", "open_url", "validate"]
@@ -73,53 +72,6 @@ def serial_settings(url: DeviceURL, grammar: str = GRAMMAR) -> dict[str, Any]:
     return settings
 
 
-def open_serial(port: str, settings: dict[str, Any], what: str) -> Any:
-    """``serial.serial_for_url`` with errors turned into DeviceIOError with a hint."""
-    import serial
-
-    try:
-        return serial.serial_for_url(port, **settings)
-    except (serial.SerialException, OSError, ValueError) as exc:
-        if "exclusively lock" in str(exc):
-            raise _port_busy(port, what) from exc
-        raise DeviceIOError(f"cannot open {what}: {exc}. {_hint(exc)}") from exc
-
-
-def _port_busy(port: str, what: str) -> DeviceBusyError:
-    """A port another program holds with an exclusive lock: name that program if we can."""
-    users = lock_holders(port) if "://" not in port else []
-    if users:
-        holder = {**users[0], "host": socket.gethostname()}
-        who = "; ".join(f"pid {u['pid']} ({_command_line(u['argv'])})" for u in users)
-        message = (
-            f"{what} is busy: held by {who}. Stop that program first: it holds the port "
-            "outside labruntime's device leases"
-        )
-    else:
-        holder = None
-        message = f"{what} is busy: another program holds it locked. Find it with: fuser {port}"
-    return DeviceBusyError(message, holder=holder)
-
-
-def _command_line(argv: list[str], limit: int = 120) -> str:
-    text = " ".join(" ".join(argv).split()) or "?"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _hint(exc: BaseException) -> str:
-    code = getattr(exc, "errno", None)
-    text = str(exc).lower()
-    if code == errno.ENOENT or "no such file" in text:
-        return "Check the cable and the port name (ls /dev/serial/by-id/)"
-    if code == errno.EACCES or "permission" in text:
-        return "Check the permissions: add the user to the 'dialout' group"
-    if code in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK) or "lock" in text or "busy" in text:
-        return "Is another process using the port? (fuser PORT)"
-    if "connection refused" in text or "timed out" in text:
-        return "Check that the serial server is running and reachable"
-    return "Check the cable, the port name, the 'dialout' group, and that no other process uses it"
-
-
 class SerialConsole(Device):
     """A Console (read, write, readline, expect) on a pyserial port."""
 
@@ -154,7 +106,7 @@ class SerialConsole(Device):
             return False
         self._check_port()
         try:
-            _set_read_timeout(self.port, remaining)
+            set_read_timeout(self.port, remaining)
             chunk = self.port.read(max(1, want))
             if chunk:
                 waiting = self.port.in_waiting
@@ -255,28 +207,6 @@ class SerialConsole(Device):
 
     def _describe(self) -> dict[str, Any]:
         return {"port": self.target, "baudrate": self.port.baudrate, "timeout": self.timeout}
-
-
-def _set_read_timeout(port: Any, seconds: float) -> None:
-    """Set the timeout of the next read without pyserial's reconfigure round trip.
-
-    pyserial's ``timeout`` setter calls ``_reconfigure_port()`` (tcsetattr on a tty, a
-    renegotiation on rfc2217://) although reads only consult ``_timeout``; every pyserial 3.x
-    handler reads it from there, so set it directly when it exists.
-    """
-    if hasattr(port, "_timeout"):
-        port._timeout = seconds
-    else:
-        port.timeout = seconds
-
-
-def lease_key(url: DeviceURL) -> str | None:
-    """Lease key of a serial-like target: real path, URL without options, None for loop://."""
-    if url.target.startswith("loop://"):
-        return None
-    if "://" in url.target:
-        return url.target
-    return path_key(url.target)
 
 
 def validate(url: DeviceURL) -> None:
