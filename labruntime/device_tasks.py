@@ -33,12 +33,14 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.local import LocalProxy
 
-from .drivers import Device, Progress
 from .errors import DeviceUnavailableError, NoContextError
+
+if TYPE_CHECKING:  # the device layer loads only when a device is used
+    from .drivers import Device, Progress
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def pools_for(names: list[str]) -> list[str]:
     return pools
 
 
-class DeviceMap(Mapping[str, Device]):
+class DeviceMap(Mapping[str, "Device"]):
     """Read-only mapping of the opened devices a task declared (``current_devices``)."""
 
     def __init__(self, devices: dict[str, Device], task_name: str) -> None:
