@@ -41,7 +41,9 @@ def register_tasks(weblab: Any) -> DemoTasks:
         """Program and verify ``hex_text``; refuse it if the student's time cannot cover it."""
         board = current_devices["board"]
         image = parse_ihex(hex_text, source)
-        require_time(board.estimate_seconds(image), margin=ADMISSION_MARGIN)
+        require_time(
+            board.estimate_seconds(image), margin=ADMISSION_MARGIN, what=f"programming {source}"
+        )
         result = board.program(image, verify=True)
         log.info("demo: %s programmed (%d bytes)", source, result.bytes)
         return {"source": source, **result.to_dict()}

@@ -38,7 +38,7 @@ def _task_state(weblab: Any, task_id: str | None) -> dict[str, Any] | None:
         "id": task.task_id,
         "status": task.status,
         "stopping": bool(task.stopping),
-        "progress": getattr(task, "progress", None),
+        "progress": task.progress,
         "result": task.result if task.done else None,
         "error": None if error is None else dict(error),
     }
