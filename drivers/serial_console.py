@@ -13,7 +13,10 @@
 
 A device path is leased under its real path, a network URL under the URL; ``loop://`` is
 private to its handle and not leased. Each read/readline/expect call waits at most its timeout;
-bytes read past an ``expect`` match stay buffered for the next call.
+bytes read past an ``expect`` match stay buffered for the next call. Each is a tracked
+operation of the device: ``safe()`` (or the end of a session) cancels it, which wakes a blocked
+read at once on ports that support it (device paths, ``loop://``) and raises
+OperationCancelled in the reader; on network ports it ends at the read's own timeout.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .base import Device
 from .errors import DeviceIOError, DeviceTimeoutError
 from .lease import DeviceLease
+from .operations import Operation
 from .serial_ports import lease_key, open_serial, set_read_timeout
 from .urls import DeviceURL, opt_bool, opt_choice, opt_float, opt_int, reject_unknown
 
@@ -97,68 +103,85 @@ class SerialConsole(Device):
                 f"device again with open_device({self.url!r})"
             )
 
-    def _fill(self, deadline: float, want: int = 1) -> bool:
-        """Read at least one byte (up to ``want`` + what is waiting) before ``deadline``."""
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[Operation]:
+        """Track a read as an operation; a cancel wakes a blocked read where pyserial can."""
+        self._check_open()
+        with self.ops.operation(what) as op:
+            cancel_read = getattr(self.port, "cancel_read", None)
+            if callable(cancel_read):
+                op.on_cancel(lambda _reason: cancel_read())
+            yield op
+
+    def _fill(self, op: Operation, deadline: float, want: int = 1) -> bool:
+        """Read at least one byte (up to ``want`` + what is waiting) before ``deadline``.
+
+        False when the deadline passed with nothing read; OperationCancelled when cancelled.
+        A read that returns early and empty (a stale cancel_read wake-up) just reads again.
+        """
         import serial
 
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        self._check_port()
-        try:
-            set_read_timeout(self.port, remaining)
-            chunk = self.port.read(max(1, want))
+        while True:
+            op.check()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._check_port()
+            try:
+                set_read_timeout(self.port, remaining)
+                chunk = self.port.read(max(1, want))
+                if chunk:
+                    waiting = self.port.in_waiting
+                    if waiting:
+                        chunk += self.port.read(waiting)
+            except (serial.SerialException, OSError) as exc:
+                raise DeviceIOError(
+                    f"{self.label}: reading failed: {exc}. Was the device unplugged or reset?"
+                ) from exc
             if chunk:
-                waiting = self.port.in_waiting
-                if waiting:
-                    chunk += self.port.read(waiting)
-        except (serial.SerialException, OSError) as exc:
-            raise DeviceIOError(
-                f"{self.label}: reading failed: {exc}. Was the device unplugged or reset?"
-            ) from exc
-        self._buf += chunk
-        return bool(chunk)
+                self._buf += chunk
+                return True
 
     def read(self, n: int = 1, timeout: float | None = None) -> bytes:
         """Up to ``n`` bytes: returns when ``n`` arrived or ``timeout`` s passed (maybe b"")."""
-        self._check_open()
-        deadline = self._deadline(timeout)
-        while len(self._buf) < n and self._fill(deadline, n - len(self._buf)):
-            pass
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        return data
+        with self._reading("read") as op:
+            deadline = self._deadline(timeout)
+            while len(self._buf) < n and self._fill(op, deadline, n - len(self._buf)):
+                pass
+            data = bytes(self._buf[:n])
+            del self._buf[:n]
+            return data
 
     def readline(self, timeout: float | None = None) -> bytes:
         """One line including b"\\n", or what arrived before ``timeout`` s passed."""
-        self._check_open()
-        deadline = self._deadline(timeout)
-        while b"\n" not in self._buf and self._fill(deadline):
-            pass
-        end = self._buf.find(b"\n")
-        end = len(self._buf) if end < 0 else end + 1
-        data = bytes(self._buf[:end])
-        del self._buf[:end]
-        return data
+        with self._reading("readline") as op:
+            deadline = self._deadline(timeout)
+            while b"\n" not in self._buf and self._fill(op, deadline):
+                pass
+            end = self._buf.find(b"\n")
+            end = len(self._buf) if end < 0 else end + 1
+            data = bytes(self._buf[:end])
+            del self._buf[:end]
+            return data
 
     def expect(self, pattern: bytes | str | re.Pattern[bytes], timeout: float) -> re.Match[bytes]:
         """Read until ``pattern`` matches; consumes through the match. DeviceTimeoutError if not."""
-        self._check_open()
         if isinstance(pattern, str):
             pattern = pattern.encode("utf-8")
         regex = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
-        deadline = self._deadline(timeout)
-        while True:
-            match = regex.search(bytes(self._buf))
-            if match:
-                del self._buf[: match.end()]
-                return match
-            if not self._fill(deadline):
-                tail = bytes(self._buf[-200:])
-                raise DeviceTimeoutError(
-                    f"{self.label}: {regex.pattern!r} did not appear within {timeout:g} s; "
-                    f"last bytes received: {tail!r}"
-                )
+        with self._reading("expect") as op:
+            deadline = self._deadline(timeout)
+            while True:
+                match = regex.search(bytes(self._buf))
+                if match:
+                    del self._buf[: match.end()]
+                    return match
+                if not self._fill(op, deadline):
+                    tail = bytes(self._buf[-200:])
+                    raise DeviceTimeoutError(
+                        f"{self.label}: {regex.pattern!r} did not appear within {timeout:g} s; "
+                        f"last bytes received: {tail!r}"
+                    )
 
     def write(self, data: bytes) -> int:
         import serial

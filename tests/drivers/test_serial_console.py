@@ -19,6 +19,7 @@ from labruntime.drivers import (
     DeviceIOError,
     DeviceTimeoutError,
     DigitalOutput,
+    OperationCancelled,
     Programmer,
     has_capability,
     open_device,
@@ -212,3 +213,39 @@ def test_a_network_port_through_pyserial_socket_url() -> None:
     finally:
         thread.join(10)
         server.close()
+
+
+@pytest.mark.parametrize("where", ["pty", "loop"])
+def test_safe_cancels_a_blocked_expect_and_waits_for_it(
+    where: str, pty_pair: tuple[int, str]
+) -> None:
+    """A task waiting in expect() is woken by safe() (session end), not left reading for 30 s."""
+    url = f"serial:{pty_pair[1]}" if where == "pty" else "serial:loop://"
+    with open_device(url) as dev:
+        outcome: list[BaseException] = []
+
+        def reader() -> None:
+            try:
+                dev.expect(b"READY", timeout=30)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        deadline = time.monotonic() + 5
+        while not dev.ops.busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [op.name for op in dev.ops.in_flight] == ["expect"]
+        t0 = time.monotonic()
+        report = dev.safe()
+        took = time.monotonic() - t0
+        thread.join(5)
+        assert report.ok and "cancelled 1 operation" in report.detail
+        assert took < 2.0  # woken at once, not at the 30 s timeout
+        assert len(outcome) == 1 and isinstance(outcome[0], OperationCancelled)
+        assert not dev.ops.busy
+        if where == "pty":  # the device is usable again after safe()
+            os.write(pty_pair[0], b"READY\n")
+        else:
+            dev.write(b"READY\n")
+        assert dev.expect(b"READY", timeout=2).group() == b"READY"
