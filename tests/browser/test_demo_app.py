@@ -102,3 +102,13 @@ def test_led_is_read_back_and_logout_expires(demo):
     assert "Your session is over" in page and 'href="http://rlms.invalid/back"' in page
     assert client.post("/led", json={"on": False}).status_code == 302  # sent back
     assert rlms.dispose(session_id)["message"] == "Deleted"
+
+
+def test_slot_over_ends_the_page(demo):
+    rlms, client, session_id = _student(demo, assigned_time=1)
+    assert client.get("/state").get_json()["active"] is True
+    time.sleep(1.2)
+    state = client.get("/state").get_json()
+    assert state == {"active": False, "back": "http://rlms.invalid/back", "next": "/"}
+    assert client.post("/program", data={"example": "blink"}).status_code == 302
+    assert rlms.dispose(session_id)["message"] == "Deleted"
