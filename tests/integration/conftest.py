@@ -22,8 +22,18 @@ from labruntime.testing import FakeRLMS
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "hil_tests"))
-from firmware import test_image, to_intel_hex  # noqa: E402
+
+
+def _firmware() -> ModuleType:
+    """hil_tests/firmware.py (the blink program and test images), loaded by path."""
+    name = "labruntime_hil_firmware"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "hil_tests" / "firmware.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
 
 BOARD = "sim:arduino?baud=115200&part=atmega328p"
 LED = "gpio:17?safe=0&factory=mock"
@@ -52,12 +62,14 @@ def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def hex_30k() -> str:
     """A 30 KB image as Intel HEX text (what a student uploads)."""
-    return to_intel_hex(test_image(30 * 1024))
+    firmware = _firmware()
+    return firmware.to_intel_hex(firmware.test_image(30 * 1024))
 
 
 @pytest.fixture(scope="session")
 def hex_small() -> str:
-    return to_intel_hex(test_image(2 * 1024))
+    firmware = _firmware()
+    return firmware.to_intel_hex(firmware.test_image(2 * 1024))
 
 
 class DevLab:
