@@ -4,8 +4,9 @@
   when the safe state was reached, 1 when not or on a device error, 2 on a bad URL.
 * ``device program URL FIRMWARE [--no-verify] [--timeout S]``: program a board (any device
   with the Programmer capability) with a progress bar. The file is read and checked before
-  the board is opened, its size against the board's part before anything is written; on a
-  failure or Ctrl-C the board is driven safe and the message says whether that worked.
+  the board is opened, its size against the board's part before anything is written. Ctrl-C
+  cancels at the next safe point (a second one at once); on a failure or a cancel the board is
+  driven safe and the message says whether that worked.
 * ``sim arduino [--baud N] [--fault F]... [--part P]``: start a simulated Arduino; its tty path
   is the first line on stdout; runs until SIGINT/SIGTERM. Try avrdude or your own tool on it.
 
@@ -29,6 +30,7 @@ from .drivers import (
     DeviceURLError,
     DriverError,
     FirmwareImage,
+    OperationCancelled,
     Programmer,
     Progress,
     UnknownSchemeError,
@@ -141,6 +143,30 @@ def _left_safe(device: Any) -> str:
     )
 
 
+@contextmanager
+def _ctrl_c_cancels(device: Any, interrupted: threading.Event) -> Iterator[None]:
+    """While programming, the first Ctrl-C cancels at the next safe point (a page boundary,
+    never inside a critical section); a second one raises KeyboardInterrupt at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        # not here: the handler runs in the main thread, which may hold an operation's lock
+        threading.Thread(
+            target=device.ops.cancel_all, args=("interrupted (Ctrl-C)",), daemon=True
+        ).start()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @device_group.command("program")
 @click.argument("url")
 @click.argument("firmware", type=click.Path(exists=True, dir_okay=False))
@@ -163,17 +189,24 @@ def program_command(url: str, firmware: str, no_verify: bool, timeout: float | N
             _check_fits(device, image)
             estimate = device.estimate_seconds(image)
             click.echo(f"programming {firmware} into {url} (about {estimate:.1f} s)", err=True)
+            interrupted = threading.Event()
             try:
-                result = device.program(
-                    firmware, verify=not no_verify, progress=bars, timeout=timeout
-                )
-            except KeyboardInterrupt:
+                with _ctrl_c_cancels(device, interrupted):
+                    result = device.program(
+                        firmware, verify=not no_verify, progress=bars, timeout=timeout
+                    )
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for a safe point
+                interrupted.set()
                 bars.close()
                 raise DeviceCommandError(
                     f"interrupted; {_left_safe(device)}", exit_code=130
                 ) from None
             except (DriverError, OSError) as error:
                 bars.close()
+                if interrupted.is_set() and isinstance(error, OperationCancelled):
+                    raise DeviceCommandError(
+                        f"interrupted; {_left_safe(device)}", exit_code=130
+                    ) from None
                 raise DeviceCommandError(f"{error}\n{_left_safe(device)}") from None
             finally:
                 bars.close()

@@ -8,6 +8,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -263,3 +265,36 @@ def test_program_a_board_someone_holds_names_the_holder(runner: CliRunner, firmw
         assert result.exit_code == 1 and result.output.startswith("Error: device ")
         assert f"is busy: held by this process pid {os.getpid()}" in result.output
         assert held.board.bytes_received == 0  # the holder's board was not touched
+
+
+def test_ctrl_c_cancels_at_a_page_boundary_and_leaves_progmode(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """The first Ctrl-C is a cancel at a safe point: whole pages only, progmode left, no junk."""
+    image = tmp_path / "fw.bin"
+    image.write_bytes(bytes(range(256)) * 100)
+    with SimulatedArduino(baudrate=115200, faults="slow=4") as sim:
+
+        def interrupt_after_some_pages() -> None:
+            deadline = time.monotonic() + 20
+            while sim.bootloader.pages_written < 5 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGINT)  # the command's handler turns it into a cancel
+
+        thread = threading.Thread(target=interrupt_after_some_pages)
+        thread.start()
+        previous = signal.getsignal(signal.SIGINT)
+        try:
+            result = runner.invoke(device_group, ["program", f"stk500:{sim.tty_path}", str(image)])
+        finally:
+            thread.join(20)
+        assert signal.getsignal(signal.SIGINT) is previous  # handler restored
+        assert result.exit_code == 130, result.output
+        assert "Error: interrupted; device left safe" in result.output
+        written = sim.bootloader.pages_written
+        assert 5 <= written < 200
+        assert sim.bootloader.progmode is False  # LEAVE_PROGMODE was understood
+        flash = sim.flash
+        data = image.read_bytes()
+        assert flash[: written * 128] == data[: written * 128]  # whole pages, in order
+        assert flash[written * 128 :] == b"\xff" * (len(flash) - written * 128)
