@@ -526,3 +526,43 @@ def test_worker_unit_command_starts_and_stops_on_sigterm(tmp_path):
                     _stop_group(proc)
     finally:
         stop_embedded_redis(instance)
+
+
+@pytest.mark.slow
+def test_redis_unit_starts_a_forking_server_and_stops_it(tmp_path):
+    """labruntime-redis.service: ExecStart leaves the server running (Type=forking) with the pid
+    file systemd watches; ExecStop ends it."""
+    service = _unit("labruntime-redis.service")["Service"]
+    assert service["Type"] == ["forking"]
+    instance = tmp_path / "instance"
+    env = {
+        **os.environ,
+        "LABRUNTIME_CONFIG": str(CONFIG / "lab.example.toml"),
+        "LABRUNTIME_DEVICES": str(CONFIG / "devices.sim.toml"),
+        "LABRUNTIME_INSTANCE": str(instance),
+    }
+
+    def run(line: str) -> subprocess.CompletedProcess[str]:
+        args = line.split()
+        args[0] = str(Path(sys.executable).with_name(Path(args[0]).name))
+        return subprocess.run(args, cwd=CONFIG, env=env, capture_output=True, text=True, timeout=60)
+
+    pidfile = Path(service["PIDFile"][0].replace("/var/lib/labruntime/lab1", str(instance)))
+    try:
+        started = run(service["ExecStart"][0])
+        assert started.returncode == 0, started.stdout + started.stderr
+        pid = int(pidfile.read_text())
+        os.kill(pid, 0)  # the daemon outlives the command, as Type=forking expects
+        stopped = run(service["ExecStop"][0])
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)  # waiting for another process's exit: no notification exists
+        else:
+            pytest.fail(f"redis-server {pid} still running after ExecStop")
+    finally:
+        stop_embedded_redis(instance)
