@@ -63,7 +63,16 @@ def _driver_errors() -> Iterator[None]:
 
 @click.group("device")
 def device_group() -> None:
-    """Check and program devices given by URL (serial:, gpio:, stk500:, command:, sim:...)."""
+    """Check and program devices given by URL.
+
+    \b
+    Examples (a bad URL or option prints its scheme's full grammar):
+      serial:/dev/ttyUSB0?baudrate=115200     serial:rfc2217://pi-7:4001
+      gpio:17?safe=0                          gpio:27?mode=in&pull=up
+      stk500:/dev/ttyACM0?part=atmega328p     stk500:/dev/ttyAMA0?reset=gpio:4
+      command:avrdude?port=/dev/ttyACM0&args=-c arduino -p m328p -P {port} -U flash:w:{image}:i
+      sim:arduino?fault=verify@0x100          sim:gpio?wired=17-27
+    """
 
 
 def _render(value: Any) -> str:
@@ -173,7 +182,11 @@ def _ctrl_c_cancels(device: Any, interrupted: threading.Event) -> Iterator[None]
 @click.option("--no-verify", is_flag=True, help="Do not read the flash back to verify it.")
 @click.option("--timeout", type=click.FloatRange(min=0.001), default=None, help="Deadline (s).")
 def program_command(url: str, firmware: str, no_verify: bool, timeout: float | None) -> None:
-    """Program FIRMWARE (Intel HEX or raw binary) into the board at URL."""
+    """Program FIRMWARE (Intel HEX or raw binary) into the board at URL.
+
+    The file is checked first; the bar shows each stage (write, verify). Ctrl-C cancels at
+    the next safe point and leaves the board safe; a second Ctrl-C stops at once.
+    """
     bars = _Bars()
     with _driver_errors():
         image = load_image(firmware)  # a bad file fails here, before the board is opened

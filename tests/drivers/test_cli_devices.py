@@ -298,3 +298,17 @@ def test_ctrl_c_cancels_at_a_page_boundary_and_leaves_progmode(
         data = image.read_bytes()
         assert flash[: written * 128] == data[: written * 128]  # whole pages, in order
         assert flash[written * 128 :] == b"\xff" * (len(flash) - written * 128)
+
+
+def test_every_url_in_the_device_help_is_valid(runner: CliRunner) -> None:
+    from labruntime.drivers import validate_device_url
+
+    result = runner.invoke(device_group, ["--help"])
+    assert result.exit_code == 0
+    examples = result.output.split("Examples", 1)[1].split("Options:", 1)[0]
+    lines = [line.strip() for line in examples.splitlines()[1:] if line.strip()]
+    urls = [u for line in lines for u in (line.split("     ") if "args=" not in line else [line])]
+    urls = [u.strip() for u in urls if u.strip()]
+    assert len(urls) == 9
+    for url in urls:
+        assert validate_device_url(url).raw == url
