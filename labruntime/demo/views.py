@@ -1,7 +1,8 @@
 """The demo lab's pages and small JSON endpoints (what the page's script calls).
 
 ``GET /`` the page (or the "session over" page with the ``back`` link), ``GET /state`` what the
-page shows (time left, the programming task and its progress, the LED), ``POST /program`` (an
+page shows (time left, the programming task and its progress, the LED; ``?task=ID`` follows that
+task of the session, by default the last one programmed), ``POST /program`` (an
 upload or a bundled example), ``POST /cancel``, ``POST /led`` and ``POST /leave`` (logout).
 Every refusal is JSON ``{"error": message}`` with a 4xx status, never a 500 page.
 """
@@ -70,7 +71,9 @@ def register_views(app: Flask, weblab: Any, tasks: DemoTasks) -> None:
         return jsonify(
             active=True,
             time_left=max(0.0, float(weblab_user.time_left)),
-            program=_task_state(weblab, weblab_user.data.get("program_task")),
+            program=_task_state(
+                weblab, request.args.get("task") or weblab_user.data.get("program_task")
+            ),
             led=_led_state(),
         )
 

@@ -51,6 +51,7 @@ def _wait_program(client: Any, timeout: float = 15.0) -> tuple[dict[str, Any], l
     raise AssertionError(f"the programming task did not end in {timeout} s: {program}")
 
 
+@pytest.mark.slow
 def test_program_example_reports_progress_and_result(demo):
     _, client, _ = _student(demo, assigned_time=120)
     page = client.get("/").get_data(as_text=True)
@@ -112,3 +113,32 @@ def test_slot_over_ends_the_page(demo):
     assert state == {"active": False, "back": "http://rlms.invalid/back", "next": "/"}
     assert client.post("/program", data={"example": "blink"}).status_code == 302
     assert rlms.dispose(session_id)["message"] == "Deleted"
+
+
+def test_state_follows_a_given_task_of_the_session_only(demo):
+    _, client, _ = _student(demo)
+    first = client.post("/program", data={"example": "blink"}).get_json()["task_id"]
+    assert _wait_program(client)[0]["status"] == "done"
+    second = client.post("/program", data={"example": "blink"}).get_json()["task_id"]
+    assert client.get(f"/state?task={first}").get_json()["program"]["id"] == first
+    assert client.get("/state").get_json()["program"]["id"] == second
+    _, other, _ = _student(demo)
+    assert other.get(f"/state?task={first}").get_json()["program"] is None
+
+
+def test_logout_while_programming_stops_the_task_and_drives_the_board_safe(demo):
+    from labruntime.device_worker import HOLDER_KEY
+
+    rlms, client, session_id = _student(demo)
+    task_id = client.post("/program", data={"example": "pattern"}).get_json()["task_id"]
+    deadline = time.monotonic() + 10
+    while not (client.get("/state").get_json()["program"]["progress"] or {}).get("done"):
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.05)
+    client.post("/leave")
+    disposing = time.time()
+    assert rlms.dispose(session_id)["message"] == "Deleted"
+    task = demo.extensions["weblab"].weblab._task_store(demo).get(task_id)
+    assert task.status == "failed" and task.error["class"] == "OperationCancelled", task
+    report = demo.extensions[HOLDER_KEY].store.last_safe("board")
+    assert report["ok"] and report["at"] >= disposing and report["state"]["progmode"] is False

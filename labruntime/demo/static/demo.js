@@ -76,6 +76,7 @@
     var fraction = overall(task);
     var fill = $("progress-fill");
     fill.style.width = (fraction * 100).toFixed(1) + "%";
+    fill.parentNode.setAttribute("aria-valuenow", Math.round(fraction * 100));
     fill.classList.toggle("done", task.status === "done");
     fill.classList.toggle("failed", task.status === "failed" && !cancelled(task));
     fill.classList.toggle("cancelled", task.status === "failed" && cancelled(task));
@@ -173,7 +174,8 @@
   // -- state polling -------------------------------------------------------------------------
   function poll() {
     clearTimeout(pollTimer);
-    fetch(urls.state, {credentials: "same-origin", cache: "no-store"})
+    var url = urls.state + (currentId ? "?task=" + encodeURIComponent(currentId) : "");
+    fetch(url, {credentials: "same-origin", cache: "no-store"})
       .then(function (r) { return r.json(); })
       .then(function (d) {
         if (!d.active) { window.location.href = d.next || d.back || "/"; return; }
