@@ -57,6 +57,8 @@ def test_student_session_in_a_browser(demo_app, browser_page, artifacts):
     with serve_app(demo_app) as base_url:
         rlms = FakeRLMS(base_url, "demo", demo_app.config["WEBLAB_PASSWORD"], style="labsland")
         started = rlms.start(username="ada", full_name="Ada Lovelace", assigned_time=300, back=BACK)
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
         page.goto(started.url)
 
         # the student's page: name, a clock counting down from the slot's time left
@@ -118,6 +120,10 @@ def test_student_session_in_a_browser(demo_app, browser_page, artifacts):
         page.wait_for_selector("#program-message.error:has-text('mine.hex line 2')")
         assert "checksum" in page.inner_text("#program-message")
         _shot(page, artifacts, "5-bad-hex")
+
+        # everything the page loaded came from the lab itself (no CDN: labs run offline)
+        foreign = [u for u in requested if not u.startswith((base_url + "/", "data:"))]
+        assert not foreign and len(requested) > 10, foreign
 
         # logout: the expired page with the RLMS's back link
         page.click("#leave-button")
