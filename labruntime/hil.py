@@ -33,8 +33,9 @@ Fixtures:
 * ``hil_board``, ``hil_led``: the usual devices, checked for the capability the test needs;
 * ``hil_gpio_loop``: a :class:`LoopbackPair` (``out``, ``inp``, ``safe()``), and its two halves
   ``hil_gpio_out`` / ``hil_gpio_in``;
-* ``hil_lab``: a running lab on the HIL devices (filled in by the device-worker integration;
-  until then it skips, saying so).
+* ``hil_lab``: a running lab on the HIL devices (:class:`labruntime.hil_lab.HilLab`): served
+  over HTTP, a device worker process holding ``board`` and ``led``, a FakeRLMS, students over
+  HTTP; teardown stops the worker (SIGTERM) and checks every device reported safe.
 
 Tests that use any of these fixtures get the ``hil`` marker, so ``-m "not hil"`` leaves them out.
 
@@ -352,15 +353,26 @@ def hil_gpio_in(hil_gpio_loop: LoopbackPair) -> Any:
 
 
 @pytest.fixture
-def hil_lab() -> Any:
-    """A running lab on the HIL devices: provided by the device-worker integration step.
+def hil_lab(hil_device_map: DeviceMap, tmp_path: Path) -> Iterator[Any]:
+    """A running lab on the HIL devices (:class:`labruntime.hil_lab.HilLab`).
 
-    Intended shape: the lab app with ``WEBLAB_DEVICES`` = :func:`hil_device_map`, served over
-    real HTTP (``labruntime.testing.serve_app``), a device worker process holding the devices,
-    and a ``FakeRLMS`` driving it; teardown stops the worker with SIGTERM and checks that every
-    device reports a safe state. Until then any test asking for it skips, saying why.
+    The lab app with ``WEBLAB_DEVICES`` = the map's ``board`` and ``led``, served over real
+    HTTP, its own Redis, a device worker process holding the devices (``labruntime loop
+    --device board --device led``) and a ``FakeRLMS`` (``hil_lab.rlms``); students act over
+    HTTP (``hil_lab.student()``). Teardown stops the worker with SIGTERM and fails the test if
+    a device did not report a safe state.
     """
-    pytest.skip(
-        "hil_lab is not available yet: the running-lab fixture arrives with the "
-        "task/device integration (issue 5, device workers)"
-    )
+    missing = [n for n in ("board", "led") if n not in hil_device_map]
+    if missing:
+        pytest.skip(f"hil_lab needs devices {missing} in the device map ({hil_device_map.source})")
+    from .hil_lab import HilLab
+
+    lab = HilLab(dict(hil_device_map), tmp_path)
+    problems: list[str] = []
+    try:
+        lab.start_worker()
+        yield lab
+    finally:
+        problems = lab.close()
+    if problems:
+        pytest.fail("hil_lab teardown: " + "; ".join(problems))
