@@ -171,6 +171,9 @@ def test_tasks_are_per_session(serve_lab):
     assert by_name["latest"]["task_id"] == task_id and by_name["all"] == [task_id]
     assert by_name["running"] is None and by_name["running_all"] == []
     assert bob.get("/lab/task-by-name/program_device").json()["latest"] is None
+    assert alice.get("/lab/task-by-function").json()["task_id"] == task_id
+    assert bob.get("/lab/task-by-function").json() is None
+    assert alice.get("/lab/task/no-such-task").status == 404
 
 
 def test_join_timeout_is_also_the_builtin_timeout_error(serve_lab):

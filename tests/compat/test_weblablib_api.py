@@ -101,6 +101,11 @@ def test_factory_lab_base_and_callback_urls(lab):
     assert any(cookie.name == "lab2sess" for cookie in browser.jar)
 
 
+def test_non_ascii_student(lab):
+    _, browser, page = _enter(lab, username="José Ñandú", username_unique="josé@uní.es")
+    assert page.text.split("|")[0] == "José Ñandú"
+
+
 def test_data_saved_at_end_of_request_and_with_store(lab):
     _, browser, _ = _enter(lab)
     assert browser.post("/count").json() == {"counter": 1}

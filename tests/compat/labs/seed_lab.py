@@ -197,6 +197,14 @@ def task_by_name(name):
     )
 
 
+@app.route("/lab/task-by-function")
+@requires_login
+def task_by_function():
+    # weblablib's "complete" example: weblab.get_task(program_device)
+    task = weblab.get_task(program_device)
+    return jsonify(describe(task) if task else None)
+
+
 @app.route("/lab/join/<task_id>")
 @requires_login
 def join(task_id):
