@@ -181,7 +181,7 @@ def test_fixtures_open_close_skip_and_mark(tmp_path):
     assert "no HIL device 'oscilloscope'" in result.stdout
     assert "--device oscilloscope=URL" in result.stdout
     assert "no GPIO loopback in the HIL device map" in result.stdout
-    assert "hil_lab is not available yet" in result.stdout
+    assert "hil_lab needs devices ['board'] in the device map" in result.stdout
     # tests using a HIL fixture carry the hil marker; the others do not
     listed = run_pytest(tmp_path, "--collect-only", "-m", "not hil").stdout
     kept = sorted(line.split("::")[1] for line in listed.splitlines() if "::" in line)
