@@ -213,3 +213,16 @@ def test_student_side_bad_input(lab):
         page = browser.post(path)
         assert page.status == 200 and page.json()["success"] is False
     assert browser.get("/").status == 403
+
+
+@pytest.mark.parametrize(
+    "method,path,body",
+    [("GET", S + "abc/status?next=/api", None),
+     ("GET", S + "abc/status?/api", None),
+     ("POST", S + "api", b'{"action": "delete"}'),
+     ("POST", S + "status/multiple?x=/weblab/sessions/api", b'{"session_ids": ["a"]}')],
+)  # fmt: skip
+def test_paths_ending_in_api_still_need_credentials(lab, method, path, body):
+    status, kind, reply = _send(lab.base_url, method, path, body, auth=None)
+    assert status == 401, (status, reply[:200])
+    _assert_clean(status, kind, reply)
