@@ -16,6 +16,8 @@ import webbrowser
 from collections.abc import Callable
 from typing import Any
 
+from labruntime.errors import InvalidConfigError
+
 from .app import DEFAULT_INSTANCE, DEMO_DEVICES, create_app
 
 __all__ = ["create_app", "run_demo", "DEFAULT_INSTANCE", "DEMO_DEVICES"]
@@ -32,6 +34,8 @@ def run_demo(
     echo: Callable[[str], Any] = log.info,
 ) -> None:
     """Serve the demo, create a fake student and print the link to open."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidConfigError(f"port {port!r} is not a TCP port: give --port 1-65535")
     app = create_app(instance_path)
     shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     base = f"http://{shown_host}:{port}"
