@@ -81,7 +81,26 @@ class TaskWrapper:
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the function here and now (taking the unique lock, if any)."""
+        """Run the function here and now (taking the unique lock, if any).
+
+        A device task called directly in the process holding its devices gets them as
+        ``current_devices`` too; elsewhere, use ``.delay()``.
+        """
+        if self.devices:
+            return self._call_with_devices(args, kwargs)
+        return self._call(args, kwargs)
+
+    def _call_with_devices(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        holder = self._weblab._device_holder()
+        if holder is None or any(name not in holder.devices for name in self.devices):
+            return self._call(args, kwargs)  # current_devices will say to use .delay()
+        from .device_tasks import DeviceMap, bind_devices
+
+        with holder.using(list(self.devices)) as devices:
+            with bind_devices(DeviceMap(devices, self.name)):
+                return self._call(args, kwargs)
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._unique is None:
             return self._func(*args, **kwargs)
         task_store = self._weblab._task_store()

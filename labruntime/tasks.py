@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .device_dispose import drive_session_devices_safe, revoke_devices
 from .store.tasks import TaskRecord, TaskStore, error_info
 from .task_handle import (
     TaskArgumentError,
@@ -42,7 +43,6 @@ __all__ = [
 DISPOSE_WAIT = 1.5  # seconds one dispose step may block waiting for tasks to finish
 DISPOSE_ASK_AGAIN = 1.0  # seconds the RLMS is told to wait before asking again
 EXIT_STOP_TIMEOUT = 10.0  # seconds a web process waits at exit for the tasks it runs
-SAFE_REPLY_TIMEOUT = 10.0  # seconds dispose waits for a device holder to confirm safe()
 
 
 def _name_of(func_or_name: Any) -> str:
@@ -284,7 +284,7 @@ class TasksMixin:
         """
         app_tasks = self._app_tasks()
         task_store = app_tasks.task_store
-        self._revoke_devices(session_id, app_tasks.dispose_timeout)
+        revoke_devices(self, session_id, app_tasks.dispose_timeout)
         if not task_store.unfinished_ids(session_id):
             task_store.clear_dispose(session_id)
             return None
@@ -314,50 +314,6 @@ class TasksMixin:
             return None
         return DISPOSE_ASK_AGAIN
 
-    # -- devices at dispose ------------------------------------------------------------------
-    def _revoke_devices(self, session_id: str, dispose_timeout: float) -> None:
-        """First dispose step: the session may start no more device tasks."""
-        from .globals import get_state
-
-        if get_state().config.devices:
-            self._device_store().revoke(session_id, dispose_timeout + SAFE_REPLY_TIMEOUT + 60)
-
     def _dispose_devices(self, app: Any, session_id: str) -> dict[str, dict[str, Any]]:
-        """Last dispose step (after on_dispose): drive every device the session used safe,
-        in the process holding it, and check the reports. Returns {name: report}."""
-        from .globals import get_state
-
-        if not get_state(app).config.devices:
-            return {}
-        device_store = self._device_store(app)
-        names = device_store.used(session_id)
-        holder = self._device_holder(app)
-        asked: dict[str, str] = {}
-        reports: dict[str, dict[str, Any]] = {}
-        for name in names:
-            if holder is not None and name in holder.devices:
-                reports[name] = holder.safe(name)
-            elif device_store.holder(name) is None:
-                log.warning(
-                    "session %s: device %s has no holder now; it is driven safe when a worker "
-                    "opens it",
-                    session_id,
-                    name,
-                )
-            else:
-                asked[name] = device_store.request(name, "safe", session=session_id)
-        deadline = time.monotonic() + SAFE_REPLY_TIMEOUT
-        for name, req_id in asked.items():
-            reply = device_store.wait_reply(name, req_id, deadline - time.monotonic())
-            if reply is None or "report" not in reply:
-                why = reply.get("error") if reply else f"no reply in {SAFE_REPLY_TIMEOUT:g} s"
-                log.error("session %s: device %s was not confirmed safe: %s", session_id, name, why)
-                continue
-            reports[name] = reply["report"]
-        for name, report in reports.items():
-            if report.get("ok"):
-                log.info("session %s: device %s safe (%s)", session_id, name, report.get("state"))
-            else:
-                log.error("session %s: device %s NOT safe: %s", session_id, name, report)
-        device_store.forget_session(session_id)
-        return reports
+        """Last dispose step (after on_dispose): see :mod:`labruntime.device_dispose`."""
+        return drive_session_devices_safe(self, app, session_id)

@@ -92,6 +92,7 @@ def test_a_disposing_session_starts_no_device_task(devlab_factory):
     with lab.app.app_context():  # as in the RLMS view or the cleaner
         outcome = lab.weblab._dispose(lab.app, sid, "test")  # revoke, stop, still busy
     assert outcome.retry_in, outcome
+    assert lab.rlms.status(sid) > 0  # the RLMS sees a positive status while dispose runs
     with pytest.raises(DeviceUnavailableError, match="ending"):
         lab.delay(sid, "light")
 
@@ -122,3 +123,12 @@ def test_a_board_unplugged_mid_task_fails_the_task_then_the_next_session_works(
     assert lab.last_safe("board")["ok"]
     nxt = lab.start_session()
     assert lab.delay(nxt, "program_device", hex_small).join(timeout=30).done
+
+
+def test_a_direct_call_in_the_holding_process_gets_the_devices(devlab_factory):
+    lab = devlab_factory()
+    with lab.app.app_context():
+        assert lab.tasks["light"]() is True  # no .delay(): this process holds the LED
+    other = devlab_factory(threads=0, start=False, devices={"led": "gpio:18?factory=mock"})
+    with other.app.app_context(), pytest.raises(NoContextError, match="delay"):
+        other.tasks["light"]()
