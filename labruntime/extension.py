@@ -45,6 +45,8 @@ class WebLabState:
     cleaner: CleanerThread | None = None
     background_pid: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: set by CLI commands: requests in this process (test client) start no cleaner/task threads
+    no_background: bool = False
 
 
 class WebLab(TasksMixin):
@@ -90,7 +92,7 @@ class WebLab(TasksMixin):
     def _ensure_background(self, app: Flask) -> None:
         """Start the cleaner thread and task workers once per process (not in CLI commands)."""
         state = get_state(app)
-        if state.background_pid == os.getpid():
+        if state.background_pid == os.getpid() or state.no_background:
             return
         with state.lock:
             if state.background_pid == os.getpid():
