@@ -53,6 +53,8 @@ def app_command(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         app = _load_app()
         try:
+            # a CLI process never runs the web process's cleaner or task threads (hardware!)
+            get_state(app).no_background = True
             with app.app_context():
                 return func(app, *args, **kwargs)
         except (WebLabError, OSError) as error:

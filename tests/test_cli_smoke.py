@@ -253,12 +253,6 @@ def touch_hardware(where):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap (issue 2 item 6): `fake new` posts through app.test_client(), whose "
-    "before_request starts the cleaner and WEBLAB_TASK_THREADS_PROCESS task threads in the CLI "
-    "process: it takes queued tasks (hardware!) and runs them there",
-)
 def test_fake_new_runs_no_queued_task(tmp_path: Path, redis_url: str, redis_base: str) -> None:
     threads = tmp_path / "threads.txt"
     lab = TASK_LAB.format(
