@@ -27,7 +27,7 @@ def test_demo_lab_flow(tmp_path, redis_url, redis_base):
         WEBLAB_REDIS_URL=redis_url,
         WEBLAB_REDIS_BASE=redis_base,
         WEBLAB_AUTOCLEAN_THREAD=False,
-        WEBLAB_TASK_THREADS_PROCESS=0,
+        WEBLAB_TASK_THREADS_PROCESS=2,  # the web process holds the demo's devices itself
     )
     rlms = FakeRLMS.for_app(app)
     started = rlms.start(username="ada", full_name="Ada L.", style="labsland")
@@ -43,6 +43,7 @@ def test_demo_lab_flow(tmp_path, redis_url, redis_base):
     assert student.post("/led", json={"on": True}).status_code == 302  # back, not the LED
     assert rlms.dispose(started.session_id)["message"] == "Deleted"
     assert (tmp_path / "demo" / "secret_key").stat().st_mode & 0o077 == 0
+    app.extensions["weblab"].weblab._stop_background(app, timeout=10)
     app.extensions["weblab"].store.close()
 
 
