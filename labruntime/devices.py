@@ -144,6 +144,7 @@ class DeviceHolder:
         self.devices: dict[str, Device] = {}
         self.tokens: dict[str, int] = {}
         self.locks: dict[str, threading.Lock] = {}
+        self.lost: set[str] = set()  # devices whose Redis lease another holder took
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
         self.info = {
@@ -203,7 +204,10 @@ class DeviceHolder:
         self.tokens[name] = int(lease["token"])
         self.locks[name] = threading.Lock()
         if device.last_safe is not None:
-            self.store.record_safe(name, device.last_safe.to_dict())
+            report = device.last_safe.to_dict()
+            report["worker"], report["token"] = self.worker_id, self.tokens[name]
+            report["at_open"] = True
+            self.store.record_safe(name, report)
         unclean = bool(device.lease and device.lease.previous_unclean)
         log.info(
             "holding device %s (%s), fencing token %s%s",
@@ -230,8 +234,13 @@ class DeviceHolder:
             except Exception:  # noqa: BLE001 - keep trying; Redis may come back
                 log.warning("cannot renew the device leases", exc_info=True)
                 continue
-            for name in lost:
-                log.error("the Redis lease of device %s was lost (another holder?)", name)
+            for name in set(lost) - self.lost:
+                log.error(
+                    "the Redis lease of device %s was lost (this process stalled and another "
+                    "holder took it?): no more tasks run on it here",
+                    name,
+                )
+                self.lost.add(name)
 
     def _control_loop(self) -> None:
         names = list(self.devices)
@@ -263,6 +272,7 @@ class DeviceHolder:
         started = time.monotonic()
         report = self.devices[name].safe().to_dict()
         report["seconds"] = round(time.monotonic() - started, 4)
+        report["worker"], report["token"] = self.worker_id, self.tokens.get(name)
         try:
             self.store.record_safe(name, report)
         except Exception:  # noqa: BLE001 - the report is returned anyway
@@ -274,9 +284,14 @@ class DeviceHolder:
     @contextlib.contextmanager
     def using(self, names: list[str]) -> Iterator[dict[str, Device]]:
         """Hold the per-device locks of ``names`` (sorted order: no deadlock) for one task."""
-        missing = [n for n in names if n not in self.devices]
+        missing = [n for n in names if n not in self.devices or n in self.lost]
         if missing:
-            raise KeyError(f"this process does not hold device(s) {missing}")
+            from .errors import DeviceUnavailableError
+
+            raise DeviceUnavailableError(
+                f"this process does not hold device(s) {missing} (any more): their lease "
+                "belongs to another worker now"
+            )
         taken: list[threading.Lock] = []
         try:
             for name in sorted(names):

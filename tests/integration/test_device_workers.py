@@ -54,6 +54,20 @@ def test_a_second_worker_for_a_held_device_is_refused_naming_the_holder(worker_f
     assert first.proc.poll() is None
 
 
+def test_the_file_lease_refuses_a_second_holder_outside_this_redis(worker_factory, redis_base):
+    with SimulatedArduino(baudrate=115200) as board:  # one port, two labs (two Redis bases)
+        devices = {"board": f"stk500:{board.start()}?baudrate=115200&reset=none"}
+        first = worker_factory("loop", "--device", "board", devices=devices)
+        first.wait_for("holding device(s) board")
+        other = worker_factory(
+            "loop", "--device", "board", devices=devices, LAB_REDIS_BASE=redis_base + "x"
+        )
+        assert other.proc.wait(timeout=20) == 1
+        out = other.output()
+        assert f"pid {first.proc.pid}" in out, out
+        first.terminate()
+
+
 def test_sigterm_stops_the_task_cancels_programming_and_releases(
     devlab_factory, worker_factory, hex_30k
 ):
@@ -87,7 +101,9 @@ def test_kill_9_mid_program_then_the_next_worker_recovers_the_board(
         second.wait_for("holding device(s) board")  # takes over at once: same host, dead pid
         assert "previous holder died" in second.output() or "gone" in second.output()
         assert lab.holder("board")["token"] == token + 1  # a new fencing token
-        assert lab.last_safe("board")["ok"]  # driven safe at open
+        opened = lab.last_safe("board")
+        assert opened["ok"] and opened["at_open"] and opened["token"] == token + 1
+        assert opened["worker"] != lab.holder("led")
         lab.rlms.dispose(sid)
         nxt = lab.start_session()
         again = lab.delay(nxt, "program_device", hex_small).join(timeout=30)
