@@ -39,12 +39,16 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+MAX_SLOT_LENGTH = 366 * 24 * 3600.0  # a slot longer than a year is a broken RLMS, not a student
+MAX_START_OFFSET = 366 * 24 * 3600.0  # a slot starting more than a year ahead: same
 STALE_CLAIM_MARGIN = 60.0  # a claim older than dispose timeout + this is from a dead process
 BUSY_RETRY = 1.0  # seconds the RLMS waits when another process is running on_dispose
 
 
-def create_token(size: int = 32) -> str:
-    """A random URL-safe token (session ids, secrets)."""
+def create_token(size: int | None = None) -> str:
+    """A random URL-safe token (session ids, secrets) of ``size`` random bytes (default 32)."""
+    if size is None:
+        size = 32
     return base64.urlsafe_b64encode(os.urandom(size)).decode("ascii").rstrip("=")
 
 
@@ -66,6 +70,8 @@ def _as_object(payload: Mapping[str, Any], name: str) -> dict[str, Any]:
             value = json.loads(value)
         except ValueError as error:
             raise InvalidStartRequestError(f"{name} is not valid JSON: {error}") from error
+        except RecursionError:
+            raise InvalidStartRequestError(f"{name} is nested too deeply to be read") from None
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -95,21 +101,25 @@ def slot_times(server_data: Mapping[str, Any], now: float) -> tuple[float, float
     raw_length = server_data.get("priority.queue.slot.length")
     try:
         length = float(raw_length)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidStartRequestError(
             f"priority.queue.slot.length={raw_length!r} is not a number of seconds"
         ) from None
-    if not math.isfinite(length) or length <= 0:
-        raise InvalidStartRequestError(f"priority.queue.slot.length={raw_length!r} must be > 0")
+    if not math.isfinite(length) or not 0 < length <= MAX_SLOT_LENGTH:
+        raise InvalidStartRequestError(
+            f"priority.queue.slot.length={raw_length!r} must be a number of seconds > 0 and "
+            f"<= {MAX_SLOT_LENGTH:.0f} (one year)"
+        )
     start = now
     timestamp = server_data.get("priority.queue.slot.start.timestamp")
     if timestamp not in (None, ""):
         try:
             start = float(timestamp)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InvalidStartRequestError(
                 f"priority.queue.slot.start.timestamp={timestamp!r} is not a number"
             ) from None
+        _check_start("priority.queue.slot.start.timestamp", timestamp, start, now)
     else:
         for name, naive_is_utc in (
             ("priority.queue.slot.start.utc", True),
@@ -120,13 +130,23 @@ def slot_times(server_data: Mapping[str, Any], now: float) -> tuple[float, float
                 continue
             try:
                 start = _parse_datetime(str(text), naive_is_utc)
-            except ValueError:
+            except (ValueError, OverflowError, OSError):
                 raise InvalidStartRequestError(
                     f"{name}={text!r} is not a date (expected e.g. '2026-11-24 18:00:00.123456' "
                     "or ISO-8601 '2026-11-24T18:00:00+01:00')"
                 ) from None
+            _check_start(name, text, start, now)
             break
     return start, length
+
+
+def _check_start(name: str, raw: Any, start: float, now: float) -> None:
+    """A start after 1970 and at most a year ahead (a past slot is only over at once)."""
+    if not math.isfinite(start) or not 0 <= start <= now + MAX_START_OFFSET:
+        raise InvalidStartRequestError(
+            f"{name}={raw!r} is not a slot start between 1970 and a year from now "
+            "(a UNIX time in seconds)"
+        )
 
 
 @dataclass(frozen=True)
@@ -143,12 +163,6 @@ class DisposeOutcome:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _language(value: Any) -> str | None:
-    """The two-letter language of a locale, as weblablib gives it: "esp" or "es_ES" -> "es"."""
-    text = _text(value)
-    return text[:2] if text and len(text) > 2 else text
 
 
 class SessionManager:
@@ -177,7 +191,7 @@ class SessionManager:
             username=_text(sd.get("request.username")),
             username_unique=_text(sd.get("request.username.unique")),
             full_name=_text(sd.get("request.full_name")),
-            locale=_language(sd.get("request.locale")),
+            locale=_text(sd.get("request.locale")),  # as sent, like weblablib
             back=request.back,
             experiment_name=_text(sd.get("request.experiment_id.experiment_name")),
             category_name=_text(sd.get("request.experiment_id.category_name")),
@@ -187,7 +201,7 @@ class SessionManager:
             max_date=start + length,
             last_poll=now,
         )
-        ttl = record.max_date - now + self.config.expired_users_timeout + 3600
+        ttl = max(60.0, record.max_date - now + self.config.expired_users_timeout + 3600)
         self.store.create_session(record, check_at=self._check_at(record, now), ttl=ttl)
         self._event(
             "start", record.session_id, f"for {record.username!r}, {length:g} s",

@@ -27,6 +27,7 @@ from flask import (
 
 from .errors import InvalidStartRequestError, StoreUnavailableError
 from .globals import _current_user, get_state, logout, poll
+from .http_guard import json_body, json_error, rlms_guard
 from .sessions import DisposeOutcome, parse_start_request
 from .users import make_user
 
@@ -40,6 +41,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 REALM = 'Basic realm="labruntime"'
+RESERVED = frozenset({"api", "test", "status"})  # /sessions/<these> are not session ids
 
 
 def forbidden_response() -> Any:
@@ -62,7 +64,7 @@ def student_link(session_id: str) -> str:
 
 
 def _payload() -> dict[str, Any]:
-    data = request.get_json(force=True, silent=True)
+    data = json_body()
     if isinstance(data, dict):
         return data
     return request.form.to_dict()
@@ -132,7 +134,7 @@ def _status(session_id: str) -> Any:
 
 
 def _bulk_status() -> Any:
-    payload = request.get_json(force=True, silent=True)
+    payload = json_body()
     ids = payload.get("session_ids") if isinstance(payload, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         return jsonify(
@@ -162,6 +164,8 @@ def dispose_reply(outcome: DisposeOutcome) -> dict[str, Any]:
 
 
 def _dispose(session_id: str) -> Any:
+    if session_id in RESERVED:
+        return json_error(405, f"POST is not allowed on {request.path} (GET only)")
     action = _payload().get("action")
     if action != "delete":
         return jsonify(message="Unknown op")
@@ -252,3 +256,4 @@ def register_views(app: Flask, base_url: str, callback_url: str) -> None:
             methods=["GET", "POST"],
         )
     app.register_error_handler(StoreUnavailableError, store_unavailable_response)
+    app.before_request(lambda: rlms_guard(base_url))

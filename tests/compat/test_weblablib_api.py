@@ -64,9 +64,6 @@ def test_weblab_run_tasks_method():
     assert callable(getattr(WebLab, "run_tasks", None))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="gap: weblablib's create_token(size=None) means the default size"
-)
 def test_create_token_with_size_none():
     assert len(WebLab().create_token(None)) >= 32
 
@@ -150,11 +147,6 @@ def test_logout_then_status_and_expired(lab):
     assert (after.status, after.location) == (302, "http://rlms.invalid/back")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: labruntime cuts request.locale to 2 letters ('pt_BR' -> 'pt'); weblablib "
-    "gives weblab_user.locale as the RLMS sent it",
-)
 def test_locale_as_sent(lab):
     _, browser, _ = _enter(lab, locale="pt_BR")
     assert browser.get("/lang").json() == {"locale": "pt_BR", "on_start": "pt_BR"}

@@ -354,8 +354,10 @@ def test_no_poll_script_without_timeout_or_session(make_lab):
     assert lab.client.get("/page").data.startswith(b"<!--")
 
 
-@pytest.mark.parametrize("sent,kept", [("es", "es"), ("esp", "es"), ("pt_BR", "pt"), (None, None)])
-def test_locale_is_the_language(make_lab, sent, kept):
+@pytest.mark.parametrize(
+    "sent,kept", [("es", "es"), ("esp", "esp"), ("pt_BR", "pt_BR"), (None, None)]
+)
+def test_locale_is_kept_as_sent(make_lab, sent, kept):
     lab = make_lab()
     sid = lab.new_session(sd=lab.server_data(**{"request.locale": sent}))
     with lab.app.app_context():
