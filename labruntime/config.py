@@ -195,6 +195,9 @@ def load_config(
         raise _fail("WEBLAB_SESSION_ID_NAME", session_id_name, "a non-empty string")
     for key in ("WEBLAB_UNAUTHORIZED_LINK", "WEBLAB_UNAUTHORIZED_TEMPLATE"):
         _string(cfg, key, None)
+    poll_interval = _number(cfg, "WEBLAB_POLL_INTERVAL", 5, positive=False)
+    if poll_interval < 0:  # 0 is weblablib's "WebLab-Deusto will not ask again"
+        raise _fail("WEBLAB_POLL_INTERVAL", cfg.get("WEBLAB_POLL_INTERVAL"), "seconds >= 0")
     config = WebLabConfig(
         username=_string(cfg, "WEBLAB_USERNAME", None, required=True),
         password=_string(cfg, "WEBLAB_PASSWORD", None, required=True),
@@ -204,7 +207,7 @@ def load_config(
         redis_url=_redis_url(cfg),
         redis_base=redis_base,
         timeout=_number(cfg, "WEBLAB_TIMEOUT", 15, positive=False),
-        poll_interval=_number(cfg, "WEBLAB_POLL_INTERVAL", 5, positive=True),
+        poll_interval=poll_interval,
         cleaner_interval=_number(cfg, "WEBLAB_CLEANER_INTERVAL", 5, positive=True),
         autopoll=_bool(cfg, "WEBLAB_AUTOPOLL", True),
         unauthorized_link=cfg.get("WEBLAB_UNAUTHORIZED_LINK") or None,
