@@ -216,7 +216,7 @@ class SessionManager:
 
     # -- status -----------------------------------------------------------------------------
     def should_finish(self, state: SessionState | SessionRecord | None, now: float) -> int:
-        """-1 finish now; N > 0 ask again in N seconds (see PROTOCOL.md)."""
+        """-1 finish now; N > 0 ask again in N seconds; 0 (WEBLAB_POLL_INTERVAL=0) do not ask."""
         if state is None or state.status == "expired" or state.exited:
             return -1
         if state.status == "disposing":
@@ -225,11 +225,13 @@ class SessionManager:
         timed_out = self.config.timeout > 0 and now - state.last_poll > self.config.timeout
         if left <= 0 or timed_out:
             return -1
+        if self.config.poll_interval == 0:
+            return 0  # WebLab-Deusto will not ask again (the lab ends the session itself)
         return max(1, math.ceil(min(self.config.poll_interval, left)))
 
     def is_active(self, record: SessionRecord, now: float) -> bool:
         """Active for the student: not disposing/ended, slot not over, still polling."""
-        return record.status == "active" and self.should_finish(record, now) > 0
+        return record.status == "active" and self.should_finish(record, now) >= 0
 
     def status(self, session_id: str) -> int:
         """One session's should_finish (one round trip)."""
@@ -351,7 +353,7 @@ class SessionManager:
             if state is None:
                 self.store.forget_live(sid)
                 continue
-            if state.status == "active" and self.should_finish(state, now) > 0:
+            if state.status == "active" and self.should_finish(state, now) >= 0:
                 self.store.reschedule(sid, self._check_at(state, state.last_poll))
                 continue
             reason = self._reason(state, now)

@@ -164,13 +164,19 @@ def _app(redis_url, redis_base, tmp_path, **config):
     return app
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: weblablib documents WEBLAB_POLL_INTERVAL=0 ('WebLab-Deusto will not ask "
-    "again', should_finish 0 in PROTOCOL.md); labruntime refuses it at init_app",
-)
 def test_poll_interval_zero_is_accepted(redis_url, redis_base, tmp_path):
-    WebLab(_app(redis_url, redis_base, tmp_path, WEBLAB_POLL_INTERVAL=0))
+    """weblablib: WEBLAB_POLL_INTERVAL=0, WebLab-Deusto will not ask again (should_finish 0)."""
+    from labruntime.testing import FakeRLMS
+
+    app = _app(redis_url, redis_base, tmp_path, WEBLAB_POLL_INTERVAL=0)
+    WebLab(app)
+    rlms = FakeRLMS.for_app(app)
+    started = rlms.start({}, assigned_time=60)
+    assert rlms.status(started.session_id) == 0
+    with app.app_context():
+        assert app.extensions["weblab"].weblab.clean_expired_users(app) == 0  # still active
+    assert rlms.dispose(started.session_id)["message"] == "Deleted"
+    assert rlms.status(started.session_id) == -1
 
 
 def test_negative_timeout_never_ends_a_polling_less_student(redis_url, redis_base, tmp_path):

@@ -24,7 +24,7 @@ QUIET = {"WEBLAB_AUTOCLEAN_THREAD": False, "WEBLAB_TASK_THREADS_PROCESS": 0}
         ("SECRET_KEY", None, "SECRET_KEY"),
         ("WEBLAB_TIMEOUT", "soon", "number of seconds"),
         ("WEBLAB_TIMEOUT", True, "number of seconds"),
-        ("WEBLAB_POLL_INTERVAL", 0, "greater than 0"),
+        ("WEBLAB_POLL_INTERVAL", -1, "seconds >= 0"),
         ("WEBLAB_CLEANER_INTERVAL", -1, "greater than 0"),
         ("WEBLAB_EXPIRED_USERS_TIMEOUT", "nan", "number of seconds"),
         ("WEBLAB_DISPOSE_TIMEOUT", 0, "greater than 0"),
