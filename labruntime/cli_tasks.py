@@ -23,8 +23,8 @@ from typing import Any
 
 import click
 from flask import current_app
-from flask.cli import with_appcontext
 
+from .cli_app import worker_command
 from .device_worker import hold_devices, parse_device_options, release_devices
 from .drivers import DriverError
 from .errors import WebLabError
@@ -103,11 +103,13 @@ _POOL = click.option(
 
 
 @click.command("run-tasks")
-@click.option("--threads", default=1, show_default=True, help="Tasks run in parallel.")
+@click.option(
+    "--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Tasks in parallel."
+)
 @click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
 @_POOL
 @_DEVICE
-@with_appcontext
+@worker_command
 @_clean_errors
 def run_tasks_command(
     threads: int, stop_timeout: float, pools: tuple[str, ...], devices: tuple[str, ...]
@@ -125,16 +127,30 @@ def run_tasks_command(
 
 
 @click.command("loop")
-@click.option("--threads", default=5, show_default=True, help="Tasks run in parallel.")
+@click.option(
+    "--threads", default=5, show_default=True, type=click.IntRange(min=1), help="Tasks in parallel."
+)
+@click.option(
+    "--reload/--no-reload",
+    default=False,
+    help="weblablib's flag, accepted; --reload only warns: restart the worker to load new code.",
+)
 @click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
 @_POOL
 @_DEVICE
-@with_appcontext
+@worker_command
 @_clean_errors
 def loop_command(
-    threads: int, stop_timeout: float, pools: tuple[str, ...], devices: tuple[str, ...]
+    threads: int,
+    reload: bool,
+    stop_timeout: float,
+    pools: tuple[str, ...],
+    devices: tuple[str, ...],
 ) -> None:
     """Run tasks and clean expired users until SIGTERM."""
+    if reload:
+        # a reloader would kill running tasks (and their devices) mid-operation on each edit
+        click.echo("loop: --reload is not supported (ignored): restart the worker for new code")
     from .sessions import CleanerThread
 
     stop = threading.Event()
