@@ -11,56 +11,24 @@ Errors end as one line on stderr and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 import os
 import sys
 import webbrowser
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from flask import Flask
-from flask.cli import NoAppException, ScriptInfo
+from flask.cli import ScriptInfo
 
+from .cli_app import app_command
 from .errors import WebLabError
 from .globals import get_state
 
 __all__ = ["main", "weblab_group", "app_command", "COMMAND_MODULES"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 COMMAND_MODULES = ("labruntime.cli_tasks", "labruntime.cli_devices")
-
-
-def _load_app() -> Flask:
-    ctx = click.get_current_context()
-    info = ctx.find_object(ScriptInfo) or ctx.ensure_object(ScriptInfo)
-    try:
-        return info.load_app()
-    except NoAppException as error:
-        raise click.ClickException(
-            f"{error.format_message()} (give the lab with --app module:app or FLASK_APP)"
-        ) from None
-    except WebLabError as error:
-        raise click.ClickException(f"the lab cannot start: {error}") from None
-
-
-def app_command(func: F) -> F:
-    """Run ``func(app, ...)`` inside the lab's app context; errors become one clean line."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        app = _load_app()
-        try:
-            # a CLI process never runs the web process's cleaner or task threads (hardware!)
-            get_state(app).no_background = True
-            with app.app_context():
-                return func(app, *args, **kwargs)
-        except (WebLabError, OSError) as error:
-            raise click.ClickException(str(error)) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 # -- fake ------------------------------------------------------------------------------------
@@ -218,7 +186,7 @@ def redis_stop(app: Flask) -> None:
 # -- demo ------------------------------------------------------------------------------------
 @click.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--instance", default=None, help="Instance folder (default: ~/.labruntime-demo).")
 @click.option("--dont-open-browser", is_flag=True)
 def demo(host: str, port: int, instance: str | None, dont_open_browser: bool) -> None:
