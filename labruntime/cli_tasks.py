@@ -150,7 +150,9 @@ def loop_command(
     """Run tasks and clean expired users until SIGTERM."""
     if reload:
         # a reloader would kill running tasks (and their devices) mid-operation on each edit
-        click.echo("Warning: loop --reload is not supported (ignored): restart it for new code", err=True)
+        click.echo(
+            "Warning: loop --reload is not supported (ignored): restart it for new code", err=True
+        )
     from .sessions import CleanerThread
 
     stop = threading.Event()
