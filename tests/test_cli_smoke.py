@@ -148,21 +148,12 @@ def test_misconfigured_lab(labs: Path, command: list[str], lab: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [["run-tasks"], ["loop"]])
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: run-tasks/loop load the app in flask's with_appcontext, outside the "
-    "_clean_errors wrapper: an InvalidConfigError at import prints a traceback",
-)
 def test_misconfigured_lab_worker_commands(labs: Path, command: list[str]) -> None:
     assert_clean_error(run([LABRUNTIME, "--app", "nopassword", *command], labs), "PASSWORD")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [["run-tasks"], ["loop"]])
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: --threads 0 reaches WorkerGroup's ValueError: a traceback, not a usage error",
-)
 def test_zero_threads(labs: Path, command: list[str]) -> None:
     assert_clean_error(run([LABRUNTIME, "--app", "unreachable", *command, "--threads", "0"], labs))
 
@@ -196,11 +187,6 @@ def test_bad_options_without_an_app(labs: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: `demo --port 99999` fails in url building before serving: a traceback, and "
-    "the embedded Redis it started is left running (its stop is in the finally after)",
-)
 def test_demo_port_out_of_range(labs: Path) -> None:
     instance = labs / "demo-instance"
     try:
@@ -277,11 +263,6 @@ def test_fake_new_runs_no_queued_task(tmp_path: Path, redis_url: str, redis_base
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [["clean-expired-users"], ["run-tasks"]])
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: the seed documents `flask clean-expired-users` and `flask run-tasks` "
-    "(top-level); only `flask weblab ...` exists",
-)
 def test_seed_top_level_flask_commands(tmp_path: Path, redis_url: str, command: list[str]) -> None:
     write_lab(tmp_path, "lab", extra=f"WEBLAB_REDIS_URL={redis_url!r}, WEBLAB_REDIS_BASE='smk2'")
     result = run([FLASK, "--app", "lab", *command], tmp_path)
@@ -289,9 +270,6 @@ def test_seed_top_level_flask_commands(tmp_path: Path, redis_url: str, command: 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True, reason="gap: weblablib's `flask weblab loop --reload/--no-reload` is missing"
-)
 def test_loop_accepts_weblablib_reload_flags(tmp_path: Path) -> None:
     write_lab(tmp_path, "lab", extra=f"WEBLAB_REDIS_URL={UNREACHABLE!r}")
     result = run([FLASK, "--app", "lab", "weblab", "loop", "--no-reload"], tmp_path)
