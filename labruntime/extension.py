@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from .config import WebLabConfig, load_config
 from .errors import AlreadyInitializedError, InvalidConfigError, StoreUnavailableError
+from .extension_runtime import RuntimeMixin
 from .globals import bind_user, get_state, weblab_user
 from .sessions import CleanerThread, DisposeOutcome, SessionManager, create_token
 from .store import SessionRecord, Store
@@ -49,7 +50,7 @@ class WebLabState:
     no_background: bool = False
 
 
-class WebLab(TasksMixin):
+class WebLab(TasksMixin, RuntimeMixin):
     """The lab's entry point: ``weblab = WebLab(app)`` or ``WebLab()`` + ``init_app(app)``."""
 
     def __init__(
@@ -78,6 +79,7 @@ class WebLab(TasksMixin):
         store = Store(config.redis_url, config.redis_base, app.instance_path)
         state = WebLabState(app, config, store, SessionManager(store, config), self)
         app.extensions["weblab"] = state
+        self._register_app(app)
         register_views(app, config.base_url, config.callback_url)
         app.before_request(lambda: self._ensure_background(app))
         app.after_request(_save_request_data)
@@ -240,16 +242,6 @@ class WebLab(TasksMixin):
             ".catch(function () { stop({success: false}); }); }"
             f" timer = setInterval(poll, {interval}); " + close_code + "})();</script>"
         )
-
-    @property
-    def timeout(self) -> float:
-        """WEBLAB_TIMEOUT of the current app."""
-        return get_state().config.timeout
-
-    @property
-    def poll_interval(self) -> float:
-        """WEBLAB_POLL_INTERVAL of the current app."""
-        return get_state().config.poll_interval
 
 
 def _save_request_data(response: Any) -> Any:
