@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a lab over HTTP with a device worker process per test
+
 
 @pytest.fixture
 def blink_hex(hil_firmware) -> str:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -172,9 +173,20 @@ class ProgressWriter:
         self.flush()
 
 
+def _app_reference(app: Any) -> str:
+    """What ``--app`` needs to find this app: its module name if importable, else its file."""
+    from importlib.machinery import PathFinder
+
+    name = app.import_name
+    path = getattr(sys.modules.get(name), "__file__", None)
+    top = name.split(".")[0]
+    importable = name != "__main__" and PathFinder.find_spec(top, sys.path) is not None
+    return name if importable or not path else path
+
+
 def worker_command(app: Any, names: list[str]) -> str:
     """The command line that starts a worker holding ``names`` for this app."""
-    app_ref = os.environ.get("FLASK_APP") or app.import_name
+    app_ref = os.environ.get("FLASK_APP") or _app_reference(app)
     devices = " ".join(f"--device {n}" for n in sorted(names))
     return f"labruntime --app {app_ref} loop {devices}"
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from labruntime import DeviceUnavailableError, NoContextError, current_devices
 
 
+@pytest.mark.slow
 def test_program_device_runs_with_progress_and_result(devlab_factory, hex_30k):
     lab = devlab_factory()
     sid = lab.start_session()
@@ -29,6 +31,7 @@ def test_program_device_runs_with_progress_and_result(devlab_factory, hex_30k):
     assert span > 1 and len(seen) / span >= 4, f"{len(seen)} updates in {span:.1f} s"
 
 
+@pytest.mark.slow
 def test_stop_cancels_the_device_operation_and_the_board_is_safe(
     devlab_factory, hex_30k, hex_small
 ):
@@ -72,7 +75,8 @@ def test_delay_with_no_holder_says_which_worker_to_start(devlab_factory, hex_sma
     with pytest.raises(DeviceUnavailableError) as info:
         lab.delay(sid, "program_device", hex_small)
     message = str(info.value)
-    assert "labruntime --app" in message and "loop --device board" in message, message
+    command = "labruntime --app " + str(Path(__file__).with_name("devlab.py"))
+    assert f"`{command} loop --device board`" in message, message
 
 
 def test_not_enough_time_refuses_to_program(devlab_factory, hex_30k):
@@ -111,6 +115,7 @@ def test_dispose_ends_at_its_deadline_with_a_task_that_ignores_stopping(devlab_f
     assert lab.last_safe("led")["ok"]
 
 
+@pytest.mark.slow
 def test_a_board_unplugged_mid_task_fails_the_task_then_the_next_session_works(
     devlab_factory, hex_30k, hex_small
 ):

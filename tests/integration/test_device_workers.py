@@ -22,6 +22,7 @@ def wait_progress(task, key: str = "done", timeout: float = 30) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_worker_runs_the_device_tasks_and_drives_safe_at_dispose(
     devlab_factory, worker_factory, hex_small
 ):
@@ -44,6 +45,7 @@ def test_a_worker_runs_the_device_tasks_and_drives_safe_at_dispose(
     assert lab.holder("board") is None and lab.holder("led") is None  # released
 
 
+@pytest.mark.slow
 def test_a_second_worker_for_a_held_device_is_refused_naming_the_holder(worker_factory):
     first = worker_factory("loop", "--device", "led")
     first.wait_for("holding device(s) led")
@@ -54,6 +56,7 @@ def test_a_second_worker_for_a_held_device_is_refused_naming_the_holder(worker_f
     assert first.proc.poll() is None
 
 
+@pytest.mark.slow
 def test_the_file_lease_refuses_a_second_holder_outside_this_redis(worker_factory, redis_base):
     with SimulatedArduino(baudrate=115200) as board:  # one port, two labs (two Redis bases)
         devices = {"board": f"stk500:{board.start()}?baudrate=115200&reset=none"}
@@ -68,6 +71,7 @@ def test_the_file_lease_refuses_a_second_holder_outside_this_redis(worker_factor
         first.terminate()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_task_cancels_programming_and_releases(
     devlab_factory, worker_factory, hex_30k
 ):
@@ -83,6 +87,7 @@ def test_sigterm_stops_the_task_cancels_programming_and_releases(
     assert lab.last_safe("board")["ok"]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_program_then_the_next_worker_recovers_the_board(
     devlab_factory, worker_factory, hex_30k, hex_small
 ):
