@@ -146,3 +146,13 @@ def test_bad_device_options_are_named(configured, values, words):
     with pytest.raises(InvalidConfigError) as info:
         parse_device_options(configured, values)
     assert all(w in str(info.value) for w in words), str(info.value)
+
+
+@pytest.mark.slow
+def test_run_tasks_with_a_device_holds_drains_and_releases(devlab_factory, worker_factory):
+    lab = devlab_factory(threads=0, start=False)
+    worker = worker_factory("run-tasks", "--device", "led")
+    assert worker.proc.wait(timeout=30) == 0, worker.output()
+    assert "holding device(s) led" in worker.output()
+    assert "the queue is empty" in worker.output()
+    assert lab.holder("led") is None and lab.last_safe("led")["ok"]
