@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import sys
+import urllib.parse
 import webbrowser
 from typing import Any
 
@@ -67,6 +68,7 @@ def fake_new(app: Flask, **options: Any) -> None:
         raise click.BadParameter(f"not JSON: {error}", param_hint="client initial data") from None
     if not isinstance(client_data, dict):
         raise click.BadParameter("must be a JSON object", param_hint="client initial data")
+    _check_url_base(options["url_base"])
     with app.test_client() as client:
         from .testing import FakeRLMS
 
@@ -99,6 +101,20 @@ def fake_new(app: Flask, **options: Any) -> None:
     click.echo(f"open: {body['url']}")
     if not options["dont_open_browser"]:
         webbrowser.open(body["url"])
+
+
+def _check_url_base(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = parts._replace(scheme="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"{url!r} is not an http(s) URL: give where the lab is served, e.g. "
+            "http://localhost:5000",
+            param_hint="'--url-base'",
+        )
 
 
 def _fake_id(app: Flask) -> str:

@@ -41,6 +41,9 @@ def json_body() -> Any:
     A body nested too deeply to parse is a JSON 400, a body over the cap a JSON 413.
     """
     try:
+        # a stream capped at MAX + 1 stops there: MAX + 1 bytes read means it was longer
+        if len(request.get_data(cache=True)) > MAX_RLMS_BODY:
+            _too_large()
         return request.get_json(force=True, silent=True)
     except RecursionError:
         log.warning("RLMS request to %s: JSON body nested too deeply", request.path)
@@ -60,7 +63,7 @@ def rlms_guard(base_url: str) -> Any:
         return None
     if request.content_length is not None and request.content_length > MAX_RLMS_BODY:
         _too_large()
-    request.max_content_length = MAX_RLMS_BODY  # chunked bodies: checked while read
+    request.max_content_length = MAX_RLMS_BODY + 1  # chunked bodies: see json_body
     error = request.routing_exception
     if isinstance(error, MethodNotAllowed):
         allowed = ", ".join(sorted(error.valid_methods or ()))

@@ -274,6 +274,17 @@ def test_loop_accepts_weblablib_reload_flags(tmp_path: Path) -> None:
     write_lab(tmp_path, "lab", extra=f"WEBLAB_REDIS_URL={UNREACHABLE!r}")
     result = run([FLASK, "--app", "lab", "weblab", "loop", "--no-reload"], tmp_path)
     assert "No such option" not in result.stderr, result.stderr
+    assert "--reload" not in result.stderr
+    reloading = run([FLASK, "--app", "lab", "weblab", "loop", "--reload"], tmp_path)
+    assert "Warning: loop --reload is not supported (ignored)" in reloading.stderr
+    assert_clean_error(reloading, "Redis")  # then the unreachable Redis, as without the flag
+
+
+@pytest.mark.slow
+def test_top_level_flask_commands_without_a_weblab(tmp_path: Path) -> None:
+    (tmp_path / "plain.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    for command in (["clean-expired-users"], ["run-tasks"]):
+        assert_clean_error(run([FLASK, "--app", "plain", *command], tmp_path), "not initialized")
 
 
 @pytest.mark.slow

