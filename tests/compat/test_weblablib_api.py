@@ -55,11 +55,6 @@ def test_errors_also_inherit_builtins():
         assert error.__mro__[2] is not object  # a built-in right after WebLabError
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: weblablib's public WebLab.run_tasks() (run pending tasks once, from the lab's "
-    "own code) has no equivalent; only the run-tasks CLI",
-)
 def test_weblab_run_tasks_method():
     assert callable(getattr(WebLab, "run_tasks", None))
 
