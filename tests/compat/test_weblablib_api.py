@@ -148,22 +148,34 @@ def test_locale_as_sent(lab):
 
 
 # -- configuration values weblablib documents -------------------------------------------------
-def _app(redis_url, redis_base, tmp_path, **config):
+@pytest.fixture
+def make_app(redis_url, redis_base, tmp_path):
+    """Flask apps on the test's Redis; their stores are closed at the end."""
     from flask import Flask
 
-    app = Flask("cfg", instance_path=str(tmp_path / "inst"))
-    app.config.update(
-        SECRET_KEY="k", WEBLAB_USERNAME="u", WEBLAB_PASSWORD="p", WEBLAB_REDIS_URL=redis_url,
-        WEBLAB_REDIS_BASE=redis_base, WEBLAB_NO_THREAD=True, **config,
-    )  # fmt: skip
-    return app
+    made = []
+
+    def factory(**config):
+        app = Flask("cfg", instance_path=str(tmp_path / f"inst{len(made)}"))
+        app.config.update(
+            SECRET_KEY="k", WEBLAB_USERNAME="u", WEBLAB_PASSWORD="p", WEBLAB_REDIS_URL=redis_url,
+            WEBLAB_REDIS_BASE=redis_base, WEBLAB_NO_THREAD=True, **config,
+        )  # fmt: skip
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        state = app.extensions.get("weblab")
+        if state is not None:
+            state.store.close()
 
 
-def test_poll_interval_zero_is_accepted(redis_url, redis_base, tmp_path):
+def test_poll_interval_zero_is_accepted(make_app):
     """weblablib: WEBLAB_POLL_INTERVAL=0, WebLab-Deusto will not ask again (should_finish 0)."""
     from labruntime.testing import FakeRLMS
 
-    app = _app(redis_url, redis_base, tmp_path, WEBLAB_POLL_INTERVAL=0)
+    app = make_app(WEBLAB_POLL_INTERVAL=0)
     WebLab(app)
     rlms = FakeRLMS.for_app(app)
     started = rlms.start({}, assigned_time=60)
@@ -174,10 +186,10 @@ def test_poll_interval_zero_is_accepted(redis_url, redis_base, tmp_path):
     assert rlms.status(started.session_id) == -1
 
 
-def test_negative_timeout_never_ends_a_polling_less_student(redis_url, redis_base, tmp_path):
+def test_negative_timeout_never_ends_a_polling_less_student(make_app):
     from labruntime.testing import FakeRLMS
 
-    app = _app(redis_url, redis_base, tmp_path, WEBLAB_TIMEOUT=-1)
+    app = make_app(WEBLAB_TIMEOUT=-1)
     WebLab(app)
     rlms = FakeRLMS.for_app(app)
     started = rlms.start({}, assigned_time=60)
