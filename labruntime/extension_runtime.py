@@ -125,9 +125,8 @@ class RuntimeMixin:
 
         app = self._worker_app(app)
         with app.app_context():
-            group = WorkerGroup(
-                self, app, self._task_store(app), threads, drain=True, kind="run_tasks"
-            )  # type: ignore[attr-defined]
+            tasks = self._task_store(app)  # type: ignore[attr-defined]
+            group = WorkerGroup(self, app, tasks, threads, drain=True, kind="run_tasks")
             group.start()
             try:
                 group.wait()
@@ -154,7 +153,8 @@ class RuntimeMixin:
         stop = stop or threading.Event()
         with app.app_context():
             state = get_state(app)
-            group = WorkerGroup(self, app, self._task_store(app), threads, kind="loop")  # type: ignore[attr-defined]
+            tasks = self._task_store(app)  # type: ignore[attr-defined]
+            group = WorkerGroup(self, app, tasks, threads, kind="loop")
             cleaner = CleanerThread(
                 lambda: self._clean(app),  # type: ignore[attr-defined]
                 state.store.next_due,
