@@ -275,3 +275,7 @@ def sim_arduino_command(baud: int, faults: tuple[str, ...], part: str) -> None:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     click.echo("simulated board stopped", err=True)
+
+
+# `device status` (needs the lab: WEBLAB_DEVICES and Redis) registers itself on device_group.
+from . import cli_device_status  # noqa: E402,F401

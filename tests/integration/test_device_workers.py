@@ -3,7 +3,12 @@ tasks; leases, busy devices, dispose through the control channel, SIGTERM and ki
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from labruntime.drivers.sim_arduino import SimulatedArduino
@@ -156,3 +161,30 @@ def test_run_tasks_with_a_device_holds_drains_and_releases(devlab_factory, worke
     assert "holding device(s) led" in worker.output()
     assert "the queue is empty" in worker.output()
     assert lab.holder("led") is None and lab.last_safe("led")["ok"]
+
+
+@pytest.mark.slow
+def test_device_status_names_holders_and_the_command_for_the_others(
+    devlab_factory, worker_factory, redis_url, redis_base
+):
+    lab = devlab_factory(threads=0, start=False)
+    worker = worker_factory("loop", "--device", "led")
+    worker.wait_for("holding device(s) led")
+    env = {**os.environ, "LAB_REDIS_URL": redis_url, "LAB_REDIS_BASE": redis_base}
+    env["LAB_DEVICES"] = json.dumps({"board": BOARD, "led": LED})
+    devlab = str(Path(__file__).with_name("devlab.py"))
+    labruntime = str(Path(sys.executable).parent / "labruntime")
+    out = subprocess.run(
+        [labruntime, "--app", devlab, "device", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    status = json.loads(out)
+    assert status["led"]["holder"]["pid"] == worker.proc.pid
+    assert status["led"]["last_safe"]["ok"] and status["led"]["last_safe"]["at_open"]
+    assert status["board"]["holder"] is None
+    assert status["board"]["start"].endswith("loop --device board")
+    assert lab.holder("led")["pid"] == worker.proc.pid
