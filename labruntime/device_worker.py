@@ -66,7 +66,8 @@ def hold_devices(weblab: Any, app: Any, bindings: dict[str, str], worker_id: str
 
 
 def hold_free_devices(weblab: Any, app: Any, worker_id: str) -> DeviceHolder | None:
-    """Web process with task threads: hold the configured devices no live worker holds."""
+    """Web process with task threads: hold the configured devices no live worker holds
+    (looked at once, when the runner threads start)."""
     from .globals import get_state
 
     configured = get_state(app).config.devices

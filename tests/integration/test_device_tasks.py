@@ -137,3 +137,24 @@ def test_a_direct_call_in_the_holding_process_gets_the_devices(devlab_factory):
     other = devlab_factory(threads=0, start=False, devices={"led": "gpio:18?factory=mock"})
     with other.app.app_context(), pytest.raises(NoContextError, match="delay"):
         other.tasks["light"]()
+
+
+def test_require_time_in_views(devlab_factory):
+    from labruntime import NotEnoughTimeError, require_time
+
+    lab = devlab_factory(threads=0, start=False)
+    sid = lab.start_session(assigned_time=60)
+    ctx = lab.as_session(sid)
+    try:
+        assert 50 < require_time(10, margin=2) <= 60
+        with pytest.raises(NotEnoughTimeError, match="needs about 70.0 s"):
+            require_time(70, margin=0)
+        with pytest.raises(ValueError, match="seconds >= 0"):
+            require_time(-1)
+    finally:
+        ctx.pop()
+    ctx = lab.as_session(None)  # no session: nothing to refuse
+    try:
+        assert require_time(1e9) == float("inf")
+    finally:
+        ctx.pop()
