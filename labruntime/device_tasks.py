@@ -15,7 +15,8 @@ The one way to reach a device inside a task::
   process with runner threads) takes from the pool of every subset of its devices.
 - **Admission** (``.delay()``): every device must have a live holder, the same one for all;
   else :class:`~labruntime.errors.DeviceUnavailableError` says which worker to start. A session
-  being disposed may start no more device tasks.
+  being disposed may start no more device tasks, nor may anyone use a device whose last
+  ``safe()`` failed (the lab is not ready until one succeeds).
 - **Progress.** Every operation on the task's devices reports to ``task.progress``
   ({stage, done, total, fraction, updated}), written to Redis at most 10 times a second (the
   last event is always written).
@@ -222,6 +223,14 @@ def admit(weblab: Any, task_name: str, names: list[str], session_id: str | None)
             f"task {task_name} needs devices {sorted(names)} held by different workers "
             f"{sorted(workers)}: one task runs in one process; start one worker with all of "
             f"them: `{worker_command(state.app, names)}`"
+        )
+    unsafe = {n: r for n in names if (r := device_store.last_safe(n)) and not r.get("ok")}
+    if unsafe:
+        details = "; ".join(f"{n}: {r.get('detail') or r}" for n, r in unsafe.items())
+        raise DeviceUnavailableError(
+            f"task {task_name} was not started: device(s) {sorted(unsafe)} did not reach their "
+            f"safe state last time ({details}). Check the hardware (`labruntime device "
+            "status`); the lab is ready again once a safe() succeeds (a worker restart does one)"
         )
     device_store.mark_used(session_id, names, state.config.task_expires)
     return device_pool(names)

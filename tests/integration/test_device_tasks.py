@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from labruntime.drivers import Device, DeviceIOError, register_scheme, unregister_scheme
 
 from labruntime import DeviceUnavailableError, NoContextError, current_devices
 
@@ -158,3 +159,55 @@ def test_require_time_in_views(devlab_factory):
         assert require_time(1e9) == float("inf")
     finally:
         ctx.pop()
+
+
+class _FlakyLamp(Device):
+    """A lamp whose safe state cannot be reached once ``broken`` (a stuck relay)."""
+
+    scheme = "flakylamp"
+    broken = False
+
+    def _drive_safe(self) -> dict:
+        if _FlakyLamp.broken:
+            raise DeviceIOError("the relay does not release")
+        return {"on": False}
+
+    def _close(self) -> None:
+        pass
+
+    def on(self) -> None:
+        pass
+
+    def off(self) -> None:
+        pass
+
+    @property
+    def value(self) -> bool:
+        return False
+
+
+@pytest.fixture
+def flaky_scheme():
+    register_scheme("flakylamp", lambda url, *, name=None, **kw: _FlakyLamp(url, name=name))
+    _FlakyLamp.broken = False
+    try:
+        yield _FlakyLamp
+    finally:
+        unregister_scheme("flakylamp")
+
+
+def test_a_device_that_failed_to_reach_safe_admits_nothing_until_safe_again(
+    devlab_factory, flaky_scheme
+):
+    lab = devlab_factory(devices={"led": "flakylamp:1"})
+    sid = lab.start_session()
+    assert lab.delay(sid, "light").join(timeout=10).done
+    flaky_scheme.broken = True
+    lab.rlms.dispose(sid)  # the session still ends; the report says not safe
+    assert lab.last_safe("led")["ok"] is False
+    nxt = lab.start_session()
+    with pytest.raises(DeviceUnavailableError, match="did not reach their safe state"):
+        lab.delay(nxt, "light")
+    flaky_scheme.broken = False
+    lab.app.extensions["labruntime.device_holder"].safe("led")  # e.g. a worker restart
+    assert lab.delay(nxt, "light").join(timeout=10).done
