@@ -152,7 +152,11 @@ class DeviceStore:
         """Queue a control request (e.g. "safe") for the holder of ``name``; returns its id."""
         req_id = secrets.token_hex(8)
         message = json.dumps({"id": req_id, "kind": kind, "device": name, **fields})
-        self._call(self.redis.rpush, self._k("device", name, "req"), message)
+        key = self._k("device", name, "req")
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.rpush(key, message)
+        pipe.expire(key, ACK_TTL)  # requests nobody took in a minute are forgotten
+        self._call(pipe.execute)
         return req_id
 
     def wait_reply(self, name: str, req_id: str, timeout: float) -> dict[str, Any] | None:
