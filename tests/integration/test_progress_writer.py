@@ -32,6 +32,38 @@ def test_a_burst_is_throttled_and_the_last_event_is_written():
     writer.close()
 
 
+def test_writes_never_overlap_and_keep_the_interval_with_a_slow_store():
+    """Two operations report at once and the store is slow: one write at a time, spaced."""
+    active, overlaps, stamps = [0], [0], []
+    lock = threading.Lock()
+
+    def write(value: dict) -> None:
+        with lock:
+            active[0] += 1
+            overlaps[0] = max(overlaps[0], active[0])
+            stamps.append(time.monotonic())
+        time.sleep(0.03)  # a slow Redis
+        with lock:
+            active[0] -= 1
+
+    writer = ProgressWriter(write, interval=0.01)
+
+    def produce(stage: str) -> None:
+        for i in range(40):
+            writer(Progress(stage, i, 39))
+            time.sleep(0.002)
+
+    threads = [threading.Thread(target=produce, args=(s,)) for s in ("write", "verify")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    assert overlaps[0] == 1, "two progress writes ran at the same time"
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert min(gaps) >= 0.01 - 0.002, gaps
+
+
 def test_close_flushes_a_pending_event():
     written: list[dict] = []
     writer = ProgressWriter(written.append, interval=10)
