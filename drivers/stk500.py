@@ -48,6 +48,7 @@ from .image import FirmwareImage, load_image
 from .lease import path_key
 from .operations import CancelSource, Operation, ProgressCallback
 from .parts import Part, get_part
+from .serial_ports import open_serial
 from .stk500_protocol import PAGE_OVERHEAD, ProtocolError, ProtocolTimeout, Stk500Link
 from .urls import DeviceURL, opt_float, opt_int, opt_str, parse_device_url, reject_unknown
 
@@ -118,17 +119,16 @@ class Stk500Programmer(Device):
     # -- port -------------------------------------------------------------------------------
     def _open_port(self) -> Any:
         if self._ser is None:
-            try:
-                self._ser = serial.serial_for_url(
-                    self.port, baudrate=self.baudrate, timeout=self.reply_timeout, write_timeout=5
-                )
-            except (serial.SerialException, OSError, ValueError) as exc:
-                raise DeviceIOError(
-                    f"cannot open serial port {self.port!r} for {self.label}: {exc}. Check that "
-                    "the board is plugged in and the port name is right (ls /dev/ttyACM* "
-                    "/dev/ttyUSB*), that this user may use it (group dialout), and that no "
-                    "other program holds it"
-                ) from exc
+            settings: dict[str, Any] = {
+                "baudrate": self.baudrate,
+                "timeout": self.reply_timeout,
+                "write_timeout": 5,
+            }
+            if "://" not in self.port:
+                settings["exclusive"] = True  # a port screen or minicom holds is DeviceBusyError
+            self._ser = open_serial(
+                self.port, settings, f"serial port {self.port!r} for {self.label}"
+            )
         return self._ser
 
     def _close_port(self) -> None:
@@ -377,9 +377,44 @@ def _verify_error(label: str, page: int, wrote: bytes, got: bytes) -> VerifyErro
 
 
 def _open_reset_device(spec: str, name: str | None) -> Any:
+    from .capabilities import DigitalOutput
     from .registry import open_device
 
-    return open_device(spec, name=f"{name or 'stk500'} reset")
+    device = open_device(spec, name=f"{name or 'stk500'} reset")
+    if not isinstance(device, DigitalOutput):
+        kinds = ", ".join(device.capabilities()) or "no capability"
+        device.close()
+        raise _bad_reset(spec, f"it opens a device with {kinds}, not a digital output")
+    return device
+
+
+def _bad_reset(spec: str, why: str) -> DeviceURLError:
+    return DeviceURLError(
+        f"bad option reset={spec!r}: {why}. reset= takes dtr, none, or the URL of a digital "
+        f"output such as gpio:4 (percent-encode its options: gpio:4%3Factive_high%3Dfalse). "
+        f"Grammar: {GRAMMAR}"
+    )
+
+
+def _check_reset_url(spec: str) -> None:
+    """Refuse, without opening anything, a reset= URL that cannot be a digital output."""
+    from .registry import validate_device_url
+
+    parsed = validate_device_url(spec)
+    kind = parsed.scheme if parsed.scheme != "sim" else f"sim:{parsed.target.lower()}"
+    if kind in _NOT_OUTPUTS:
+        raise _bad_reset(spec, f"a {kind} device is {_NOT_OUTPUTS[kind]}, not a digital output")
+    if kind == "gpio" and parsed.options.get("mode", "out").lower() == "in":
+        raise _bad_reset(spec, "mode=in makes that pin an input; drop mode=in")
+
+
+#: built-in schemes that never give a DigitalOutput (others are checked when opened)
+_NOT_OUTPUTS = {
+    "serial": "a console",
+    "stk500": "a programmer",
+    "command": "a programmer",
+    "sim:arduino": "a programmer",
+}
 
 
 # -- URLs ---------------------------------------------------------------------------------------
@@ -419,15 +454,15 @@ def validate(url: str | DeviceURL) -> None:
     parsed = parse_device_url(url)
     opts = _options(parsed)
     if opts["reset"] not in ("dtr", "none"):
-        from .registry import validate_device_url
-
-        validate_device_url(opts["reset"])
+        _check_reset_url(opts["reset"])
 
 
 def open_url(url: str | DeviceURL, *, name: str | None = None) -> Stk500Programmer:
     """Open the port named by an ``stk500:`` URL (leased) and return the programmer."""
     parsed = parse_device_url(url)
     opts = _options(parsed)
+    if opts["reset"] not in ("dtr", "none"):
+        _check_reset_url(opts["reset"])
     key = path_key(parsed.target) if parsed.target.startswith("/") else parsed.target
     return open_with_lease(
         key,

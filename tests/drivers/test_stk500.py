@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -245,6 +247,10 @@ class RecordingLine(Device):
     def off(self) -> None:
         self.events.append(("off", time.monotonic()))
 
+    @property
+    def value(self) -> bool:
+        return bool(self.events) and self.events[-1][0] == "on"
+
     def _drive_safe(self) -> dict[str, object]:
         self.off()
         return {"value": False}
@@ -297,3 +303,65 @@ def test_reset_on_a_mock_gpio_pin_ends_released() -> None:
             dev.program(image(100))
             assert dev.describe()["reset"] == "gpio:4?factory=mock"
             assert dev.reset_line.value is False
+
+
+@pytest.mark.parametrize(
+    ("reset", "why"),
+    [
+        ("serial:loop://", "a serial device is a console"),
+        ("gpio:4%3Fmode%3Din", "mode=in makes that pin an input"),
+        ("sim:arduino", "a sim:arduino device is a programmer"),
+        ("command:avrdude%3Fargs%3D{image}", "a command device is a programmer"),
+    ],
+)
+def test_a_reset_url_that_is_no_output_is_refused_by_validate(reset: str, why: str) -> None:
+    url = f"stk500:/dev/ttyACM0?reset={reset}"
+    for check in (validate_device_url, open_device):
+        with pytest.raises(DeviceURLError, match=why) as info:
+            check(url)
+        assert "bad option reset=" in str(info.value) and "digital output" in str(info.value)
+        assert "Grammar: stk500:PORT?" in str(info.value)
+
+
+def test_a_reset_device_without_the_output_capability_is_refused_at_open() -> None:
+    with SimulatedArduino() as board:
+        url = f"stk500:{board.tty_path}?reset=sim:gpio%3Fout%3D17"
+        validate_device_url(url)  # sim:gpio is only known to be no output once open
+        with pytest.raises(DeviceURLError, match="not a digital output") as info:
+            open_device(url)
+        assert "reset='sim:gpio?out=17'" in str(info.value)
+        with open_device(f"stk500:{board.tty_path}?reset=none") as dev:  # port and lease freed
+            dev.program(image(10))
+
+
+LOCKER = """
+import sys, serial
+port = serial.Serial(sys.argv[1], exclusive=True)   # like screen or minicom: flock on the tty
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_port_that_another_program_holds_is_busy_naming_it(tmp_path) -> None:
+    script = tmp_path / "minicom_like.py"
+    script.write_text(LOCKER)
+    with SimulatedArduino() as board:
+        locker = subprocess.Popen(
+            [sys.executable, str(script), board.tty_path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+            with pytest.raises(DeviceBusyError, match=f"held by pid {locker.pid} ") as info:
+                open_device(f"stk500:{board.tty_path}?reset=none")
+            assert str(script) in str(info.value)
+            assert info.value.holder is not None and info.value.holder["pid"] == locker.pid
+        finally:
+            locker.kill()
+            locker.communicate(timeout=10)
+        with open_device(f"stk500:{board.tty_path}?reset=none") as dev:  # free once it is gone
+            img = image(300)
+            dev.program(img)
+            assert board.flash[:300] == img.data
