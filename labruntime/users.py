@@ -11,6 +11,8 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .store.sessions import STUDENT_FIELDS, TIME_FIELDS, StudentFields
+
 if TYPE_CHECKING:
     from .sessions import SessionManager
     from .store import SessionRecord
@@ -36,18 +38,11 @@ class SessionData(dict):
             self._owner.retrieve()
 
 
-class WebLabUser:
-    """What every user has (the seed's attribute names)."""
+class WebLabUser(StudentFields):
+    """What every user has (the seed's attribute names; ``username``... are StudentFields)."""
 
     is_anonymous = False
     session_id: str | None = None
-    username: str | None = None
-    username_unique: str | None = None
-    full_name: str | None = None
-    locale: str | None = None
-    back: str | None = None
-    experiment_name: str | None = None
-    category_name: str | None = None
     start_date: float | None = None
     max_date: float | None = None
     last_poll: float | None = None
@@ -104,19 +99,12 @@ class _SessionUser(WebLabUser):
         self._data: SessionData | None = None
         self._user_loaded = False
         self._user: Any = None
+        super().__init__(**{name: getattr(record, name) for name in STUDENT_FIELDS})
+        for name in TIME_FIELDS:
+            setattr(self, name, getattr(record, name))
         self.session_id = record.session_id
-        self.username = record.username
-        self.username_unique = record.username_unique
-        self.full_name = record.full_name
-        self.locale = record.locale
-        self.back = record.back
-        self.experiment_name = record.experiment_name
-        self.category_name = record.category_name
         self.request_client_data = record.client_data
         self.request_server_data = record.server_data
-        self.start_date = record.start_date
-        self.max_date = record.max_date
-        self.last_poll = record.last_poll
         self.exited = record.exited
 
     @property

@@ -9,13 +9,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .connection import Connection
 from .connection import wrap as _wrap
 
-__all__ = ["SessionOps", "SessionRecord", "SessionState", "valid_session_id"]
+__all__ = [
+    "SessionOps",
+    "SessionRecord",
+    "SessionState",
+    "StudentFields",
+    "valid_session_id",
+]
 
 # Session ids are create_token() strings; anything else (":", "*", spaces, huge) is unknown.
 _SESSION_ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
@@ -92,12 +98,14 @@ def _loads(text: str | None, default: Any) -> Any:
         return default
 
 
-@dataclass
-class SessionRecord:
-    """One session as stored: what the RLMS sent plus the lab's data and the timings."""
+@dataclass(kw_only=True, eq=False)
+class StudentFields:
+    """Who the session is for and in which lab, as the RLMS sent it (None: not sent).
 
-    session_id: str
-    status: str = "active"
+    The one list of these fields: :class:`SessionRecord` stores them, and the users of
+    :mod:`labruntime.users` (``weblab_user.username`` ...) inherit them.
+    """
+
     username: str | None = None
     username_unique: str | None = None
     full_name: str | None = None
@@ -105,6 +113,18 @@ class SessionRecord:
     back: str | None = None
     experiment_name: str | None = None
     category_name: str | None = None
+
+
+STUDENT_FIELDS = tuple(f.name for f in fields(StudentFields))
+TIME_FIELDS = ("start_date", "max_date", "last_poll")  # Unix timestamps, stored with repr()
+
+
+@dataclass(kw_only=True)
+class SessionRecord(StudentFields):
+    """One session as stored: what the RLMS sent plus the lab's data and the timings."""
+
+    session_id: str
+    status: str = "active"
     client_data: dict[str, Any] = field(default_factory=dict)
     server_data: dict[str, Any] = field(default_factory=dict)
     start_date: float = 0.0
@@ -118,23 +138,15 @@ class SessionRecord:
 
     def to_hash(self) -> dict[str, str]:
         """The fields written to Redis (JSON for nested values, never pickle)."""
-        values: dict[str, Any] = {
-            "status": self.status,
-            "username": self.username,
-            "username_unique": self.username_unique,
-            "full_name": self.full_name,
-            "locale": self.locale,
-            "back": self.back,
-            "experiment_name": self.experiment_name,
-            "category_name": self.category_name,
-            "client_data": json.dumps(self.client_data),
-            "server_data": json.dumps(self.server_data),
-            "start_date": repr(self.start_date),
-            "max_date": repr(self.max_date),
-            "last_poll": repr(self.last_poll),
-            "exited": "1" if self.exited else "0",
-            "data": self.data_json,
-        }
+        values: dict[str, Any] = {name: getattr(self, name) for name in STUDENT_FIELDS}
+        values.update({name: repr(getattr(self, name)) for name in TIME_FIELDS})
+        values.update(
+            status=self.status,
+            client_data=json.dumps(self.client_data),
+            server_data=json.dumps(self.server_data),
+            exited="1" if self.exited else "0",
+            data=self.data_json,
+        )
         return {k: v for k, v in values.items() if v is not None}
 
     @classmethod
@@ -150,23 +162,15 @@ class SessionRecord:
         return cls(
             session_id=session_id,
             status=h.get("status", "expired"),
-            username=h.get("username"),
-            username_unique=h.get("username_unique"),
-            full_name=h.get("full_name"),
-            locale=h.get("locale"),
-            back=h.get("back"),
-            experiment_name=h.get("experiment_name"),
-            category_name=h.get("category_name"),
             client_data=_loads(h.get("client_data"), {}),
             server_data=_loads(h.get("server_data"), {}),
-            start_date=num("start_date"),
-            max_date=num("max_date"),
-            last_poll=num("last_poll"),
             exited=h.get("exited") == "1",
             data_json=h.get("data") or "{}",
             reason=h.get("reason"),
             dispose_claim=h.get("dispose_claim"),
             ended_at=num("ended_at") if h.get("ended_at") else None,
+            **{name: h.get(name) for name in STUDENT_FIELDS},
+            **{name: num(name) for name in TIME_FIELDS},
         )
 
 
