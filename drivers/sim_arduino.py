@@ -51,7 +51,7 @@ from .sim_bootloader import Bootloader, command_length
 from .sim_faults import FAULT_GRAMMAR, Faults, parse_faults
 from .sim_uart import UartLine
 from .stk500 import Stk500Programmer
-from .stk500_protocol import STK_PROG_PAGE
+from .stk500_protocol import STK_LEAVE_PROGMODE, STK_PROG_PAGE
 from .urls import DeviceURL, opt_float, opt_int, opt_str, parse_device_url, reject_unknown
 
 __all__ = [
@@ -226,6 +226,9 @@ class SimulatedArduino:
                 if frame[0] == STK_PROG_PAGE and self._should_disconnect():
                     self._disconnect()
                     line.clear()
+                    continue
+                if frame[0] == STK_LEAVE_PROGMODE and self.faults.noleave:
+                    line.consume(length)  # lost on the way: no reply, still in progmode
                     continue
                 with self._lock:
                     used, reply = self.bootloader.execute(frame)

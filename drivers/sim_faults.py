@@ -11,6 +11,7 @@ Grammar (several faults joined by commas, or given as a list)::
                       programmer announces it (the sim:arduino driver does), else the part's
                       application flash.
     slow=N            the line runs N times slower than the baud rate (N > 0, may be a float)
+    noleave           LEAVE_PROGMODE is lost: no reply, and the board stays in programming mode
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from .errors import DeviceURLError
 
 __all__ = ["FAULT_GRAMMAR", "Faults", "parse_faults"]
 
-FAULT_GRAMMAR = "nosync | verify@ADDR | disconnect@PERCENT | slow=FACTOR (comma-separated)"
+FAULT_GRAMMAR = (
+    "nosync | verify@ADDR | disconnect@PERCENT | slow=FACTOR | noleave (comma-separated)"
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Faults:
     verify_at: int | None = None
     disconnect_at: float | None = None
     slow: float = 1.0
+    noleave: bool = False
 
     def to_list(self) -> list[str]:
         out = []
@@ -42,6 +46,8 @@ class Faults:
             out.append(f"disconnect@{self.disconnect_at:g}")
         if self.slow != 1.0:
             out.append(f"slow={self.slow:g}")
+        if self.noleave:
+            out.append("noleave")
         return out
 
 
@@ -64,6 +70,8 @@ def parse_faults(spec: str | Iterable[str] | Faults | None) -> Faults:
         low = item.lower()
         if low == "nosync":
             values["nosync"] = True
+        elif low == "noleave":
+            values["noleave"] = True
         elif low.startswith("verify@"):
             try:
                 address = int(low[7:], 0)

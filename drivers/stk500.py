@@ -62,6 +62,7 @@ GRAMMAR = (
 )
 _OPTIONS = ("baudrate", "part", "reset", "reset_pulse", "sync_timeout", "retries")
 _SYNC_ATTEMPT = 0.2  # seconds to wait for one GET_SYNC reply
+_SAFE_LEAVE_TIMEOUT = 0.5  # seconds safe() waits for the reply to LEAVE_PROGMODE
 _RESET_EVERY = 3  # sync attempts between two resets of the board
 #: bytes moved outside the pages: sync 4, signature 7, enter 4, leave 4
 _FIXED_BYTES = 19
@@ -228,8 +229,7 @@ class Stk500Programmer(Device):
         except ProtocolError as exc:
             raise ProgrammingError(f"{self.label}: {exc}", address=address) from exc
         except (serial.SerialException, OSError) as exc:
-            self._close_port()
-            self._in_progmode = False
+            self._close_port()  # _in_progmode stays as it was: safe() finds out
             where = f" at 0x{address:X}" if address is not None else ""
             raise DeviceIOError(
                 f"{self.label}: the port {self.port} failed while {stage}{where}: {exc}. The "
@@ -237,7 +237,7 @@ class Stk500Programmer(Device):
                 "next operation reopens the port"
             ) from exc
         finally:
-            if self._in_progmode and self._ser is not None:
+            if self._in_progmode and self._ser is not None and stage != "leaving programming mode":
                 self._leave_quietly()
 
     def _leave(self, link: Stk500Link) -> None:
@@ -245,11 +245,30 @@ class Stk500Programmer(Device):
         self._in_progmode = False
 
     def _leave_quietly(self) -> None:
+        """Try to leave programming mode; on failure ``_in_progmode`` stays True (the truth)."""
         try:
             self._leave(Stk500Link(self._ser))
         except (ProtocolError, serial.SerialException, OSError) as exc:
             log.warning("%s: could not leave programming mode: %s", self.label, exc)
-            self._in_progmode = False
+
+    def _leave_for_safe(self) -> None:
+        """Leave programming mode (reopening the port if needed); DeviceIOError if it fails."""
+        try:
+            ser = self._open_port()
+            ser.reset_input_buffer()  # a late reply to a timed-out command
+            ser.timeout = min(self.reply_timeout, _SAFE_LEAVE_TIMEOUT)
+            try:
+                self._leave(Stk500Link(ser))
+            finally:
+                ser.timeout = self.reply_timeout
+        except (DriverError, ProtocolError, serial.SerialException, OSError) as exc:
+            if not isinstance(exc, ProtocolError | DriverError):
+                self._close_port()
+            raise DeviceIOError(
+                f"{self.label}: the board may still be in programming mode on {self.port}: "
+                f"leaving it failed ({exc}). Reset the board (its reset button, or unplug and "
+                "plug it back), check the cable, then drive it safe again"
+            ) from exc
 
     def _reset(self, op: Operation) -> None:
         if self.reset_mode == "none":
@@ -337,10 +356,12 @@ class Stk500Programmer(Device):
         if not self._io_lock.acquire(timeout=self.reply_timeout + 1):
             raise DeviceBusyError(f"{self.label}: an operation still holds the port")
         try:
-            if self._in_progmode and self._ser is not None:
-                self._leave_quietly()
-            if self._reset_device is not None:
-                self._reset_device.off()
+            try:
+                if self._in_progmode:
+                    self._leave_for_safe()
+            finally:
+                if self._reset_device is not None:
+                    self._reset_device.off()
         finally:
             self._io_lock.release()
         return {

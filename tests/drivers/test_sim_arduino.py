@@ -175,6 +175,7 @@ def test_fault_grammar() -> None:
     assert faults.nosync and faults.verify_at == 16
     assert faults.disconnect_at == 25 and faults.slow == 2.5
     assert parse_faults(["slow=2", "verify@7"]).to_list() == ["verify@0x7", "slow=2"]
+    assert parse_faults("NoLeave,slow=2").to_list() == ["slow=2", "noleave"]
     for bad, why in [
         ("explode", "unknown fault"),
         ("verify@zz", "integer"),

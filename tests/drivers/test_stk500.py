@@ -136,9 +136,13 @@ def test_disconnect_mid_write_then_the_next_session_works() -> None:
         with pytest.raises(DeviceIOError, match="while writing at 0x400") as info:
             dev.program(img)
         assert isinstance(info.value, OSError)
-        report = dev.safe()
-        assert report.ok and report.state["port"] == "closed"
-        assert dev.board.disconnects == 1
+        report = dev.safe()  # reopens the port and leaves programming mode for real
+        assert report.ok and report.state == {
+            "progmode": False,
+            "reset": "released",
+            "port": "open",
+        }
+        assert dev.board.disconnects == 1 and not dev.board.bootloader.progmode
         result = dev.program(img)  # reopens the same path; the fault fired once
         assert result.verified and dev.board.flash[: len(img.data)] == img.data
 
@@ -365,3 +369,29 @@ def test_a_port_that_another_program_holds_is_busy_naming_it(tmp_path) -> None:
             img = image(300)
             dev.program(img)
             assert board.flash[:300] == img.data
+
+
+def test_a_lost_leave_progmode_is_reported_not_hidden() -> None:
+    with open_device("sim:arduino?fault=noleave") as dev:
+        img = image(300)
+        with pytest.raises(DeviceTimeoutError, match="leaving programming mode"):
+            dev.program(img)
+        assert dev.board.bootloader.progmode  # the board really is still in programming mode
+        assert dev.board.flash[:300] == img.data
+        report = dev.safe()
+        assert not report.ok and "progmode" not in report.state
+        assert "may still be in programming mode" in report.detail
+        assert "Reset the board" in report.detail
+        dev.board.bootloader.progmode = False  # somebody pressed reset; LEAVE is still lost
+        assert not dev.safe().ok  # still no answer: still not claimed safe
+
+
+def test_leave_progmode_after_a_vanished_port_is_reported() -> None:
+    with open_device("sim:arduino?fault=disconnect@50") as dev:
+        with pytest.raises(DeviceIOError, match="while writing"):
+            dev.program(image(16 * 128))
+        dev.board.stop()  # the board does not come back: its port is gone
+        report = dev.safe()
+        assert not report.ok
+        assert "may still be in programming mode" in report.detail
+        assert "cannot open serial port" in report.detail
