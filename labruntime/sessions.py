@@ -2,7 +2,7 @@
 
 :class:`SessionManager` takes a :class:`~labruntime.store.Store`, the config and a clock; the
 lab's hooks (``on_dispose``) and the task layer's ``_dispose_steps`` are passed in as plain
-callables by ``extension.py``.
+callables by ``extension.py``. The start request itself is read by :mod:`.start_request`.
 
 Dispose, whatever started it (RLMS, logout, poll timeout, slot over, cleaner)::
 
@@ -13,19 +13,18 @@ Dispose, whatever started it (RLMS, logout, poll timeout, slot over, cleaner)::
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from .config import WebLabConfig
-from .errors import InvalidStartRequestError, StoreUnavailableError
+from .errors import StoreUnavailableError
+from .start_request import StartRequest, parse_start_request, slot_times
 from .store import SessionRecord, SessionState, Store
 
 __all__ = [
@@ -39,8 +38,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-MAX_SLOT_LENGTH = 366 * 24 * 3600.0  # a slot longer than a year is a broken RLMS, not a student
-MAX_START_OFFSET = 366 * 24 * 3600.0  # a slot starting more than a year ahead: same
 STALE_CLAIM_MARGIN = 60.0  # a claim older than dispose timeout + this is from a dead process
 BUSY_RETRY = 1.0  # seconds the RLMS waits when another process is running on_dispose
 
@@ -53,103 +50,6 @@ def create_token(size: int | None = None) -> str:
 
 
 @dataclass(frozen=True)
-class StartRequest:
-    """What the RLMS sent to start a session."""
-
-    client_data: dict[str, Any]
-    server_data: dict[str, Any]
-    back: str | None
-
-
-def _as_object(payload: Mapping[str, Any], name: str) -> dict[str, Any]:
-    value = payload.get(name)
-    if value is None or value == "":
-        return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as error:
-            raise InvalidStartRequestError(f"{name} is not valid JSON: {error}") from error
-        except RecursionError:
-            raise InvalidStartRequestError(f"{name} is nested too deeply to be read") from None
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidStartRequestError(f"{name} must be an object, got {type(value).__name__}")
-    return value
-
-
-def parse_start_request(payload: Mapping[str, Any]) -> StartRequest:
-    """Accept the initial data as objects or as JSON strings (WebLab-Deusto api "0", forms)."""
-    back = payload.get("back")
-    return StartRequest(
-        client_data=_as_object(payload, "client_initial_data"),
-        server_data=_as_object(payload, "server_initial_data"),
-        back=str(back) if back else None,
-    )
-
-
-def _parse_datetime(text: str, naive_is_utc: bool) -> float:
-    moment = datetime.fromisoformat(text.strip())
-    if moment.tzinfo is None and naive_is_utc:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()  # naive: local time, as WebLab-Deusto's str(datetime)
-
-
-def slot_times(server_data: Mapping[str, Any], now: float) -> tuple[float, float]:
-    """(start, length) in seconds from server_initial_data, every form of PROTOCOL.md."""
-    raw_length = server_data.get("priority.queue.slot.length")
-    try:
-        length = float(raw_length)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidStartRequestError(
-            f"priority.queue.slot.length={raw_length!r} is not a number of seconds"
-        ) from None
-    if not math.isfinite(length) or not 0 < length <= MAX_SLOT_LENGTH:
-        raise InvalidStartRequestError(
-            f"priority.queue.slot.length={raw_length!r} must be a number of seconds > 0 and "
-            f"<= {MAX_SLOT_LENGTH:.0f} (one year)"
-        )
-    start = now
-    timestamp = server_data.get("priority.queue.slot.start.timestamp")
-    if timestamp not in (None, ""):
-        try:
-            start = float(timestamp)
-        except (TypeError, ValueError, OverflowError):
-            raise InvalidStartRequestError(
-                f"priority.queue.slot.start.timestamp={timestamp!r} is not a number"
-            ) from None
-        _check_start("priority.queue.slot.start.timestamp", timestamp, start, now)
-    else:
-        for name, naive_is_utc in (
-            ("priority.queue.slot.start.utc", True),
-            ("priority.queue.slot.start", False),
-        ):
-            text = server_data.get(name)
-            if text in (None, ""):
-                continue
-            try:
-                start = _parse_datetime(str(text), naive_is_utc)
-            except (ValueError, OverflowError, OSError):
-                raise InvalidStartRequestError(
-                    f"{name}={text!r} is not a date (expected e.g. '2026-11-24 18:00:00.123456' "
-                    "or ISO-8601 '2026-11-24T18:00:00+01:00')"
-                ) from None
-            _check_start(name, text, start, now)
-            break
-    return start, length
-
-
-def _check_start(name: str, raw: Any, start: float, now: float) -> None:
-    """A start after 1970 and at most a year ahead (a past slot is only over at once)."""
-    if not math.isfinite(start) or not 0 <= start <= now + MAX_START_OFFSET:
-        raise InvalidStartRequestError(
-            f"{name}={raw!r} is not a slot start between 1970 and a year from now "
-            "(a UNIX time in seconds)"
-        )
-
-
-@dataclass(frozen=True)
 class DisposeOutcome:
     """found False: unknown or already disposed. retry_in: still busy, ask again then."""
 
@@ -159,10 +59,6 @@ class DisposeOutcome:
     @property
     def done(self) -> bool:
         return self.found and self.retry_in is None
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 class SessionManager:
@@ -185,16 +81,9 @@ class SessionManager:
         """Store a new active session from a start request."""
         now = self.clock()
         start, length = slot_times(request.server_data, now)
-        sd = request.server_data
         record = SessionRecord(
             session_id=session_id or create_token(),
-            username=_text(sd.get("request.username")),
-            username_unique=_text(sd.get("request.username.unique")),
-            full_name=_text(sd.get("request.full_name")),
-            locale=_text(sd.get("request.locale")),  # as sent, like weblablib
-            back=request.back,
-            experiment_name=_text(sd.get("request.experiment_id.experiment_name")),
-            category_name=_text(sd.get("request.experiment_id.category_name")),
+            **request.student_fields(),
             client_data=request.client_data,
             server_data=request.server_data,
             start_date=start,
