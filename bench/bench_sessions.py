@@ -25,44 +25,17 @@ from flask import Flask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from session_workload import PASSWORD, USER, run  # noqa: E402
+from _common import Row, add_session_views, comparison_table, lab_config, redis_url  # noqa: E402
+from session_workload import run  # noqa: E402
 from weblablib_env import run_weblablib  # noqa: E402
 
 from labruntime import WebLab, requires_active, weblab_user  # noqa: E402
-from labruntime.embedded import EmbeddedRedis  # noqa: E402
 
 
 def make_app(redis_url: str, redis_base: str, instance: str) -> Flask:
     app = Flask("labruntime_bench", instance_path=instance)
-    app.config.update(
-        SECRET_KEY="bench",
-        WEBLAB_USERNAME=USER,
-        WEBLAB_PASSWORD=PASSWORD,
-        WEBLAB_REDIS_URL=redis_url,
-        WEBLAB_REDIS_BASE=redis_base,
-        WEBLAB_NO_THREAD=True,
-    )
-    weblab = WebLab(app)
-
-    @weblab.initial_url
-    def initial_url() -> str:
-        return "/lab/read"
-
-    @weblab.on_start
-    def on_start(client_data: dict, server_data: dict) -> dict:
-        return {"visits": 0}
-
-    @app.route("/lab/read")
-    @requires_active
-    def read() -> str:
-        return f"hello {weblab_user.username}"
-
-    @app.route("/lab/write")
-    @requires_active
-    def write() -> str:
-        weblab_user.data["visits"] = weblab_user.data.get("visits", 0) + 1
-        return f"visit {weblab_user.data['visits']}"
-
+    app.config.update(lab_config(redis_url, redis_base))
+    add_session_views(app, WebLab(app), requires_active, weblab_user)
     return app
 
 
@@ -83,15 +56,8 @@ ROWS = [
 
 
 def table(ours: dict[str, Any], theirs: dict[str, Any] | None) -> str:
-    n = ours["sessions"]
-    lines = [f"{'':52} {'labruntime':>11} {'weblablib':>11} {'ratio':>7}"]
-    for section, key, label in ROWS:
-        a = ours[section][key]
-        b = theirs[section][key] if theirs else None
-        ratio = f"{b / a:6.1f}x" if b is not None and a else "      -"
-        b_text = f"{b:11.2f}" if b is not None else f"{'-':>11}"
-        lines.append(f"{label.format(n=n):52} {a:11.2f} {b_text} {ratio}")
-    return "\n".join(lines)
+    rows = [Row(section, key, label.format(n=ours["sessions"])) for section, key, label in ROWS]
+    return comparison_table(rows, ours, theirs, width=52, digits=2)
 
 
 def main() -> None:
@@ -105,21 +71,12 @@ def main() -> None:
     )
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="lrbench") as tmp:
-        server = None
-        url = os.environ.get("WEBLAB_REDIS_URL")
-        if not url:
-            server = EmbeddedRedis(Path(tmp) / "redis")
-            url = server.ensure_running()
-        try:
-            base = f"bench-{uuid.uuid4().hex[:8]}"
-            ours = run(make_app(url, base + "-lr", tmp), url, options.sessions)
-            theirs = None
-            if not options.skip_weblablib:
-                theirs = run_weblablib("weblablib_lab.py", url, base + "-wl", str(options.sessions))
-        finally:
-            if server is not None:
-                server.stop()
+    with redis_url() as url, tempfile.TemporaryDirectory(prefix="lrbench") as instance:
+        base = f"bench-{uuid.uuid4().hex[:8]}"
+        ours = run(make_app(url, base + "-lr", instance), url, options.sessions)
+        theirs = None
+        if not options.skip_weblablib:
+            theirs = run_weblablib("weblablib_lab.py", url, base + "-wl", str(options.sessions))
     print(f"Session layer, {options.sessions} live sessions, Redis {url.split('://')[0]}:")
     print(table(ours, theirs))
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from session_workload import HEADERS, PASSWORD, USER, start_sessions  # noqa: E402
+from _common import Row, comparison_table, lab_config, redis_url  # noqa: E402
+from session_workload import HEADERS, start_sessions  # noqa: E402
 
 
 def define_tasks(weblab: Any, stopping: Any) -> dict[str, Any]:
@@ -55,14 +55,7 @@ def make_app(side: str, url: str, base: str, instance: str) -> tuple[Any, Any, d
 
     app = Flask(f"{side}_tasks_bench", instance_path=instance)
     app.config.update(
-        SECRET_KEY="bench",
-        WEBLAB_USERNAME=USER,
-        WEBLAB_PASSWORD=PASSWORD,
-        WEBLAB_REDIS_URL=url,
-        WEBLAB_REDIS_BASE=base,
-        WEBLAB_NO_THREAD=True,
-        WEBLAB_AUTOCLEAN_THREAD=False,
-        WEBLAB_TASK_THREADS_PROCESS=0,
+        lab_config(url, base, WEBLAB_AUTOCLEAN_THREAD=False, WEBLAB_TASK_THREADS_PROCESS=0)
     )
     if side == "labruntime":
         from labruntime import WebLab
@@ -196,26 +189,17 @@ def measure(side: str, url: str, base: str, samples: int, count: int) -> dict[st
 
 
 ROWS = [
-    ("latency", "p50_ms", "enqueue-to-start p50 (ms)", False),
-    ("latency", "p99_ms", "enqueue-to-start p99 (ms)", False),
-    ("throughput_1", "tasks_per_s", "no-op tasks/s, 1 runner thread", True),
-    ("throughput_4", "tasks_per_s", "no-op tasks/s, 4 runner threads", True),
-    ("dispose", "median_ms", "dispose returns after stop point (ms)", False),
+    Row("latency", "p50_ms", "enqueue-to-start p50 (ms)"),
+    Row("latency", "p99_ms", "enqueue-to-start p99 (ms)"),
+    Row("throughput_1", "tasks_per_s", "no-op tasks/s, 1 runner thread", higher_better=True),
+    Row("throughput_4", "tasks_per_s", "no-op tasks/s, 4 runner threads", higher_better=True),
+    Row("dispose", "median_ms", "dispose returns after stop point (ms)"),
 ]
 
 
 def table(ours: dict[str, Any], theirs: dict[str, Any] | None) -> str:
-    lines = [f"{'':42} {'labruntime':>11} {'weblablib':>11} {'ratio':>8}"]
-    for section, key, label, higher_better in ROWS:
-        a = ours[section][key]
-        b = theirs[section][key] if theirs else None
-        ratio = "       -"
-        if b is not None and a and b:
-            ratio = f"{(a / b if higher_better else b / a):7.1f}x"
-        b_text = f"{b:11.1f}" if b is not None else f"{'-':>11}"
-        lines.append(f"{label:42} {a:11.1f} {b_text} {ratio}")
-    lines.append("(ratio: how many times better labruntime is)")
-    return "\n".join(lines)
+    text = comparison_table(ROWS, ours, theirs, width=42, digits=1)
+    return text + "\n(ratio: how many times better labruntime is)"
 
 
 def main() -> None:
@@ -234,25 +218,14 @@ def main() -> None:
         return
     from weblablib_env import run_weblablib
 
-    from labruntime.embedded import EmbeddedRedis
-
-    with tempfile.TemporaryDirectory(prefix="lrbench") as tmp:
-        server = None
-        url = os.environ.get("WEBLAB_REDIS_URL")
-        if not url:
-            server = EmbeddedRedis(Path(tmp) / "redis")
-            url = server.ensure_running()
-        try:
-            base = f"bench-{uuid.uuid4().hex[:8]}"
-            ours = measure("labruntime", url, base + "-lr", options.samples, options.tasks)
-            theirs = None
-            if not options.skip_weblablib:
-                args = ["--side", "weblablib", "--url", url, "--base", base + "-wl"]
-                args += ["--samples", str(options.weblablib_samples), "--tasks", str(options.tasks)]
-                theirs = run_weblablib("bench_tasks.py", *args, timeout=1800)
-        finally:
-            if server is not None:
-                server.stop()
+    with redis_url() as url:
+        base = f"bench-{uuid.uuid4().hex[:8]}"
+        ours = measure("labruntime", url, base + "-lr", options.samples, options.tasks)
+        theirs = None
+        if not options.skip_weblablib:
+            args = ["--side", "weblablib", "--url", url, "--base", base + "-wl"]
+            args += ["--samples", str(options.weblablib_samples), "--tasks", str(options.tasks)]
+            theirs = run_weblablib("bench_tasks.py", *args, timeout=1800)
     print(f"Task layer, Redis over {url.split('://')[0]}:")
     print(f"(latency samples: {options.samples} labruntime, {options.weblablib_samples} weblablib;")
     print(f" throughput: {options.tasks} tasks queued, then the runner threads start)")
