@@ -26,15 +26,16 @@ mid-operation gives DeviceIOError; the next operation reopens it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import serial
 
-from .base import Device, open_with_lease
-from .capabilities import ProgramResult
+from .base import open_with_lease
 from .errors import (
     DeviceBusyError,
     DeviceIOError,
@@ -44,10 +45,11 @@ from .errors import (
     ProgrammingError,
     VerifyError,
 )
-from .image import FirmwareImage, load_image
+from .image import FirmwareImage
 from .lease import path_key
-from .operations import CancelSource, Operation, ProgressCallback
+from .operations import Operation
 from .parts import Part, get_part
+from .programming import ImageProgrammer
 from .serial_ports import open_serial
 from .stk500_protocol import PAGE_OVERHEAD, ProtocolError, ProtocolTimeout, Stk500Link
 from .urls import DeviceURL, opt_float, opt_int, opt_str, parse_device_url, reject_unknown
@@ -68,7 +70,7 @@ _RESET_EVERY = 3  # sync attempts between two resets of the board
 _FIXED_BYTES = 19
 
 
-class Stk500Programmer(Device):
+class Stk500Programmer(ImageProgrammer):
     """The Programmer capability over STK500v1 (see the module docstring)."""
 
     scheme = "stk500"
@@ -103,7 +105,6 @@ class Stk500Programmer(Device):
         self._ser: Any = None
         self._in_progmode = False
         self._reset_device: Any = None
-        self.last_result: ProgramResult | None = None
         self._open_port()
         if reset not in ("dtr", "none"):
             try:
@@ -140,50 +141,31 @@ class Stk500Programmer(Device):
             except (serial.SerialException, OSError):
                 log.debug("closing %s failed", self.port, exc_info=True)
 
-    # -- Programmer -------------------------------------------------------------------------
-    def estimate_seconds(self, image: Any) -> float:
-        """Seconds program(image) should take: line time of every byte moved, plus overheads."""
-        img = load_image(image)
+    # -- Programmer (program() and estimate_seconds() come from ImageProgrammer) ------------
+    def _estimate(self, img: FirmwareImage, verify: bool) -> float:
+        """Line time of every byte moved (pages once, twice with verify), plus overheads."""
         pages = len(img.pages(self.part.page_size))
-        moved = 2 * pages * (self.part.page_size + PAGE_OVERHEAD) + _FIXED_BYTES
+        moved = (2 if verify else 1) * pages * (self.part.page_size + PAGE_OVERHEAD)
         reset = self.reset_pulse * 1.5 if self.reset_mode != "none" else 0.0
-        return moved * self.byte_time + pages * self.page_write_seconds + reset + 0.05
+        line = (moved + _FIXED_BYTES) * self.byte_time
+        return line + pages * self.page_write_seconds + reset + 0.05
 
-    def program(
-        self,
-        image: Any,
-        *,
-        verify: bool = True,
-        progress: ProgressCallback | None = None,
-        cancel: CancelSource = None,
-        timeout: float | None = None,
-    ) -> ProgramResult:
-        """Write ``image`` (a path, file bytes or FirmwareImage) and, by default, verify it."""
-        self._check_open()
-        img = load_image(image)
+    def _check_image(self, img: FirmwareImage) -> None:
         img.check_fits(self.part)  # before touching the board
-        pages = img.pages(self.part.page_size)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
         if not self._io_lock.acquire(blocking=False):
             raise DeviceBusyError(f"{self.label} is already programming; wait for it to finish")
         try:
-            with self.ops.operation(
-                "program", progress=progress, cancel=cancel, timeout=timeout
-            ) as op:
-                started = time.monotonic()
-                self._before_program(pages)
-                self._run(op, img, pages, verify)
-                result = ProgramResult(len(img.data), verify, time.monotonic() - started)
+            yield
         finally:
             self._io_lock.release()
-        self.last_result = result
-        log.info(
-            "%s: programmed %d bytes%s in %.2f s",
-            self.label,
-            result.bytes,
-            " and verified" if verify else "",
-            result.seconds,
-        )
-        return result
+
+    def _write(self, op: Operation, source: Any, img: FirmwareImage, verify: bool) -> None:
+        pages = img.pages(self.part.page_size)
+        self._before_program(pages)
+        self._run(op, img, pages, verify)
 
     def _before_program(self, pages: list[tuple[int, bytes]]) -> None:
         """Hook for subclasses (the simulator learns the page count here)."""

@@ -84,6 +84,10 @@ def test_program_with_an_external_tool_shows_progress(runner: CliRunner, firmwar
     assert result.exit_code == 0, result.output
     assert "write" in result.output  # the progress bar's label
     assert "programmed 1024 bytes in" in result.output and "verified" in result.output
+    assert "(about 3.0 s)" in result.output  # 2 s + 1 ms per byte
+    result = runner.invoke(device_group, ["program", url, str(firmware), "--no-verify"])
+    assert result.exit_code == 0, result.output
+    assert "(about 2.5 s)" in result.output  # no read-back: 2 s + 0.5 ms per byte
 
 
 def test_program_no_verify_and_tool_failure(runner: CliRunner, firmware: Path) -> None:

@@ -184,8 +184,10 @@ def test_bytes_image_goes_through_a_temporary_hex_file(tmp_path: Path) -> None:
         assert result.bytes == 100
         assert set(Path("/tmp").glob("labruntime-*.hex")) == before
         assert prog.estimate_seconds(b"\x00" * 1000) == pytest.approx(3.0)
+        assert prog.estimate_seconds(b"\x00" * 1000, verify=False) == pytest.approx(2.5)
     with open_device(tool_url("esptool", estimate="7.5")) as prog:
         assert prog.estimate_seconds(b"\x00") == 7.5
+        assert prog.estimate_seconds(b"\x00", verify=False) == 7.5  # a fixed estimate is kept
 
 
 def test_a_bad_hex_file_is_refused_before_the_tool_runs(tmp_path: Path) -> None:

@@ -72,8 +72,11 @@ def test_no_verify_and_estimate() -> None:
     with open_device("sim:arduino") as dev:
         img = image(4096)
         estimate = dev.estimate_seconds(img)
-        # 32 pages, write only: ~ 32 * 141 bytes of line time, verify would double it
+        # 32 pages of 141 bytes on the line once to write, once more to verify
         assert 32 * 282 * 10 / 115200 <= estimate < 32 * 282 * 10 / 115200 + 0.5
+        write_only = dev.estimate_seconds(img, verify=False)
+        assert 32 * 141 * 10 / 115200 <= write_only < 32 * 141 * 10 / 115200 + 0.5
+        assert estimate - write_only == pytest.approx(32 * 141 * 10 / 115200)
         result = dev.program(img, verify=False)
         assert result.verified is False
         assert dev.board.flash[:4096] == img.data
