@@ -200,7 +200,7 @@ def program_command(url: str, firmware: str, no_verify: bool, timeout: float | N
                     exit_code=2,
                 )
             _check_fits(device, image)
-            estimate = device.estimate_seconds(image)
+            estimate = device.estimate_seconds(image, verify=not no_verify)
             click.echo(f"programming {firmware} into {url} (about {estimate:.1f} s)", err=True)
             interrupted = threading.Event()
             try:
