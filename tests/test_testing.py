@@ -23,23 +23,13 @@ from labruntime.testing import (
     serve_app,
     throwaway_redis_url,  # noqa: F401
 )
-
-USER, PASSWORD = "rlms", "secret"
+from tests._labs import PASSWORD, USER, lab_app
 
 
 @pytest.fixture
 def app(redis_url: str, redis_base: str, tmp_path: Path) -> Iterator[Flask]:
     """A small lab on the real session layer, on this test's Redis prefix."""
-    lab = Flask("lab", instance_path=str(tmp_path / "instance"))
-    lab.config.update(
-        SECRET_KEY="k",
-        WEBLAB_USERNAME=USER,
-        WEBLAB_PASSWORD=PASSWORD,
-        WEBLAB_REDIS_URL=redis_url,
-        WEBLAB_REDIS_BASE=redis_base,
-        WEBLAB_AUTOCLEAN_THREAD=False,
-        WEBLAB_TASK_THREADS_PROCESS=0,
-    )
+    lab = lab_app("lab", redis_url, redis_base, str(tmp_path / "instance"))
     weblab = WebLab(lab)
     lab.config["started"] = []
 
@@ -123,15 +113,7 @@ def test_the_start_date_is_parsed_without_a_timestamp(
 
 @pytest.mark.parametrize("key", ["WEBLAB_BASE_URL", "WEBLAB_BASE"])
 def test_a_base_url_is_followed(redis_url: str, redis_base: str, tmp_path: Path, key: str) -> None:
-    lab = Flask("based", instance_path=str(tmp_path / "instance"))
-    lab.config.update(
-        SECRET_KEY="k",
-        WEBLAB_USERNAME=USER,
-        WEBLAB_PASSWORD=PASSWORD,
-        WEBLAB_REDIS_URL=redis_url,
-        WEBLAB_REDIS_BASE=redis_base,
-        WEBLAB_NO_THREAD=True,
-    )
+    lab = lab_app("based", redis_url, redis_base, str(tmp_path / "instance"), WEBLAB_NO_THREAD=True)
     lab.config[key] = "/mylab"
     WebLab(lab)
     try:

@@ -10,8 +10,7 @@ import pytest
 from flask import Flask, url_for
 
 from labruntime import WebLab, weblab_user
-
-USER, PASSWORD = "rlms", "s3cret"
+from tests._labs import PASSWORD, USER, lab_app
 
 
 def basic(user: str = USER, password: str = PASSWORD) -> dict[str, str]:
@@ -95,17 +94,8 @@ def make_lab(redis_url: str, redis_base: str, tmp_path) -> Iterator[Callable[...
     labs: list[Lab] = []
 
     def factory(**config: Any) -> Lab:
-        app = Flask(f"lab{len(labs)}", instance_path=str(tmp_path / f"instance{len(labs)}"))
-        app.config.update(
-            SECRET_KEY="test-secret",
-            WEBLAB_USERNAME=USER,
-            WEBLAB_PASSWORD=PASSWORD,
-            WEBLAB_REDIS_URL=redis_url,
-            WEBLAB_REDIS_BASE=redis_base,
-            WEBLAB_AUTOCLEAN_THREAD=False,
-            WEBLAB_TASK_THREADS_PROCESS=0,
-        )
-        app.config.update(config)
+        instance = str(tmp_path / f"instance{len(labs)}")
+        app = lab_app(f"lab{len(labs)}", redis_url, redis_base, instance, **config)
         weblab = WebLab(app)
         lab = Lab(app, weblab)
 

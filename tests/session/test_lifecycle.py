@@ -7,9 +7,9 @@ import threading
 import time
 
 import pytest
-from flask import Flask
 
 from labruntime import WebLab, weblab_user
+from tests._labs import PASSWORD, USER, lab_app
 
 
 def wait_for(predicate, timeout: float = 5.0) -> bool:
@@ -127,22 +127,13 @@ class BusyLab(WebLab):
 
 
 def test_dispose_waits_for_work(redis_url, redis_base):
-    app = Flask("busy")
-    app.config.update(
-        SECRET_KEY="k",
-        WEBLAB_USERNAME="u",
-        WEBLAB_PASSWORD="p",
-        WEBLAB_REDIS_URL=redis_url,
-        WEBLAB_REDIS_BASE=redis_base,
-        WEBLAB_AUTOCLEAN_THREAD=False,
-        WEBLAB_TASK_THREADS_PROCESS=0,
-    )
+    app = lab_app("busy", redis_url, redis_base)
     weblab = BusyLab(app)
     disposed = []
     weblab.on_dispose(lambda: disposed.append(weblab_user.session_id))
     weblab.initial_url(lambda: "/")
     client = app.test_client()
-    auth = ("u", "p")
+    auth = (USER, PASSWORD)
     body = {"client_initial_data": {}, "server_initial_data": {"priority.queue.slot.length": 60}}
     sid = client.post("/weblab/sessions/", json=body, auth=auth).get_json()["session_id"]
     client.get(f"/callback/{sid}")

@@ -7,7 +7,9 @@ LAB_DISPOSE_TIMEOUT. Tasks count their runs in Redis (``<base>:test:runs``, a ha
 from __future__ import annotations
 
 import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -16,6 +18,9 @@ from flask import Flask, jsonify, session
 from labruntime import WebLab, weblab_user
 from labruntime.cli_tasks import loop_command, run_tasks_command
 from labruntime.task_handle import current_task, current_task_stopping
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for _labs
+from _labs import lab_config, runner_threads  # noqa: E402
 
 
 def create_app(
@@ -31,17 +36,8 @@ def create_app(
     if dispose_timeout is None:
         dispose_timeout = float(os.environ.get("LAB_DISPOSE_TIMEOUT", "60"))
     app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY="test-secret",
-        WEBLAB_USERNAME="rlms",
-        WEBLAB_PASSWORD="secret",
-        WEBLAB_REDIS_URL=redis_url,
-        WEBLAB_REDIS_BASE=redis_base,
-        WEBLAB_TASK_THREADS_PROCESS=threads,
-        WEBLAB_NO_THREAD=threads == 0,
-        WEBLAB_AUTOCLEAN_THREAD=threads > 0,
-        WEBLAB_DISPOSE_TIMEOUT=dispose_timeout,
-    )
+    config = lab_config(redis_url, redis_base, WEBLAB_DISPOSE_TIMEOUT=dispose_timeout)
+    app.config.update(config, **runner_threads(threads))
     weblab = WebLab(app)
     counter = redis.Redis.from_url(redis_url, decode_responses=True)
     runs_key = f"{redis_base}:test:runs"
