@@ -7,41 +7,49 @@ A lab written for weblablib runs by changing its imports::
 Devices (WEBLAB_DEVICES) reach tasks as ``current_devices["board"]`` inside
 ``@weblab.task(device="board")``; ``require_time(seconds)`` refuses what cannot finish in
 the student's time. See :mod:`labruntime.device_tasks`.
+
+The package loads lazily: ``import labruntime`` (and so ``import labruntime.drivers`` and the
+pytest HIL plugin) imports neither flask nor redis; each public name below is imported from its
+module on first use.
 """
 
 from __future__ import annotations
 
-from .admission import require_time
-from .device_tasks import current_devices
-from .errors import (
-    AlreadyInitializedError,
-    AlreadyRunningError,
-    DeviceUnavailableError,
-    InvalidConfigError,
-    InvalidStartRequestError,
-    NoContextError,
-    NotEnoughTimeError,
-    NotFoundError,
-    StoreUnavailableError,
-    TimeoutError,
-    WebLabError,
-    WebLabNotInitializedError,
-)
-from .extension import WebLab
-from .globals import (
-    get_weblab_user,
-    logout,
-    poll,
-    requires_active,
-    requires_login,
-    socket_requires_active,
-    socket_requires_login,
-    socket_weblab_user,
-    weblab_user,
-)
-from .sessions import create_token
-from .tasks import TaskArgumentError, WebLabTask, current_task, current_task_stopping
-from .users import AnonymousUser, CurrentUser, ExpiredUser, WebLabUser
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .admission import require_time
+    from .device_tasks import current_devices
+    from .errors import (
+        AlreadyInitializedError,
+        AlreadyRunningError,
+        DeviceUnavailableError,
+        InvalidConfigError,
+        InvalidStartRequestError,
+        NoContextError,
+        NotEnoughTimeError,
+        NotFoundError,
+        StoreUnavailableError,
+        TimeoutError,
+        WebLabError,
+        WebLabNotInitializedError,
+    )
+    from .extension import WebLab
+    from .globals import (
+        get_weblab_user,
+        logout,
+        poll,
+        requires_active,
+        requires_login,
+        socket_requires_active,
+        socket_requires_login,
+        socket_weblab_user,
+        weblab_user,
+    )
+    from .sessions import create_token
+    from .tasks import TaskArgumentError, WebLabTask, current_task, current_task_stopping
+    from .users import AnonymousUser, CurrentUser, ExpiredUser, WebLabUser
 
 __all__ = [
     "WebLab",
@@ -78,3 +86,57 @@ __all__ = [
     "DeviceUnavailableError",
     "NotEnoughTimeError",
 ]
+
+#: this module's namespace (the name ``globals`` becomes the submodule once that is imported)
+_NAMESPACE = globals()
+
+#: public name -> the module (in this package) that defines it
+_WHERE: dict[str, str] = {
+    "WebLab": "extension",
+    "weblab_user": "globals",
+    "get_weblab_user": "globals",
+    "socket_weblab_user": "globals",
+    "requires_active": "globals",
+    "requires_login": "globals",
+    "socket_requires_active": "globals",
+    "socket_requires_login": "globals",
+    "poll": "globals",
+    "logout": "globals",
+    "create_token": "sessions",
+    "current_task": "tasks",
+    "current_task_stopping": "tasks",
+    "current_devices": "device_tasks",
+    "require_time": "admission",
+    "WebLabTask": "tasks",
+    "TaskArgumentError": "tasks",
+    "WebLabUser": "users",
+    "AnonymousUser": "users",
+    "CurrentUser": "users",
+    "ExpiredUser": "users",
+    "WebLabError": "errors",
+    "NoContextError": "errors",
+    "InvalidConfigError": "errors",
+    "WebLabNotInitializedError": "errors",
+    "NotFoundError": "errors",
+    "AlreadyRunningError": "errors",
+    "AlreadyInitializedError": "errors",
+    "InvalidStartRequestError": "errors",
+    "StoreUnavailableError": "errors",
+    "TimeoutError": "errors",
+    "DeviceUnavailableError": "errors",
+    "NotEnoughTimeError": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use (PEP 562), then cache it here."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    _NAMESPACE[name] = value  # the next lookup finds it without __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(_NAMESPACE) | set(__all__))

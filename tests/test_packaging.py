@@ -118,3 +118,40 @@ def test_editable_install_maps_the_source_folder(tmp_path: Path) -> None:
     assert found["labruntime"] == str(ROOT / "labruntime" / "__init__.py")
     assert found["top_level_drivers"] is False
     assert found["line"] == "ping\n"
+
+
+NAMES_PROBE = """
+import json, sys
+import labruntime
+names = list(labruntime.__all__)
+missing = sorted(set(names) - set(dir(labruntime)))
+found = {}
+for name in names:
+    scope = {}
+    exec(f"from labruntime import {name}", scope)
+    found[name] = getattr(scope[name], "__module__", None) or type(scope[name]).__module__
+print(json.dumps({"names": names, "missing_from_dir": missing, "found": found,
+                  "flask": "flask" in sys.modules}))
+"""
+
+
+def test_every_public_name_imports_from_the_lazy_package() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", NAMES_PROBE], capture_output=True, text=True, timeout=60, check=True
+    )
+    seen = json.loads(out.stdout)
+    assert len(seen["names"]) == len(set(seen["names"])) >= 30
+    assert seen["missing_from_dir"] == []
+    assert set(seen["found"]) == set(seen["names"])
+    assert seen["found"]["WebLab"] == "labruntime.extension"
+    assert seen["found"]["TimeoutError"] == "labruntime.errors"  # not the builtin
+    assert seen["flask"]  # WebLab needs flask: loaded once it was asked for
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    import labruntime
+
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchName'"):
+        labruntime.NoSuchName  # noqa: B018
+    with pytest.raises(ImportError, match="NoSuchName"):
+        exec("from labruntime import NoSuchName", {})
