@@ -19,6 +19,7 @@ import pytest
 from labruntime.demo import create_app
 from labruntime.embedded import EmbeddedRedis, stop_embedded_redis
 from labruntime.testing import FakeRLMS
+from tests._processes import stop_processes
 
 
 def test_demo_lab_flow(tmp_path, redis_url, redis_base):
@@ -96,12 +97,7 @@ def test_labruntime_demo_serves_and_prints_link(tmp_path):
         with opener.open(request) as reply:
             assert json.loads(reply.read()) == {"led": True, "switches": 1}
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_processes([process], signal.SIGINT, timeout=10)
         output = process.stdout.read()
         process.stdout.close()
         still_running = EmbeddedRedis(instance / "redis").running

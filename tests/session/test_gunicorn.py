@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.cookiejar
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 
 from labruntime.embedded import stop_embedded_redis
 from labruntime.testing import FakeRLMS
+from tests._processes import stop_processes
 
 LAB = """
 import os
@@ -132,11 +132,6 @@ def test_sessions_shared_by_gunicorn_workers(tmp_path):
         assert set(lines[1::2]) == {"9"}  # every request's write kept, whichever worker served it
         assert all(rlms.status(sid) == -1 for sid in sessions)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
+        stop_processes([server])
         server.stderr.close()
         stop_embedded_redis(tmp_path / "i")

@@ -137,28 +137,17 @@ def test_bad_start_time_is_a_clear_error(make_lab):
     assert body["error"] is True and "priority.queue.slot.start" in body["message"]
 
 
-def test_initial_data_as_json_strings(make_lab):
+@pytest.mark.parametrize("encoding", ["json", "data"])
+def test_initial_data_as_json_strings_in_json_or_a_form(make_lab, encoding):
     lab = make_lab()
     body = {
         "client_initial_data": json.dumps({"code": "x"}),
         "server_initial_data": json.dumps(lab.server_data()),
         "back": "http://rlms/back",
     }
-    reply = lab.client.post("/weblab/sessions/", json=body, headers=lab.basic())
-    assert "session_id" in reply.get_json()
-    assert lab.started == [({"code": "x"}, lab.server_data())]
-
-
-def test_initial_data_form_encoded(make_lab):
-    lab = make_lab()
-    form = {
-        "client_initial_data": json.dumps({"code": "y"}),
-        "server_initial_data": json.dumps(lab.server_data()),
-        "back": "http://rlms/back",
-    }
-    reply = lab.client.post("/weblab/sessions/", data=form, headers=lab.basic())
+    reply = lab.client.post("/weblab/sessions/", **{encoding: body}, headers=lab.basic())
     sid = reply.get_json()["session_id"]
-    assert lab.started == [({"code": "y"}, lab.server_data())]
+    assert lab.started == [({"code": "x"}, lab.server_data())]
     with lab.app.app_context():
         assert lab.weblab._load_user(sid).back == "http://rlms/back"
 

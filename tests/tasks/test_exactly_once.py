@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._processes import stop_processes
+
 HERE = Path(__file__).parent
 SESSIONS, PER_SESSION = 50, 20
 
@@ -79,11 +81,4 @@ def test_1000_tasks_run_exactly_once(lab_factory, redis_url, redis_base) -> None
         workers = {r.worker for s in sessions for r in store.session_tasks(s)}
         assert len(workers) >= 3  # gunicorn workers and loop processes shared the work
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes(procs)
