@@ -12,8 +12,13 @@ device. The file itself stays; it holds JSON about the current (or last) holder:
 that the last one died holding the device, which may have been left mid-operation. Drivers
 drive the device safe at open anyway.
 
-Lock directory: ``$LABRUNTIME_LOCK_DIR``, else ``$XDG_RUNTIME_DIR/labruntime``, else
-``/tmp/labruntime-<uid>``. Keys: the real path of a tty for serial-like devices
+Lock directory: ``$LABRUNTIME_LOCK_DIR``, else ``/run/lock/labruntime`` shared by every user
+(created, when missing, sticky and world-writable like ``/run/lock`` itself; used only if it is
+such a directory), so ``labruntime device program`` run as ``pi`` sees the leases of the service
+running as ``lab``; else a per-user directory, ``$XDG_RUNTIME_DIR/labruntime`` or
+``/tmp/labruntime-<uid>`` (then set LABRUNTIME_LOCK_DIR to the same folder for every user that
+must see the others' leases). Lease files are mode 0666, so another user can open and flock
+them; a file is never opened through a symlink. Keys: the real path of a tty for serial-like devices
 (:func:`path_key`), the pin for GPIO, the URL otherwise. A second acquirer, in another process
 or in the same one, gets :class:`DeviceBusyError` naming the holder.
 """
@@ -30,6 +35,7 @@ import logging
 import os
 import re
 import socket
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -37,20 +43,56 @@ from typing import Any
 
 from .errors import DeviceBusyError, DeviceIOError
 
-__all__ = ["DeviceLease", "lock_dir", "lock_holders", "path_key"]
+__all__ = [
+    "SHARED_LOCK_DIR",
+    "DeviceLease",
+    "lock_dir",
+    "lock_holders",
+    "path_key",
+    "shared_lock_dir",
+]
 
 log = logging.getLogger(__name__)
 
 
+#: The lock directory every user shares by default (see the module docstring).
+SHARED_LOCK_DIR = Path("/run/lock/labruntime")
+
+
 def lock_dir() -> Path:
-    """The directory holding lease files (created on first use, mode 0700)."""
+    """The directory holding lease files (see the module docstring for the order)."""
     explicit = os.environ.get("LABRUNTIME_LOCK_DIR")
     if explicit:
         return Path(explicit)
+    shared = shared_lock_dir(SHARED_LOCK_DIR)
+    if shared is not None:
+        return shared
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and os.path.isdir(runtime):
         return Path(runtime) / "labruntime"
     return Path(f"/tmp/labruntime-{os.getuid()}")
+
+
+def shared_lock_dir(path: Path) -> Path | None:
+    """``path`` if it is, or can be made, a sticky world-writable directory; else None."""
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        log.debug("no shared lock directory %s: %s", path, exc.strerror)
+        return None
+    else:
+        try:
+            os.chmod(path, 0o1777)  # like /run/lock: every user adds files, removes only its own
+        except OSError:
+            return None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    sticky_shared = stat.S_IMODE(st.st_mode) & 0o1777 == 0o1777
+    return path if stat.S_ISDIR(st.st_mode) and sticky_shared else None
 
 
 def path_key(path: str) -> str:
@@ -142,7 +184,7 @@ class DeviceLease:
             ) from exc
         path = directory / _file_name(key)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = _open_lease_file(path)
         except OSError as exc:
             raise DeviceIOError(
                 f"cannot open the lease file {path} for device {key!r}: {exc.strerror}; "
@@ -211,6 +253,27 @@ class DeviceLease:
 
     def __repr__(self) -> str:
         return f"<DeviceLease {self.key!r} held={self.held}>"
+
+
+def _open_lease_file(path: Path) -> int:
+    """Open (creating it mode 0666 if missing) a lease file, never through a symlink.
+
+    An existing file is opened without O_CREAT: in a sticky shared directory the kernel
+    (fs.protected_regular) refuses O_CREAT on another user's file even when it exists.
+    """
+    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+    for _ in range(5):
+        try:
+            return os.open(path, flags)
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue  # another process created it meanwhile: open that one
+        os.fchmod(fd, 0o666)  # not reduced by the umask: another user may take the lease later
+        return fd
+    return os.open(path, flags)
 
 
 def _read(fd: int) -> dict[str, Any] | None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from labruntime.drivers import DeviceBusyError, DeviceIOError, DeviceLease
+from labruntime.drivers import lease as lease_module
 from labruntime.drivers.lease import lock_dir, path_key
 
 HOLDER = """
@@ -108,6 +113,18 @@ def test_lock_dir_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("LABRUNTIME_LOCK_DIR", str(tmp_path / "x"))
     assert lock_dir() == tmp_path / "x"
     monkeypatch.delenv("LABRUNTIME_LOCK_DIR")
+    run_lock = tmp_path / "run-lock"  # stands for /run/lock: root's, sticky, world-writable
+    run_lock.mkdir()
+    run_lock.chmod(0o1777)
+    monkeypatch.setattr(lease_module, "SHARED_LOCK_DIR", run_lock / "labruntime")
+    assert lock_dir() == run_lock / "labruntime"  # created shared, like /run/lock itself
+    assert stat.S_IMODE((run_lock / "labruntime").stat().st_mode) == 0o1777
+    assert lock_dir() == run_lock / "labruntime"  # and found again
+    # a shared dir that is not sticky and world-writable is not trusted; per-user then
+    (run_lock / "labruntime").chmod(0o755)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert lock_dir() == tmp_path / "labruntime"
+    monkeypatch.setattr(lease_module, "SHARED_LOCK_DIR", tmp_path / "no" / "such" / "labruntime")
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     assert lock_dir() == tmp_path / "labruntime"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
@@ -138,3 +155,86 @@ def test_a_fresh_device_ignores_what_an_earlier_holder_of_its_key_left(
         with DeviceLease.acquire("/dev/ttyTEST0", fresh=True) as lease:
             assert lease.previous_unclean is False and lease.previous is None
     assert "did not release it cleanly" not in caplog.text
+
+
+def test_lease_files_are_0666_and_never_followed_through_a_symlink(tmp_path: Path) -> None:
+    with DeviceLease.acquire("k", directory=tmp_path) as lease:
+        assert stat.S_IMODE(lease.path.stat().st_mode) == 0o666  # whatever the umask
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    with DeviceLease.acquire("other", directory=tmp_path) as lease:
+        path = lease.path
+    path.unlink()
+    path.symlink_to(victim)
+    with pytest.raises(DeviceIOError, match="cannot open the lease file"):
+        DeviceLease.acquire("other", directory=tmp_path)
+    assert victim.read_text() == "keep me"
+
+
+OTHER_USER = """
+import json, sys
+from pathlib import Path
+import labruntime.drivers.lease as lease_module
+from labruntime.drivers.errors import DeviceBusyError
+from labruntime.drivers.lease import DeviceLease, lock_dir
+lease_module.SHARED_LOCK_DIR = Path(sys.argv[1])  # stands for /run/lock/labruntime
+try:
+    with DeviceLease.acquire("/dev/ttyACM0") as lease:
+        print(json.dumps({"dir": str(lock_dir()), "took": True}))
+except DeviceBusyError as exc:
+    print(json.dumps({"dir": str(lock_dir()), "busy": str(exc), "holder": exc.holder}))
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv to run a second user (nobody)",
+)
+def test_another_user_sees_the_lease_in_the_shared_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run_lock = Path(tempfile.mkdtemp(prefix="run-lock-"))  # /tmp: reachable by nobody
+    try:
+        run_lock.chmod(0o1777)
+        shared = run_lock / "labruntime"
+        monkeypatch.delenv("LABRUNTIME_LOCK_DIR")
+        monkeypatch.setattr(lease_module, "SHARED_LOCK_DIR", shared)
+        command = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            OTHER_USER,
+            str(shared),
+        ]
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("LABRUNTIME_LOCK_DIR", "XDG_RUNTIME_DIR")
+        }
+
+        def as_nobody() -> dict:
+            out = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+                env=env,
+                cwd=run_lock,
+            )
+            return json.loads(out.stdout)
+
+        with DeviceLease.acquire("/dev/ttyACM0") as lease:  # the service (here: root)
+            assert lease.path.parent == shared
+            seen = as_nobody()
+            assert seen["dir"] == str(shared)
+            assert "busy" in seen and f"pid {os.getpid()}" in seen["busy"]
+            assert seen["holder"]["pid"] == os.getpid()
+        seen = as_nobody()  # released: the other user takes the lease through the 0666 file
+        assert seen == {"dir": str(shared), "took": True}
+        assert json.loads(lease.path.read_text())["clean"] is True
+    finally:
+        shutil.rmtree(run_lock)
