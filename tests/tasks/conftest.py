@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 import redis
-from flask import Flask
+from flask import Flask, session
 
 from labruntime.store.tasks import TaskStore
 from labruntime.testing import FakeRLMS
@@ -63,15 +64,14 @@ class Lab:
     def start_session(self, username: str = "alice", assigned_time: float = 300) -> str:
         return self.rlms.start(username=username, assigned_time=assigned_time).session_id
 
-    def as_session(self, session_id: str | None):
-        """A request context whose Flask session holds ``session_id`` (None: no session)."""
-        ctx = self.app.test_request_context("/lab")
-        ctx.push()
-        from flask import session
-
-        if session_id:
-            session["weblab_session_id"] = session_id
-        return ctx
+    @contextmanager
+    def as_session(self, session_id: str | None) -> Iterator[None]:
+        """``with lab.as_session(sid):`` a request context whose Flask session holds
+        ``session_id`` (None: no session)."""
+        with self.app.test_request_context("/lab"):
+            if session_id:
+                session["weblab_session_id"] = session_id
+            yield
 
     def runs(self, task_id: str) -> int:
         return int(self.redis.hget(f"{self.base}:test:runs", task_id) or 0)

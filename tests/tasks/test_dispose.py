@@ -18,38 +18,29 @@ def test_dispose_stops_and_waits_for_tasks(lab) -> None:
     disposed: list[list[str]] = []
     lab.weblab.on_dispose(lambda: disposed.append([t.status for t in lab.weblab.tasks]))
     sid = lab.start_session()
-    ctx = lab.as_session(sid)
-    try:
+    with lab.as_session(sid):
         task = lab.tasks["until_stopped"].delay(20)
         queued = lab.tasks["add"].delay(1, 2).join(timeout=5)
         _wait_running(task)
-    finally:
-        ctx.pop()
     start = time.monotonic()
     reply = lab.rlms.dispose(sid)
     assert reply["message"] == "Deleted"
     assert time.monotonic() - start < 3
     assert disposed == [["done", "done"]]  # on_dispose sees the session's tasks, all ended
     # finished tasks stay readable by the (now expired) user
-    ctx = lab.as_session(sid)
-    try:
+    with lab.as_session(sid):
         got = lab.weblab.get_task(task.task_id)
         assert got.done and got.result.startswith("stopped after")
         assert {t.task_id for t in lab.weblab.tasks} == {task.task_id, queued.task_id}
         assert lab.weblab.running_tasks == []
-    finally:
-        ctx.pop()
 
 
 def test_dispose_answers_ask_again_then_times_out(lab_factory) -> None:
     lab = lab_factory(threads=1, dispose_timeout=2)
     sid = lab.start_session()
-    ctx = lab.as_session(sid)
-    try:
+    with lab.as_session(sid):
         stubborn = lab.tasks["ignore_stop"].delay(4)
         _wait_running(stubborn)
-    finally:
-        ctx.pop()
     rlms = FakeRLMS.for_app(lab.app, style="labsland", max_dispose_wait=10)
     first = rlms.request("POST", sid, {"action": "delete"})
     body = first.json()
@@ -58,9 +49,6 @@ def test_dispose_answers_ask_again_then_times_out(lab_factory) -> None:
     start = time.monotonic()
     assert rlms.dispose(sid)["message"] == "Deleted"
     assert time.monotonic() - start < 4
-    ctx = lab.as_session(sid)
-    try:
+    with lab.as_session(sid):
         got = lab.weblab.get_task(stubborn.task_id)
         assert got.failed and got.error["code"] == "dispose-timeout"
-    finally:
-        ctx.pop()

@@ -48,8 +48,7 @@ def _wait(predicate, seconds: float, what: str) -> float:
 def test_kill_9_marks_running_task_worker_lost_and_frees_lock(lab_factory, spawn) -> None:
     lab = lab_factory(threads=0, start=False)
     sid = lab.start_session()
-    ctx = lab.as_session(sid)
-    try:
+    with lab.as_session(sid):
         task = lab.tasks["only_one"].delay(60)
         queued = lab.tasks["add"].delay(2, 2)
         worker = spawn("loop", "--threads", "1")
@@ -65,14 +64,11 @@ def test_kill_9_marks_running_task_worker_lost_and_frees_lock(lab_factory, spawn
         assert queued.join(timeout=5).result == 4  # the queue still flows
         again = lab.tasks["only_one"].delay(0.01)  # the unique lock was released
         assert again.join(timeout=5).done
-    finally:
-        ctx.pop()
 
 
 def test_sigterm_stops_running_tasks_and_exits_0(lab_factory, spawn) -> None:
     lab = lab_factory(threads=0, start=False)
-    ctx = lab.as_session(lab.start_session())
-    try:
+    with lab.as_session(lab.start_session()):
         task = lab.tasks["until_stopped"].delay(60)
         worker = spawn("loop", "--threads", "2")
         _wait(lambda: task.retrieve().running, 15, "the loop process to start the task")
@@ -82,14 +78,11 @@ def test_sigterm_stops_running_tasks_and_exits_0(lab_factory, spawn) -> None:
         assert task.retrieve().done and task.result.startswith("stopped after")
         later = lab.tasks["add"].delay(1, 1)  # nobody takes tasks any more
         assert not later.join(timeout=0.3, error_on_timeout=False).finished
-    finally:
-        ctx.pop()
 
 
 def test_run_tasks_runs_the_queue_and_exits(lab_factory, spawn) -> None:
     lab = lab_factory(threads=0, start=False)
-    ctx = lab.as_session(lab.start_session())
-    try:
+    with lab.as_session(lab.start_session()):
         tasks = [lab.tasks["add"].delay(i, 1) for i in range(5)]
         stopped = lab.tasks["add"].delay(0, 0)
         stopped.stop()
@@ -98,14 +91,11 @@ def test_run_tasks_runs_the_queue_and_exits(lab_factory, spawn) -> None:
         assert proc.returncode == 0, output
         assert [t.retrieve().result for t in tasks] == [1, 2, 3, 4, 5]
         assert stopped.retrieve().failed and stopped.error["code"] == "stopped"
-    finally:
-        ctx.pop()
 
 
 def test_join_does_not_wait_forever_on_a_dead_worker(lab_factory, spawn) -> None:
     lab = lab_factory(threads=0, start=False)
-    ctx = lab.as_session(lab.start_session())
-    try:
+    with lab.as_session(lab.start_session()):
         task = lab.tasks["until_stopped"].delay(60)
         worker = spawn("loop", "--threads", "1")
         _wait(lambda: lab.runs(task.task_id) == 1, 15, "the loop process to start the task")
@@ -115,8 +105,6 @@ def test_join_does_not_wait_forever_on_a_dead_worker(lab_factory, spawn) -> None
         task.join(timeout=15)  # no live worker anywhere: the waiter itself reaps
         assert time.monotonic() - start < 10
         assert task.failed and task.error["code"] == "worker-lost"
-    finally:
-        ctx.pop()
 
 
 def test_commands_report_an_unreachable_redis_in_one_line(tmp_path) -> None:
@@ -132,8 +120,7 @@ def test_commands_report_an_unreachable_redis_in_one_line(tmp_path) -> None:
 
 def test_sigterm_deadline_then_exit_0_even_if_a_task_ignores_stop(lab_factory, spawn) -> None:
     lab = lab_factory(threads=0, start=False)
-    ctx = lab.as_session(lab.start_session())
-    try:
+    with lab.as_session(lab.start_session()):
         task = lab.tasks["ignore_stop"].delay(30)
         worker = spawn("loop", "--threads", "1", "--stop-timeout", "1")
         _wait(lambda: task.retrieve().running, 15, "the loop process to start the task")
@@ -143,5 +130,3 @@ def test_sigterm_deadline_then_exit_0_even_if_a_task_ignores_stop(lab_factory, s
         assert worker.returncode == 0, output
         assert time.monotonic() - start < 5
         assert task.retrieve().failed and task.error["code"] == "worker-lost"
-    finally:
-        ctx.pop()

@@ -12,8 +12,7 @@ from labruntime.tasks import TaskArgumentError
 
 def test_delay_join_result_and_user(lab) -> None:
     sid = lab.start_session(username="alice")
-    ctx = lab.as_session(sid)
-    try:
+    with lab.as_session(sid):
         task = lab.tasks["add"].delay(2, b=3)
         assert task.status in ("submitted", "running", "done")
         assert task.join(timeout=5).done and task.result == 5 and task.error is None
@@ -24,13 +23,10 @@ def test_delay_join_result_and_user(lab) -> None:
         assert lab.tasks["add"](1, 1) == 2  # a direct call runs here and now
         assert [t.name for t in lab.weblab.tasks] == ["add", "whoami"]
         assert lab.weblab.running_tasks == []
-    finally:
-        ctx.pop()
 
 
 def test_exception_becomes_error_and_runner_survives(lab, caplog) -> None:
-    ctx = lab.as_session(lab.start_session())
-    try:
+    with lab.as_session(lab.start_session()):
         failed = lab.tasks["boom"].run_sync(timeout=5)
         assert failed.failed and failed.result is None
         assert failed.error == {
@@ -41,13 +37,10 @@ def test_exception_becomes_error_and_runner_survives(lab, caplog) -> None:
         assert "Traceback" in caplog.text and "boom happened" in caplog.text
         for _ in range(3):  # both runner threads still alive
             assert lab.tasks["add"].run_sync(1, 2, timeout=5).result == 3
-    finally:
-        ctx.pop()
 
 
 def test_json_only(lab) -> None:
-    ctx = lab.as_session(lab.start_session())
-    try:
+    with lab.as_session(lab.start_session()):
         with pytest.raises(TaskArgumentError, match="argument 2 of add") as err:
             lab.tasks["add"].delay(1, object())
         assert isinstance(err.value, TypeError)
@@ -59,14 +52,11 @@ def test_json_only(lab) -> None:
         bad = lab.tasks["bad_result"].run_sync(timeout=5)
         assert bad.failed and bad.error["code"] == "result-not-json"
         assert "set" in bad.error["message"]
-    finally:
-        ctx.pop()
 
 
 def test_get_task_is_scoped_to_the_session(lab) -> None:
     alice, bob = lab.start_session("alice"), lab.start_session("bob")
-    ctx = lab.as_session(alice)
-    try:
+    with lab.as_session(alice):
         task = lab.tasks["add"].run_sync(1, 1, timeout=5)
         assert lab.weblab.get_task(task.task_id) == task
         assert lab.weblab.get_task("add") == task
@@ -74,29 +64,20 @@ def test_get_task_is_scoped_to_the_session(lab) -> None:
         assert lab.weblab.get_task(lab.tasks["add"].func) == task
         assert lab.weblab.get_task("no-such-id") is None
         assert lab.weblab.get_tasks("boom") == []
-    finally:
-        ctx.pop()
-    ctx = lab.as_session(bob)
-    try:
+    with lab.as_session(bob):
         assert lab.weblab.get_task(task.task_id) is None
         assert lab.weblab.get_task("add") is None
         assert lab.weblab.tasks == []
-    finally:
-        ctx.pop()
 
 
 def test_join_inside_the_task_is_refused(lab) -> None:
-    ctx = lab.as_session(lab.start_session())
-    try:
+    with lab.as_session(lab.start_session()):
         task = lab.tasks["join_self"].run_sync(timeout=5)
         assert task.result.startswith("RuntimeError: deadlock")
-    finally:
-        ctx.pop()
 
 
 def test_stop_running_task_seen_quickly(lab) -> None:
-    ctx = lab.as_session(lab.start_session())
-    try:
+    with lab.as_session(lab.start_session()):
         task = lab.tasks["until_stopped"].delay(10)
         for _ in range(100):
             if task.retrieve().running:
@@ -108,27 +89,21 @@ def test_stop_running_task_seen_quickly(lab) -> None:
         task.join(timeout=2)
         assert task.done and task.result.startswith("stopped after")
         assert lab.weblab.get_task(task.task_id).stopping
-    finally:
-        ctx.pop()
 
 
 def test_join_timeout(lab) -> None:
-    ctx = lab.as_session(lab.start_session())
-    try:
+    with lab.as_session(lab.start_session()):
         task = lab.tasks["until_stopped"].delay(10)
         with pytest.raises(TimeoutError, match="until_stopped"):
             task.join(timeout=0.2)
         assert not task.join(timeout=0.1, error_on_timeout=False).finished
         lab.weblab.join_tasks("until_stopped", timeout=3, stop=True)
         assert task.retrieve().done
-    finally:
-        ctx.pop()
 
 
 def test_unique_global_and_user(lab) -> None:
     alice, bob = lab.start_session("alice"), lab.start_session("bob")
-    ctx = lab.as_session(alice)
-    try:
+    with lab.as_session(alice):
         first = lab.tasks["only_one"].delay(10)
         with pytest.raises(AlreadyRunningError):
             lab.tasks["only_one"].delay(10)
@@ -137,18 +112,12 @@ def test_unique_global_and_user(lab) -> None:
         mine = lab.tasks["one_per_user"].delay(10)
         with pytest.raises(AlreadyRunningError):
             lab.tasks["one_per_user"].delay(10)
-    finally:
-        ctx.pop()
-    ctx = lab.as_session(bob)
-    try:
+    with lab.as_session(bob):
         with pytest.raises(AlreadyRunningError):
             lab.tasks["only_one"].delay(10)
         bobs = lab.tasks["one_per_user"].delay(0.01)  # another session: allowed
         assert bobs.join(timeout=5).done
-    finally:
-        ctx.pop()
-    ctx = lab.as_session(alice)
-    try:
+    with lab.as_session(alice):
         first.stop()
         mine.stop()
         first.join(timeout=5)
@@ -156,13 +125,10 @@ def test_unique_global_and_user(lab) -> None:
         again = lab.tasks["only_one"].delay(0.01)  # the lock went with the task
         assert again.join(timeout=5).done
         assert lab.tasks["only_one"](0.01) == "timeout"
-    finally:
-        ctx.pop()
 
 
 def test_data_store_and_retrieve(lab) -> None:
-    ctx = lab.as_session(lab.start_session())
-    try:
+    with lab.as_session(lab.start_session()):
         task = lab.tasks["progress"].delay()
         for _ in range(100):
             if task.retrieve().data.get("step") == 1:
@@ -174,8 +140,6 @@ def test_data_store_and_retrieve(lab) -> None:
         with pytest.raises(ValueError):
             task.data = {}
         assert task.join(timeout=5).data == {"step": 2}
-    finally:
-        ctx.pop()
 
 
 def test_delay_without_session(lab) -> None:
@@ -186,8 +150,7 @@ def test_delay_without_session(lab) -> None:
 
 
 def test_reading_stopping_in_a_tight_loop_costs_no_round_trips(lab) -> None:
-    ctx = lab.as_session(lab.start_session())
-    try:
+    with lab.as_session(lab.start_session()):
         task = lab.tasks["until_stopped"].delay(10)
         for _ in range(200):
             if lab.runs(task.task_id):
@@ -201,15 +164,12 @@ def test_reading_stopping_in_a_tight_loop_costs_no_round_trips(lab) -> None:
         reads = int(task.result.split()[2])
         assert reads > 100
         assert during < 40, f"{during} Redis commands while the task read the flag {reads} times"
-    finally:
-        ctx.pop()
 
 
 def test_pool_tasks_run_only_on_workers_of_that_pool(lab) -> None:
     from labruntime.worker import WorkerGroup
 
-    ctx = lab.as_session(lab.start_session())
-    try:
+    with lab.as_session(lab.start_session()):
         task = lab.tasks["on_device"].delay()
         assert not task.join(timeout=0.3, error_on_timeout=False).finished  # default pool only
         store = lab.weblab._task_store(lab.app)
@@ -218,13 +178,10 @@ def test_pool_tasks_run_only_on_workers_of_that_pool(lab) -> None:
             assert task.join(timeout=5).result == "ran on the device's worker"
         finally:
             group.stop(5)
-    finally:
-        ctx.pop()
 
 
 def test_an_id_stranded_by_a_lost_reply_goes_back_to_its_queue(lab) -> None:
-    ctx = lab.as_session(lab.start_session())
-    try:
+    with lab.as_session(lab.start_session()):
         task = lab.tasks["on_device"].delay()  # nobody serves this pool here
         store = lab.weblab._task_store(lab.app)
         (group,) = lab.app.extensions["labruntime.tasks"].workers
@@ -237,5 +194,3 @@ def test_an_id_stranded_by_a_lost_reply_goes_back_to_its_queue(lab) -> None:
             time.sleep(0.05)
         assert store.processing_ids(group.worker_id) == []
         assert task.retrieve().submitted
-    finally:
-        ctx.pop()
