@@ -135,3 +135,24 @@ def test_failing_steps_do_not_block_the_end(manager, caplog):
     assert sessions.dispose(sid, "rlms", broken, ran.append).done
     assert [r.session_id for r in ran] == [sid]
     assert "worker table corrupt" in caplog.text
+
+
+def test_every_student_field_goes_from_the_rlms_to_the_user(manager):
+    from labruntime.start_request import RLMS_KEYS
+    from labruntime.store.sessions import STUDENT_FIELDS
+    from labruntime.users import make_user
+
+    assert set(RLMS_KEYS) | {"back"} == set(STUDENT_FIELDS)  # one list: nothing left unread
+    sessions = manager()
+    server_data = {key: f"{name}-sent" for name, key in RLMS_KEYS.items()}
+    server_data["priority.queue.slot.length"] = 60
+    server_data["request.locale"] = None  # not sent: None, never "None"
+    request = StartRequest({"a": 1}, server_data, "http://rlms/back")
+    sid = sessions.create(request).session_id
+    user = make_user(sessions.store.load_session(sid), sessions)
+    expected = {name: f"{name}-sent" for name in RLMS_KEYS}
+    expected.update(locale=None, back="http://rlms/back")
+    assert {name: getattr(user, name) for name in STUDENT_FIELDS} == expected
+    assert user.session_id == sid and user.request_client_data == {"a": 1}
+    assert user.start_date == sessions.clock.now and user.max_date == sessions.clock.now + 60
+    assert user.experiment_id == "experiment_name-sent@category_name-sent"
