@@ -45,7 +45,7 @@ def drive_session_devices_safe(weblab: Any, app: Any, session_id: str) -> dict[s
     reports: dict[str, dict[str, Any]] = {}
     for name in names:
         if holder is not None and name in holder.devices:
-            reports[name] = holder.safe(name)
+            reports[name] = holder.safe_after_session(name, session_id)
         elif device_store.holder(name) is None:
             log.warning(
                 "session %s: device %s has no holder now; it is driven safe when a worker opens it",
@@ -63,7 +63,9 @@ def drive_session_devices_safe(weblab: Any, app: Any, session_id: str) -> dict[s
             continue
         reports[name] = reply["report"]
     for name, report in reports.items():
-        if report.get("ok"):
+        if report.get("skipped"):
+            log.info("session %s: device %s left as it is: %s", session_id, name, report["detail"])
+        elif report.get("ok"):
             log.info("session %s: device %s safe (%s)", session_id, name, report.get("state"))
         else:
             log.error("session %s: device %s NOT safe: %s", session_id, name, report)

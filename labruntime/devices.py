@@ -145,6 +145,7 @@ class DeviceHolder:
         self.tokens: dict[str, int] = {}
         self.locks: dict[str, threading.Lock] = {}
         self.lost: set[str] = set()  # devices whose Redis lease another holder took
+        self.users: dict[str, str | None] = {}  # device -> session of the task using it now
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
         self.info = {
@@ -258,7 +259,7 @@ class DeviceHolder:
         name = request.get("device", "")
         reply: dict[str, Any] = {"worker": self.worker_id}
         if request.get("kind") == "safe" and name in self.devices:
-            reply["report"] = self.safe(name)
+            reply["report"] = self.safe_after_session(name, request.get("session"))
         else:
             reply["error"] = f"unknown request {request.get('kind')!r} for device {name!r}"
         try:
@@ -281,9 +282,30 @@ class DeviceHolder:
             log.error("device %s is NOT safe: %s", name, report.get("detail"))
         return report
 
+    def safe_after_session(self, name: str, session_id: str | None) -> dict[str, Any]:
+        """Dispose of ``session_id``: drive ``name`` safe unless a task of *another* session
+        uses it now (that operation goes on; the device goes safe when that session ends)."""
+        user = self.users.get(name, session_id)
+        if user != session_id:
+            log.info(
+                "device %s: not driven safe at the end of session %s, a task of session %s "
+                "uses it now",
+                name,
+                session_id,
+                user,
+            )
+            return {
+                "ok": True,
+                "skipped": True,
+                "detail": "in use by another session's task: driven safe when that one ends",
+                "worker": self.worker_id,
+            }
+        return self.safe(name)
+
     @contextlib.contextmanager
-    def using(self, names: list[str]) -> Iterator[dict[str, Device]]:
-        """Hold the per-device locks of ``names`` (sorted order: no deadlock) for one task."""
+    def using(self, names: list[str], session_id: str | None = None) -> Iterator[dict[str, Device]]:
+        """Hold the per-device locks of ``names`` (sorted order: no deadlock) for one task of
+        ``session_id``."""
         missing = [n for n in names if n not in self.devices or n in self.lost]
         if missing:
             from .errors import DeviceUnavailableError
@@ -297,8 +319,12 @@ class DeviceHolder:
             for name in sorted(names):
                 self.locks[name].acquire()
                 taken.append(self.locks[name])
+            for name in names:
+                self.users[name] = session_id
             yield {name: self.devices[name] for name in names}
         finally:
+            for name in names if len(taken) == len(names) else []:
+                self.users.pop(name, None)
             for lock in reversed(taken):
                 lock.release()
 

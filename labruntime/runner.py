@@ -86,7 +86,7 @@ def _devices_for(
     def cancel() -> None:
         holder.cancel(names, f"task {wrapper.name} was stopped")
 
-    with holder.using(names) as devices:
+    with holder.using(names, handle.session_id) as devices:
         for device in devices.values():
             device.ops.add_listener(writer)
             device.ops.add_cancel_source(event)

@@ -96,7 +96,8 @@ class TaskWrapper:
             return self._call(args, kwargs)  # current_devices will say to use .delay()
         from .device_tasks import DeviceMap, bind_devices
 
-        with holder.using(list(self.devices)) as devices:
+        session_id = self._weblab._task_session_id()
+        with holder.using(list(self.devices), session_id) as devices:
             with bind_devices(DeviceMap(devices, self.name)):
                 return self._call(args, kwargs)
 

@@ -211,3 +211,24 @@ def test_a_device_that_failed_to_reach_safe_admits_nothing_until_safe_again(
     flaky_scheme.broken = False
     lab.app.extensions["labruntime.device_holder"].safe("led")  # e.g. a worker restart
     assert lab.delay(nxt, "light").join(timeout=10).done
+
+
+@pytest.mark.slow
+def test_disposing_one_session_leaves_another_sessions_operation_running(
+    devlab_factory, hex_30k, hex_small
+):
+    """Session A used the board and ends (dispose, or the cleaner) while session B programs
+    it: B's operation is not cancelled; the board goes safe when B ends."""
+    lab = devlab_factory()
+    first = lab.start_session()
+    assert lab.delay(first, "program_device", hex_small).join(timeout=30).done
+    second = lab.start_session()
+    task = lab.delay(second, "program_device", hex_30k)
+    deadline = time.monotonic() + 30
+    while not (task.retrieve().progress or {}).get("done") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    lab.rlms.dispose(first)
+    assert task.join(timeout=30).done, task.error
+    lab.redis.delete(f"{lab.base}:device:board:safe")
+    lab.rlms.dispose(second)
+    assert lab.last_safe("board")["ok"]
