@@ -11,6 +11,7 @@ Values may come from Python (``True``, ``15``) or from the environment/files as 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,6 +125,9 @@ def _path(cfg: Mapping[str, Any], key: str, default: str | None) -> str | None:
     return value.rstrip("/")
 
 
+_DEVICE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+
 def _devices(cfg: Mapping[str, Any]) -> dict[str, str]:
     value = cfg.get("WEBLAB_DEVICES", {})
     if value is None:
@@ -135,6 +139,11 @@ def _devices(cfg: Mapping[str, Any]) -> dict[str, str]:
     from .drivers import DriverError, validate_device_url
 
     for name, url in value.items():
+        if not _DEVICE_NAME.fullmatch(name):  # names go in Redis keys, pools and --device NAME=
+            raise InvalidConfigError(
+                f"WEBLAB_DEVICES: device name {name!r} is invalid: use letters, digits, '_' "
+                "and '-' (up to 64, starting with a letter), e.g. 'board' or 'led_1'"
+            )
         try:
             validate_device_url(url)
         except DriverError as error:
