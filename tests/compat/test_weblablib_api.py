@@ -12,6 +12,7 @@ import pytest
 
 import labruntime
 from labruntime import WebLab, WebLabTask
+from tests._labs import lab_app
 
 WEBLABLIB_ALL = [
     "WebLab", "logout", "poll", "weblab_user", "get_weblab_user", "socket_weblab_user",
@@ -151,16 +152,11 @@ def test_locale_as_sent(lab):
 @pytest.fixture
 def make_app(redis_url, redis_base, tmp_path):
     """Flask apps on the test's Redis; their stores are closed at the end."""
-    from flask import Flask
-
     made = []
 
     def factory(**config):
-        app = Flask("cfg", instance_path=str(tmp_path / f"inst{len(made)}"))
-        app.config.update(
-            SECRET_KEY="k", WEBLAB_USERNAME="u", WEBLAB_PASSWORD="p", WEBLAB_REDIS_URL=redis_url,
-            WEBLAB_REDIS_BASE=redis_base, WEBLAB_NO_THREAD=True, **config,
-        )  # fmt: skip
+        instance = str(tmp_path / f"inst{len(made)}")
+        app = lab_app("cfg", redis_url, redis_base, instance, WEBLAB_NO_THREAD=True, **config)
         made.append(app)
         return app
 
