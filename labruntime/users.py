@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .store.sessions import STUDENT_FIELDS, TIME_FIELDS, StudentFields
+from .store.session_records import STUDENT_FIELDS, TIME_FIELDS, StudentFields
 
 if TYPE_CHECKING:
     from .sessions import SessionManager
