@@ -34,10 +34,7 @@ def parse_device_options(configured: dict[str, str], values: tuple[str, ...]) ->
         if not sep and ":" not in value:
             name, url = value, configured.get(value, "")
             if not url:
-                raise InvalidConfigError(
-                    f"--device {value}: no device {value!r} in WEBLAB_DEVICES (it defines "
-                    f"{sorted(configured)}); give --device {value}=URL"
-                )
+                raise _unknown(value, value, configured)
         elif not sep:
             if len(configured) != 1:
                 raise InvalidConfigError(
@@ -48,6 +45,8 @@ def parse_device_options(configured: dict[str, str], values: tuple[str, ...]) ->
             name, url = next(iter(configured)), value
         if not name or not url:
             raise InvalidConfigError(f"--device {value!r} is invalid: use NAME, NAME=URL or URL")
+        if name not in configured:  # admission only routes tasks to WEBLAB_DEVICES names
+            raise _unknown(value, name, configured)
         try:
             validate_device_url(url)
         except (DeviceURLError, UnknownSchemeError) as error:
@@ -56,6 +55,14 @@ def parse_device_options(configured: dict[str, str], values: tuple[str, ...]) ->
             raise InvalidConfigError(f"--device: device {name!r} is given twice")
         bindings[name] = url
     return bindings
+
+
+def _unknown(value: str, name: str, configured: dict[str, str]) -> InvalidConfigError:
+    return InvalidConfigError(
+        f"--device {value}: no device {name!r} in the lab's WEBLAB_DEVICES (it defines "
+        f"{sorted(configured) or 'none'}); tasks name their devices from WEBLAB_DEVICES: add "
+        f"{name!r} there (a URL given here replaces the configured one)"
+    )
 
 
 def hold_devices(weblab: Any, app: Any, bindings: dict[str, str], worker_id: str) -> DeviceHolder:

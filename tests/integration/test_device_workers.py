@@ -145,6 +145,8 @@ def test_a_bare_url_binds_to_the_only_device():
         ({"board": BOARD}, ("nothing",), ["'nothing'", "WEBLAB_DEVICES"]),
         ({"board": BOARD}, ("board=nosuch:x",), ["board=nosuch:x"]),
         ({"board": BOARD}, ("board", "board"), ["twice"]),
+        ({"board": BOARD}, ("lamp=gpio:17",), ["'lamp'", "WEBLAB_DEVICES", "add"]),
+        ({}, ("lamp=gpio:17",), ["'lamp'", "none"]),
     ],
 )
 def test_bad_device_options_are_named(configured, values, words):
