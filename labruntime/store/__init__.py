@@ -2,8 +2,9 @@
 
 Modules: :mod:`.connection` (client, key prefix, error mapping: every ``redis`` connection
 error becomes a :class:`~labruntime.errors.StoreUnavailableError`), :mod:`.sessions`
-(session records and operations), :mod:`.tasks` + :mod:`.tasks_lua` (tasks, workers, locks),
-:mod:`.devices` (device leases of device workers). JSON everywhere, never pickle.
+(session operations; the records are in :mod:`.session_records`), :mod:`.tasks` +
+:mod:`.tasks_lua` (tasks, workers, locks), :mod:`.devices` (device leases of device workers).
+JSON everywhere, never pickle.
 
 Key layout of the whole system (``B`` is WEBLAB_REDIS_BASE, so several labs share one Redis
 without meeting; ``P`` is ``B:``)::
