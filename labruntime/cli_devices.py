@@ -240,7 +240,7 @@ def sim_group() -> None:
     "--fault",
     "faults",
     multiple=True,
-    help="nosync | verify@ADDR | disconnect@PERCENT | slow=FACTOR (repeatable).",
+    help="nosync | verify@ADDR | disconnect@PERCENT | noleave | slow=FACTOR (repeatable).",
 )
 @click.option("--part", default="atmega328p", show_default=True, help="The AVR part.")
 def sim_arduino_command(baud: int, faults: tuple[str, ...], part: str) -> None:
