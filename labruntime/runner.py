@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -114,6 +115,12 @@ def _call(weblab: Any, app: Any, record: TaskRecord, handle: WebLabTask, event: 
             return wrapper.func(*record.args, **record.kwargs)
 
 
+def _cancelled(exc: BaseException) -> bool:
+    """True for a device operation cancelled at a safe point (the device layer's error)."""
+    errors = sys.modules.get("labruntime.drivers.errors")
+    return errors is not None and isinstance(exc, errors.OperationCancelled)
+
+
 def run_claimed(
     weblab: Any,
     app: Any,
@@ -135,7 +142,10 @@ def run_claimed(
         try:
             result = _call(weblab, app, record, handle, stop_event)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
-            log.exception("task %s (%s) raised", record.name, record.task_id)
+            if stop_event.is_set() and _cancelled(exc):  # the expected end of a stop()
+                log.info("task %s (%s) stopped: %s", record.name, record.task_id, exc)
+            else:
+                log.exception("task %s (%s) raised", record.name, record.task_id)
             error = error_info("exception", type(exc).__name__, str(exc))
         else:
             try:

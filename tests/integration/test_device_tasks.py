@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -34,8 +35,9 @@ def test_program_device_runs_with_progress_and_result(devlab_factory, hex_30k):
 
 @pytest.mark.slow
 def test_stop_cancels_the_device_operation_and_the_board_is_safe(
-    devlab_factory, hex_30k, hex_small
+    devlab_factory, hex_30k, hex_small, caplog
 ):
+    caplog.set_level(logging.INFO, logger="labruntime.runner")
     lab = devlab_factory()
     sid = lab.start_session()
     task = lab.delay(sid, "program_device", hex_30k)
@@ -45,6 +47,9 @@ def test_stop_cancels_the_device_operation_and_the_board_is_safe(
     task.stop()
     task.join(timeout=10)
     assert task.failed and task.error["class"] == "OperationCancelled", task.error
+    mine = [r for r in caplog.records if task.task_id in r.getMessage()]
+    assert [r.levelname for r in mine] == ["INFO"], [r.getMessage() for r in mine]
+    assert "stopped" in mine[0].getMessage()  # an expected stop: one line, no traceback
     again = lab.delay(sid, "program_device", hex_small)
     assert again.join(timeout=30).done, again.error  # the board is usable again
 
