@@ -25,7 +25,7 @@ import click
 from flask import current_app
 
 from .cli_app import worker_command
-from .device_worker import hold_devices, parse_device_options, release_devices
+from .device_worker import HOLDER_KEY, hold_devices, parse_device_options, release_devices
 from .drivers import DriverError
 from .errors import WebLabError
 from .globals import get_state
@@ -58,9 +58,15 @@ def _on_signals(event: threading.Event) -> None:
 
 
 def _group(
-    threads: int, drain: bool, kind: str, pools: tuple[str, ...], devices: tuple[str, ...]
+    threads: int,
+    drain: bool,
+    kind: str,
+    pools: tuple[str, ...],
+    devices: tuple[str, ...],
+    stop: threading.Event,
 ) -> WorkerGroup:
-    """The worker group, holding ``devices`` (``--device`` values) first if any."""
+    """The worker group, holding ``devices`` (``--device`` values) first if any. If another
+    holder takes one of them (this process stalled past its lease), ``stop`` is set."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = get_state(app)
     weblab = state.weblab
@@ -70,18 +76,29 @@ def _group(
     if devices:
         bindings = parse_device_options(dict(state.config.devices), devices)
         holder = hold_devices(weblab, app, bindings, group.worker_id)
+        holder.on_lost = lambda names: stop.set()
         group.add_pools(holder.pools)
         click.echo(f"{kind}: holding device(s) {', '.join(sorted(bindings))}")
     return group
 
 
 def _stop(group: WorkerGroup, timeout: float) -> bool:
-    """Stop the tasks, then drive the devices safe and release them."""
+    """Stop the tasks, then drive the devices safe and release them. A device another holder
+    took meanwhile ends the command with an error (exit 1: systemd restarts the worker)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    holder = app.extensions.get(HOLDER_KEY)
+    lost = sorted(holder.lost) if holder is not None else []
     try:
-        return group.stop(timeout)
+        clean = group.stop(timeout)
     finally:
         release_devices(app)
+    if lost:
+        raise click.ClickException(
+            f"device(s) {', '.join(lost)} were taken by another holder while this worker "
+            "stalled; it stopped. Check that one worker per device runs "
+            "(`labruntime device status`)"
+        )
+    return clean
 
 
 _DEVICE = click.option(
@@ -117,7 +134,7 @@ def run_tasks_command(
     """Run the tasks queued now, then exit (for cron, or WEBLAB_NO_THREAD setups)."""
     stop = threading.Event()
     _on_signals(stop)
-    group = _group(threads, drain=True, kind="run-tasks", pools=pools, devices=devices)
+    group = _group(threads, drain=True, kind="run-tasks", pools=pools, devices=devices, stop=stop)
     group.start()
     while not group.wait(0.2):
         if stop.is_set():
@@ -159,7 +176,9 @@ def loop_command(
     _on_signals(stop)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = get_state(app)
-    group = _group(threads, drain=False, kind="loop", pools=pools, devices=devices).start()
+    group = _group(
+        threads, drain=False, kind="loop", pools=pools, devices=devices, stop=stop
+    ).start()
     cleaner = CleanerThread(
         lambda: state.weblab._clean(app), state.store.next_due, state.config.cleaner_interval
     )
@@ -167,6 +186,8 @@ def loop_command(
     click.echo(f"loop: worker {group.worker_id}, {threads} thread(s); SIGTERM to stop")
     stop.wait()
     click.echo("loop: stopping (no new tasks; running ones asked to stop)")
-    clean = _stop(group, stop_timeout)
-    cleaner.stop()
+    try:
+        clean = _stop(group, stop_timeout)
+    finally:
+        cleaner.stop()
     click.echo("loop: stopped" if clean else "loop: stopped; some tasks did not end in time")

@@ -147,6 +147,8 @@ class DeviceHolder:
         self.lost: set[str] = set()  # devices whose Redis lease another holder took
         self.users: dict[str, str | None] = {}  # device -> session of the task using it now
         self._closed = threading.Event()
+        # called with the names of devices another holder took (a worker then stops)
+        self.on_lost: Callable[[list[str]], Any] | None = None
         self._threads: list[threading.Thread] = []
         self.info = {
             "host": socket.gethostname(),
@@ -231,17 +233,38 @@ class DeviceHolder:
     def _heartbeat_loop(self) -> None:
         while not self._closed.wait(HEARTBEAT):
             try:
-                lost = self.store.renew(list(self.devices), self.worker_id, LEASE)
+                failed = self.store.renew(list(self.devices), self.worker_id, LEASE)
+                for name in [n for n, why in failed.items() if why == "lapsed"]:
+                    if self._retake(name):
+                        del failed[name]
             except Exception:  # noqa: BLE001 - keep trying; Redis may come back
                 log.warning("cannot renew the device leases", exc_info=True)
                 continue
-            for name in set(lost) - self.lost:
+            new = set(failed) - self.lost
+            for name in new:
                 log.error(
-                    "the Redis lease of device %s was lost (this process stalled and another "
-                    "holder took it?): no more tasks run on it here",
+                    "the Redis lease of device %s was taken by another holder while this "
+                    "process stalled: no more tasks run on it here",
                     name,
                 )
-                self.lost.add(name)
+            self.lost |= new
+            if new and self.on_lost is not None:
+                self.on_lost(sorted(new))
+
+    def _retake(self, name: str) -> bool:
+        """The lease lapsed (this process stalled) and nobody took it: take it again."""
+        info = {**self.info, "url": self.bindings.get(name, "")}
+        ok, lease = self.store.acquire(name, self.worker_id, LEASE, info)
+        if ok:
+            self.tokens[name] = int(lease["token"])
+            log.warning(
+                "the Redis lease of device %s had lapsed (this process stalled over %g s); "
+                "taken again, fencing token %s",
+                name,
+                LEASE,
+                lease["token"],
+            )
+        return bool(ok)
 
     def _control_loop(self) -> None:
         names = list(self.devices)

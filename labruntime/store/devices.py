@@ -46,10 +46,11 @@ redis.call('SET', KEYS[1], text, 'PX', ARGV[2])
 return {1, text}
 """
 
-# KEYS: lease. ARGV: worker id, lease ms. 1 if renewed, 0 if the lease is not ours any more.
+# KEYS: lease. ARGV: worker id, lease ms. 1 if renewed, 0 if another holder has it, -1 if it
+# lapsed (nobody holds it: the caller takes it again with acquire()).
 _RENEW = """
 local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
+if not cur then return -1 end
 if cjson.decode(cur)['worker'] ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
@@ -120,16 +121,18 @@ class DeviceStore:
         )
         return bool(ok), json.loads(text)
 
-    def renew(self, names: list[str], worker_id: str, lease: float) -> list[str]:
-        """Renew our leases; returns the names whose lease is no longer ours."""
+    def renew(self, names: list[str], worker_id: str, lease: float) -> dict[str, str]:
+        """Renew our leases; returns {name: "lost"} for a lease another holder has now and
+        {name: "lapsed"} for one nobody holds (this process stalled past the lease)."""
         script = self._script("renew", _RENEW)
-        lost = []
+        failed: dict[str, str] = {}
         for name in names:
-            if not self._call(
+            got = self._call(
                 script, keys=[self._k("device", name)], args=[worker_id, int(lease * 1000)]
-            ):
-                lost.append(name)
-        return lost
+            )
+            if int(got) != 1:
+                failed[name] = "lapsed" if int(got) == -1 else "lost"
+        return failed
 
     def release(self, name: str, worker_id: str) -> bool:
         script = self._script("release", _RELEASE)
