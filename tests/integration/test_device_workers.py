@@ -190,3 +190,22 @@ def test_device_status_names_holders_and_the_command_for_the_others(
     assert status["board"]["holder"] is None
     assert status["board"]["start"].endswith("loop --device board")
     assert lab.holder("led")["pid"] == worker.proc.pid
+
+
+@pytest.mark.slow
+def test_a_worker_whose_lease_another_holder_took_exits_1_naming_the_device(
+    worker_factory, redis_url, redis_base
+):
+    import redis
+
+    worker = worker_factory("loop", "--device", "led")
+    worker.wait_for("holding device(s) led")
+    other = {"worker": "elsewhere:1:x", "token": 99, "host": "elsewhere", "pid": 1, "argv": []}
+    client = redis.Redis.from_url(redis_url)
+    try:  # what a stall past the lease then a second worker's take-over leave in Redis
+        client.set(f"{redis_base}:device:led", json.dumps(other), px=10000)
+        assert worker.proc.wait(timeout=20) == 1, worker.output()
+    finally:
+        client.close()
+    out = worker.output()
+    assert "taken by another holder" in out and "led" in out, out
