@@ -112,8 +112,8 @@ def describe_holder(holder: dict[str, Any] | None) -> str:
         return "another holder (its lease file could not be read)"
     pid = holder.get("pid")
     command = " ".join(str(a) for a in holder.get("argv") or []) or "?"
-    if len(command) > 120:
-        command = command[:117] + "..."
+    if len(command) > 400:  # room for a venv's python, the script and its arguments
+        command = command[:397] + "..."
     who = "this process" if pid == os.getpid() else "process"
     return (
         f"{who} pid {pid} ({command}) on {holder.get('host', '?')} since {holder.get('since', '?')}"

@@ -46,7 +46,7 @@ def _port_busy(port: str, what: str) -> DeviceBusyError:
     return DeviceBusyError(message, holder=holder)
 
 
-def _command_line(argv: list[str], limit: int = 120) -> str:
+def _command_line(argv: list[str], limit: int = 400) -> str:
     text = " ".join(" ".join(argv).split()) or "?"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
