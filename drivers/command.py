@@ -39,6 +39,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from .errors import DeviceIOError, DeviceTimeoutError, DeviceURLError, ProgrammingError
@@ -114,7 +115,7 @@ class CommandProgrammer(ImageProgrammer):
         return 2.0 + img.size / 1000.0 * (1.0 if verify else 0.5)
 
     def _write(self, op: Operation, source: Any, img: FirmwareImage, verify: bool) -> None:
-        """Run the tool on the image: its own file if ``source`` is a path, else a temp HEX."""
+        """Run the tool on the image: its own file if ``source`` is a HEX Path, else a temp HEX."""
         started = time.monotonic()
         with _ImageFile(source, img) as path:
             argv = [self.tool, *(self._expand(a, path) for a in self.args)]
@@ -252,7 +253,13 @@ class _ImageFile:
         self._tmp: str | None = None
 
     def __enter__(self) -> str:
-        if isinstance(self.source, str | os.PathLike):
+        # a Path to a HEX file is given to the tool as it is; anything else (HEX text from a
+        # student, bytes, a raw .bin) is written out as a temporary HEX file
+        if isinstance(self.source, os.PathLike) and Path(self.source).suffix.lower() in (
+            ".hex",
+            ".ihex",
+            ".ihx",
+        ):
             return os.fspath(self.source)
         fd, self._tmp = tempfile.mkstemp(prefix="labruntime-", suffix=".hex")
         with os.fdopen(fd, "w") as fh:

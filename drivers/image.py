@@ -1,12 +1,14 @@
 """Firmware images: Intel HEX and raw binary, loaded into one contiguous block of bytes.
 
-``load_image(source)`` takes a path, the bytes of a file, or an existing image:
+``load_image(source)`` takes Intel HEX text (a ``str``, never read as a file name), a
+``pathlib.Path``, the bytes of a file, or an existing image:
 
 * Intel HEX (``.hex``, ``.ihex``, ``.ihx``, or content starting with ``:``): records 00 (data),
   01 (end of file), 02 (extended segment address), 03 (start segment address), 04 (extended
   linear address) and 05 (start linear address). Every line's checksum is checked; gaps
   between records are filled with 0xFF (erased flash); overlapping records are refused.
-* raw binary (``.bin`` or anything else that is not HEX text): loaded at address 0.
+* raw binary (``.bin``/``.img``, or bytes with ``raw=True``): loaded at address 0. Anything
+  else that is not HEX (an ELF, a text file) is refused rather than programmed.
 
 Errors are :class:`ImageError` and name the file and the line. ``image.check_fits(part)``
 refuses an image that does not fit below the part's bootloader, before a board is touched.
@@ -177,6 +179,18 @@ def _assemble(chunks: list[tuple[int, bytes, int]], source: str) -> bytes:
     return bytes(buf)
 
 
+_ELF_MAGIC = b"\x7fELF"
+_EXCERPT = 24
+
+
+def _excerpt(content: bytes | str) -> str:
+    """A short, printable excerpt of rejected input (never the whole of it)."""
+    text = content if isinstance(content, str) else content[:_EXCERPT].decode("ascii", "replace")
+    text = text.strip()[:_EXCERPT]
+    shown = "".join(c if c.isprintable() else "?" for c in text)
+    return repr(shown) + ("..." if len(content) > _EXCERPT else "")
+
+
 def _looks_like_hex(content: bytes) -> bool:
     head = content.lstrip()[:1]
     if head != b":":
@@ -188,34 +202,96 @@ def _looks_like_hex(content: bytes) -> bool:
     return True
 
 
+def _refuse_not_hex(label: str, content: bytes, what: str) -> ImageError:
+    if content.startswith(_ELF_MAGIC):
+        return ImageError(
+            f"{label}: this is an ELF file; program the .hex built next to it "
+            "(avr-objcopy -O ihex -R .eeprom firmware.elf firmware.hex)"
+        )
+    if not content.strip():
+        return ImageError(f"{label}: {what} is empty; nothing to program")
+    return ImageError(
+        f"{label}: {what} is not Intel HEX (it starts with {_excerpt(content)}); send the "
+        "program as Intel HEX text, or pass raw=True if it is a raw binary image"
+    )
+
+
 def load_image(
     source: str | os.PathLike[str] | bytes | bytearray | FirmwareImage,
     *,
+    raw: bool = False,
     name: str | None = None,
 ) -> FirmwareImage:
-    """Load a firmware image from a path, file content, or pass an image through."""
+    """Load a firmware image. What each kind of ``source`` means:
+
+    * :class:`FirmwareImage`: passed through.
+    * ``str``: Intel HEX **text** (what a student uploads). A ``str`` is never opened as a file,
+      whatever it holds: a lab passes on what a student sent without that text ever naming a
+      file on the worker.
+    * ``pathlib.Path`` (any ``os.PathLike``): a file. ``.hex``/``.ihex``/``.ihx`` are HEX,
+      ``.bin``/``.img`` raw binary, ``.elf`` refused (program the ``.hex`` built beside it);
+      other names are read as HEX when the content is HEX, else refused unless ``raw=True``.
+    * ``bytes``: the content of a file: HEX when it is HEX text; raw binary only with
+      ``raw=True``; anything else (an ELF, a text file) is refused.
+
+    Errors are :class:`ImageError`; they name the source and quote at most a short excerpt.
+    """
     if isinstance(source, FirmwareImage):
         return source
+    if isinstance(source, str):
+        label = name or "<hex text>"
+        if raw:
+            raise ImageError(
+                f"{label}: raw=True needs bytes or a pathlib.Path, not a str (a str is Intel "
+                "HEX text)"
+            )
+        if not source.lstrip().startswith(":"):
+            hint = ""
+            if "\n" not in source.strip() and len(source) < 4096:
+                hint = (
+                    "; a str is never read as a file name: to program a file pass "
+                    "pathlib.Path(...) instead"
+                )
+            raise ImageError(
+                f"{label}: not Intel HEX text (it starts with {_excerpt(source)}){hint}"
+            )
+        return parse_ihex(source, label)
     if isinstance(source, bytes | bytearray):
         label = name or "<bytes>"
         content = bytes(source)
-        is_hex = _looks_like_hex(content)
-    else:
+        if _looks_like_hex(content) and not raw:
+            is_hex = True
+        elif raw:
+            is_hex = False
+        else:
+            raise _refuse_not_hex(label, content, "the content")
+    elif isinstance(source, os.PathLike):
         path = Path(source)
         label = name or str(path)
         try:
             content = path.read_bytes()
         except FileNotFoundError:
             raise ImageError(f"{label}: no such firmware file; check the path") from None
+        except IsADirectoryError:
+            raise ImageError(f"{label}: is a folder, not a firmware file") from None
         except OSError as exc:
             raise ImageError(f"{label}: cannot read the firmware file: {exc.strerror}") from exc
         suffix = path.suffix.lower()
+        if suffix == ".elf" or content.startswith(_ELF_MAGIC):
+            raise _refuse_not_hex(label, content, "the file")
         if suffix in _HEX_SUFFIXES:
             is_hex = True
-        elif suffix in _BIN_SUFFIXES:
+        elif suffix in _BIN_SUFFIXES or raw:
             is_hex = False
+        elif _looks_like_hex(content):
+            is_hex = True
         else:
-            is_hex = _looks_like_hex(content)
+            raise _refuse_not_hex(label, content, "the file")
+    else:
+        raise ImageError(
+            f"cannot load a firmware image from a {type(source).__name__}: pass Intel HEX text "
+            "(str), the bytes of a file, a pathlib.Path or a FirmwareImage"
+        )
     if is_hex:
         try:
             text = content.decode("ascii")

@@ -49,7 +49,12 @@ class ImageProgrammer(Device):
         cancel: CancelSource = None,
         timeout: float | None = None,
     ) -> ProgramResult:
-        """Write ``image`` (a path, file bytes or FirmwareImage) and, by default, verify it."""
+        """Write ``image`` and, by default, verify it.
+
+        ``image`` is Intel HEX text (``str``), a ``pathlib.Path``, the bytes of a HEX file, or a
+        FirmwareImage (``load_image(data, raw=True)`` for a raw binary). A ``str`` is never
+        opened as a file (see :func:`load_image`).
+        """
         self._check_open()
         img = load_image(image)
         self._check_image(img)
@@ -80,7 +85,7 @@ class ImageProgrammer(Device):
         raise NotImplementedError
 
     def _write(self, op: Operation, source: Any, img: FirmwareImage, verify: bool) -> None:
-        """Write ``img`` inside ``op``; ``source`` is what the caller passed (path, bytes...)."""
+        """Write ``img`` inside ``op``; ``source``: what the caller passed."""
         raise NotImplementedError
 
     def _check_image(self, img: FirmwareImage) -> None:

@@ -22,6 +22,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -189,7 +190,7 @@ def program_command(url: str, firmware: str, no_verify: bool, timeout: float | N
     """
     bars = _Bars()
     with _driver_errors():
-        image = load_image(firmware)  # a bad file fails here, before the board is opened
+        image = load_image(Path(firmware))  # a bad file fails here, before the board is opened
         device = open_device(url)
         try:
             if not has_capability(device, Programmer):

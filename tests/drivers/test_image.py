@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from labruntime.drivers.errors import ImageError
@@ -93,7 +94,7 @@ def test_load_by_extension_and_by_content(tmp_path) -> None:
     unknown = tmp_path / "fw.data"
     unknown.write_text(FirmwareImage(data).to_ihex())
     assert load_image(unknown).data == data  # sniffed as HEX
-    assert load_image(b"\x0c\x94\x34\x00", name="raw").data == b"\x0c\x94\x34\x00"
+    assert load_image(b"\x0c\x94\x34\x00", raw=True, name="raw").data == b"\x0c\x94\x34\x00"
     assert load_image(FirmwareImage(data).to_ihex().encode()).data == data
     assert load_image(img) is img
 
@@ -141,3 +142,54 @@ def test_to_ihex_round_trips(base: int) -> None:
 def test_unknown_part_lists_the_known_ones() -> None:
     with pytest.raises(KeyError, match="atmega328p"):
         get_part("attiny13")
+
+
+# -- what a student sends is never a path (issue: HEX text read as a file on the worker) --------
+
+
+def test_a_str_is_hex_text_never_a_file_name(tmp_path, monkeypatch) -> None:
+    data = os.urandom(64)
+    text = FirmwareImage(data, 0x100).to_ihex()
+    img = load_image(text)
+    assert (img.data, img.base, img.source) == (data, 0x100, "<hex text>")
+    # a str naming an existing file is refused, not read
+    secret = tmp_path / "secret.hex"
+    secret.write_text(text)
+    for path_like in (str(secret), "/proc/self/environ", "/etc/passwd", "fw.hex"):
+        with pytest.raises(ImageError, match="not Intel HEX text") as info:
+            load_image(path_like)
+        assert "pathlib.Path" in str(info.value)
+    # the same file as a Path is a file
+    assert load_image(secret).data == data
+
+
+def test_errors_quote_only_a_short_excerpt() -> None:
+    big = "x" * 90_000
+    with pytest.raises(ImageError) as info:
+        load_image(big)
+    assert len(str(info.value)) < 300
+    bad_hex = FirmwareImage(os.urandom(30_000)).to_ihex().replace(":10", ":1G", 1)
+    with pytest.raises(ImageError, match=r"<hex text> line \d+: bad hex digit") as info:
+        load_image(bad_hex)
+    assert len(str(info.value)) < 300
+
+
+def test_text_elf_and_unknown_bytes_are_refused_unless_raw(tmp_path) -> None:
+    elf = b"\x7fELF\x01\x01\x01" + bytes(100)
+    for source in (elf, tmp_path / "fw.elf", tmp_path / "fw.data"):
+        if isinstance(source, Path):
+            source.write_bytes(elf)
+        with pytest.raises(ImageError, match="this is an ELF file; program the .hex"):
+            load_image(source)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, this is not a program\n")
+    with pytest.raises(ImageError, match="not Intel HEX.*raw=True"):
+        load_image(text)
+    with pytest.raises(ImageError, match="not Intel HEX.*raw=True"):
+        load_image(b"hello")
+    assert load_image(text, raw=True).data == text.read_bytes()
+    assert load_image(b"hello", raw=True).data == b"hello"
+    with pytest.raises(ImageError, match="raw=True needs bytes or a pathlib.Path"):
+        load_image("hello", raw=True)
+    with pytest.raises(ImageError, match="cannot load a firmware image from a int"):
+        load_image(42)  # type: ignore[arg-type]

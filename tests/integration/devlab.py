@@ -58,6 +58,13 @@ def create_app(
         require_time(board.estimate_seconds(image), margin=1.0, what="programming")
         return board.program(image, verify=verify).to_dict()
 
+    @weblab.task(device="board")
+    def program_as_readme(hex_text: str) -> dict[str, Any]:
+        # exactly the README's device task: the student's text goes straight in
+        board = current_devices["board"]
+        require_time(board.estimate_seconds(hex_text), margin=2)
+        return board.program(hex_text).to_dict()
+
     @weblab.task(devices=["board", "led"])
     def program_and_light(hex_text: str) -> dict[str, Any]:
         result = current_devices["board"].program(hex_text.encode("ascii"))
@@ -90,6 +97,7 @@ def create_app(
 
     tasks.update(
         program_device=program_device,
+        program_as_readme=program_as_readme,
         program_and_light=program_and_light,
         light=light,
         ask_for_board=ask_for_board,

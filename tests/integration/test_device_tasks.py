@@ -85,6 +85,25 @@ def test_delay_with_no_holder_says_which_worker_to_start(devlab_factory, hex_sma
     assert f"`{command} loop --device board`" in message, message
 
 
+def test_the_readme_task_programs_hex_text_and_never_opens_a_students_path(
+    devlab_factory, hex_small, tmp_path
+):
+    lab = devlab_factory()
+    sid = lab.start_session()
+    task = lab.delay(sid, "program_as_readme", hex_small).join(timeout=30)
+    assert task.status == "done", task.error
+    assert task.result["verified"] is True and task.result["bytes"] > 0
+    # what a student sends is text, never a file name on the worker
+    planted = tmp_path / "planted.hex"
+    planted.write_text(hex_small)
+    for hostile in ("/proc/self/environ", str(planted), "x" * 50_000):
+        task = lab.delay(sid, "program_as_readme", hostile).join(timeout=30)
+        assert task.failed and task.error["class"] == "ImageError", task.error
+        assert "not Intel HEX text" in task.error["message"]
+        assert len(task.error["message"]) < 400, task.error["message"]
+        assert task.result is None
+
+
 def test_not_enough_time_refuses_to_program(devlab_factory, hex_30k):
     lab = devlab_factory()
     sid = lab.start_session(assigned_time=3)  # 30 KB at 115200 baud needs ~6 s
