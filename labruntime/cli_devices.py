@@ -207,7 +207,7 @@ def program_command(url: str, firmware: str, no_verify: bool, timeout: float | N
             try:
                 with _ctrl_c_cancels(device, interrupted):
                     result = device.program(
-                        firmware, verify=not no_verify, progress=bars, timeout=timeout
+                        Path(firmware), verify=not no_verify, progress=bars, timeout=timeout
                     )
             except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for a safe point
                 interrupted.set()

@@ -20,6 +20,7 @@ from labruntime.drivers import (
     ProgrammingError,
     Progress,
     has_capability,
+    load_image,
     open_device,
     validate_device_url,
 )
@@ -180,14 +181,18 @@ def test_deadline_stops_the_tool_with_its_last_lines(
 def test_bytes_image_goes_through_a_temporary_hex_file(tmp_path: Path) -> None:
     with open_device(tool_url("esptool")) as prog:
         before = set(Path("/tmp").glob("labruntime-*.hex"))
-        result = prog.program(b"\x0c\x94" * 50)
+        result = prog.program(load_image(b"\x0c\x94" * 50, raw=True))
         assert result.bytes == 100
         assert set(Path("/tmp").glob("labruntime-*.hex")) == before
-        assert prog.estimate_seconds(b"\x00" * 1000) == pytest.approx(3.0)
-        assert prog.estimate_seconds(b"\x00" * 1000, verify=False) == pytest.approx(2.5)
+        assert prog.estimate_seconds(load_image(b"\x00" * 1000, raw=True)) == pytest.approx(3.0)
+        assert prog.estimate_seconds(
+            load_image(b"\x00" * 1000, raw=True), verify=False
+        ) == pytest.approx(2.5)
     with open_device(tool_url("esptool", estimate="7.5")) as prog:
-        assert prog.estimate_seconds(b"\x00") == 7.5
-        assert prog.estimate_seconds(b"\x00", verify=False) == 7.5  # a fixed estimate is kept
+        assert prog.estimate_seconds(load_image(b"\x00", raw=True)) == 7.5
+        assert (
+            prog.estimate_seconds(load_image(b"\x00", raw=True), verify=False) == 7.5
+        )  # a fixed estimate is kept
 
 
 def test_a_bad_hex_file_is_refused_before_the_tool_runs(tmp_path: Path) -> None:
