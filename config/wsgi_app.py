@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 import tomllib
 
-from flask import Flask, url_for
+from flask import Flask, render_template_string, url_for
 
-from labruntime import WebLab, requires_active, weblab_user
+from labruntime import WebLab, requires_active
 
 
 def load_config(app: Flask) -> None:
@@ -51,9 +51,13 @@ def create_lab() -> Flask:
     @app.route("/")
     @requires_active
     def index() -> str:
-        return (
-            f"<h1>Hello {weblab_user.full_name or weblab_user.username}</h1>"
-            f"<p>{int(weblab_user.time_left)} seconds left.</p>"
+        # weblab_poll_script() keeps the page polling: without it the student counts as gone
+        # after WEBLAB_TIMEOUT seconds and the RLMS ends the session. The template escapes
+        # the names (they come from the RLMS).
+        return render_template_string(
+            "<h1>Hello {{ weblab_user.full_name or weblab_user.username }}</h1>"
+            "<p>{{ weblab_user.time_left|int }} seconds left.</p>"
+            "{{ weblab_poll_script() }}"
         )
 
     return app

@@ -297,6 +297,18 @@ def test_gunicorn_serves_the_rlms_protocol_under_script_name(gunicorn_lab1):
     cookie = callback.getheader("Set-Cookie")
     assert cookie.startswith("lab1sess=") and "Path=/lab1" in cookie
 
+    # The example lab's page keeps polling (else the student counts as gone after
+    # WEBLAB_TIMEOUT = 15 s and the RLMS ends the session): its poll URL answers for the student.
+    page = _get(port, "/lab1/", headers={"Cookie": cookie.split(";", 1)[0]})
+    assert page.status == 200 and b"Hello alice" in page.body
+    poll_url = f"/lab1/callback/{started.session_id}/poll"
+    assert f'"{poll_url}"'.encode() in page.body and b"<script>" in page.body
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", poll_url, headers={"Cookie": cookie.split(";", 1)[0]})
+    polled = json.loads(conn.getresponse().read())
+    conn.close()
+    assert polled["success"] is True and polled["time_left"] > 100
+
     assert rlms.dispose(started.session_id)["message"] == "Deleted"
     assert rlms.status(started.session_id) == -1
 
