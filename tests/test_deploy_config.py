@@ -152,14 +152,23 @@ def test_worker_unit_stops_with_sigterm_and_time_to_dispose():
     dispose_timeout = _toml("lab.example.toml")["WEBLAB_DISPOSE_TIMEOUT"]
     assert float(service["TimeoutStopSec"][0].rstrip("s")) > dispose_timeout + 5
     exec_start = service["ExecStart"][0]
-    assert " loop " in exec_start and "--device board=" in exec_start
+    assert " loop " in exec_start and "--device board " in exec_start
     stop_timeout = float(exec_start.split("--stop-timeout ", 1)[1].split()[0])
     assert dispose_timeout < stop_timeout < float(service["TimeoutStopSec"][0]) - 5
-    # systemd expands % specifiers: a literal % in a device URL must be written %%.
+    # systemd expands % specifiers: a literal % must be written %%.
     assert "%" not in exec_start.replace("%%", "")
-    for arg in exec_start.split():
-        if arg.startswith(("board=", "led=")):
-            validate_device_url(arg.partition("=")[2].replace("%%", "%"))
+
+
+def test_worker_unit_takes_device_urls_from_the_device_map():
+    """One source of truth: the unit names devices; their URLs come from devices.toml."""
+    service = _unit("labruntime-worker.service")["Service"]
+    args = service["ExecStart"][0].split()
+    named = [args[at + 1] for at, arg in enumerate(args) if arg == "--device"]
+    assert named == ["board", "led"]  # bare names: no URL repeated in the unit
+    env = dict(value.partition("=")[::2] for value in service["Environment"])
+    assert env["LABRUNTIME_DEVICES"] == "/etc/labruntime/devices.toml"
+    for name in DEVICE_MAPS:  # the README copies either map there
+        assert set(named) <= _toml(name)["WEBLAB_DEVICES"].keys(), name
 
 
 def test_web_unit_sets_script_name_and_uses_gunicorn_conf():
@@ -490,16 +499,11 @@ def test_nginx_example_serves_both_labs_over_https(tmp_path, redis_url, redis_ba
 
 @pytest.mark.slow
 def test_worker_unit_command_starts_and_stops_on_sigterm(tmp_path):
-    """The worker's ExecStart (its environment, the app, loop) runs and ends cleanly on SIGTERM.
-
-    The --device arguments are left out here: binding devices to the worker is tested with the
-    device-worker integration; this checks what systemd relies on: start, SIGTERM, exit 0.
-    """
+    """The worker's ExecStart as written (its environment, the app, loop, its --device names)
+    holds the devices of the map in LABRUNTIME_DEVICES (the simulated one here) and ends
+    cleanly on SIGTERM: what systemd relies on."""
     service = _unit("labruntime-worker.service")["Service"]
     args = service["ExecStart"][0].split()
-    while "--device" in args:
-        at = args.index("--device")
-        del args[at : at + 2]
     args[0] = str(Path(sys.executable).with_name(Path(args[0]).name))
     instance = tmp_path / "instance"
     env = {
@@ -526,8 +530,13 @@ def test_worker_unit_command_starts_and_stops_on_sigterm(tmp_path):
             watchdog.start()
             try:
                 assert proc.stdout is not None
-                first = proc.stdout.readline()  # the loop's banner: it is running
-                assert "SIGTERM to stop" in first, first + proc.stdout.read()
+                banner = ""
+                while "SIGTERM to stop" not in banner:  # the loop's banner: it is running
+                    line = proc.stdout.readline()
+                    assert line, banner
+                    banner += line
+                # the URLs came from the map, not from the unit
+                assert "board" in banner and "led" in banner, banner
                 proc.send_signal(signal.SIGTERM)  # KillSignal=SIGTERM
                 rest = proc.stdout.read()  # ends when the process exits
                 assert proc.wait(timeout=stop_within) == 0, rest
