@@ -1,21 +1,73 @@
-"""What the benchmarks of bench/ share: the lab's config and views, the Redis, the table.
+"""What the benchmarks of bench/ share: the lab's config and views, the Redis, interleaved
+runs, spreads, process CPU and memory, and the table every figure is printed in.
 
 Imported on both sides of a side-by-side benchmark (this venv, and weblablib's venv where
-labruntime is not installed), so only :func:`redis_url` imports labruntime, and only when run.
+labruntime is not installed), so labruntime is only imported inside the functions of the
+"labruntime internals" section below: the one place that names labruntime's modules (fix the
+module paths there when they move).
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from session_workload import PASSWORD, USER
 
+HERE = Path(__file__).resolve().parent
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+SKIP_WEBLABLIB = os.environ.get("BENCH_SKIP_WEBLABLIB", "") not in ("", "0")
 
+
+def quick_or_full(quick: Any, full: Any) -> Any:
+    """``quick`` with BENCH_QUICK=1 (a couple of minutes for all of bench/run), else ``full``."""
+    return quick if QUICK else full
+
+
+# -- labruntime internals: the only place bench/ names labruntime's modules -----------------
+# (public names, WebLab, weblab.get_task, weblab.tasks, the CLI, labruntime.testing, are
+# imported where used)
+_EMBEDDED_MODULES = ("labruntime.store.embedded", "labruntime.embedded")
+
+
+def embedded_module() -> Any:
+    """The module of the embedded Redis (EmbeddedRedis, find_redis_server), wherever it is."""
+    for name in _EMBEDDED_MODULES:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+    raise ModuleNotFoundError(f"none of {_EMBEDDED_MODULES}: update bench/_common.py")
+
+
+def shutdown_lab(weblab: Any, app: Any, timeout: float = 10.0) -> None:
+    """Stop a labruntime lab's background threads (cleaner, task runners) in this process."""
+    shutdown = getattr(weblab, "shutdown", None)
+    if shutdown is not None:
+        try:
+            shutdown(app, timeout)
+        except TypeError:
+            shutdown(app)
+    else:
+        weblab._stop_background(app, timeout)
+
+
+def labruntime_cli() -> list[str]:
+    """The ``labruntime`` command of this venv."""
+    return [str(Path(sys.executable).with_name("labruntime"))]
+
+
+# -- the lab ----------------------------------------------------------------------------------
 def lab_config(redis_url: str, redis_base: str, **extra: Any) -> dict[str, Any]:
     """The Flask config of a benchmark lab (either library): no background thread."""
     return {
@@ -57,42 +109,235 @@ def add_session_views(app: Any, weblab: Any, requires_active: Any, weblab_user: 
 
 
 @contextmanager
-def redis_url() -> Iterator[str]:
-    """``$WEBLAB_REDIS_URL``, or an embedded Redis in a temporary folder (stopped at the end)."""
+def redis_url(private: bool = False) -> Iterator[str]:
+    """``$WEBLAB_REDIS_URL``, or an embedded Redis in a temporary folder (stopped at the end).
+    ``private=True``: always a new embedded server (for figures that read its CPU)."""
     url = os.environ.get("WEBLAB_REDIS_URL")
-    if url:
+    if url and not private:
         yield url
         return
-    from labruntime.embedded import EmbeddedRedis
-
     with tempfile.TemporaryDirectory(prefix="lrbench") as tmp:
-        server = EmbeddedRedis(Path(tmp) / "redis")
+        server = embedded_module().EmbeddedRedis(Path(tmp) / "redis")
         try:
             yield server.ensure_running()
         finally:
             server.stop()
 
 
-class Row(NamedTuple):
-    """One line of a comparison table: ``figures[section][key]``, labelled."""
+def redis_version() -> str:
+    path = embedded_module().find_redis_server()
+    done = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=False)
+    return done.stdout.strip()
 
-    section: str
+
+# -- the sides: labruntime here, weblablib in its own venv ------------------------------------
+def python_path() -> str:
+    """PYTHONPATH for a subprocess: bench/, then whatever was set."""
+    return os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+
+
+def side_python(side: str) -> str:
+    if side == "labruntime":
+        return sys.executable
+    from weblablib_env import weblablib_python
+
+    return str(weblablib_python())
+
+
+def run_side(side: str, script: str, *args: str, timeout: float = 1800) -> dict[str, Any]:
+    """Run ``bench/<script> --side <side> args`` with that side's interpreter; return the JSON
+    object it prints last."""
+    command = [side_python(side), "-W", "ignore::DeprecationWarning", str(HERE / script)]
+    command += ["--side", side, *args]
+    env = {**os.environ, "PYTHONPATH": python_path()}
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, cwd=HERE, env=env, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{script} --side {side} failed ({done.returncode}):\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def sides() -> list[str]:
+    return ["labruntime"] if SKIP_WEBLABLIB else ["labruntime", "weblablib"]
+
+
+def interleave(
+    run: Callable[[str, int], dict[str, Any]], rounds: int, names: list[str] | None = None
+) -> dict[str, list[dict[str, float]]]:
+    """Run ``run(side, round)`` for each side in turn (A B A B ...), ``rounds`` times; return
+    each side's flattened figures, one dict per round."""
+    names = names or sides()
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for number in range(rounds):
+        for name in names:
+            results[name].append(flatten(run(name, number)))
+    return results
+
+
+def flatten(figures: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[prefix + key] = float(value)
+    return flat
+
+
+# -- spreads and the table --------------------------------------------------------------------
+class Spread(NamedTuple):
+    median: float
+    low: float
+    high: float
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        return cls(statistics.median(values), min(values), max(values), len(values))
+
+    def text(self, digits: int) -> str:
+        if self.n == 1 or self.low == self.high:
+            return f"{self.median:.{digits}f}"
+        return f"{self.median:.{digits}f} [{self.low:.{digits}f}-{self.high:.{digits}f}]"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+class Row(NamedTuple):
+    """One line of a table: the figure ``key`` (flattened), labelled; ``floor``: the key in
+    the floors dict of what the machine does at best for it (None: no floor)."""
+
     key: str
     label: str
     higher_better: bool = False
+    floor: str | None = None
+    digits: int = 2
 
 
-def comparison_table(
-    rows: list[Row], ours: dict[str, Any], theirs: dict[str, Any] | None, *, width: int, digits: int
-) -> str:
-    """labruntime | weblablib | ratio (how many times better labruntime is; - without both)."""
-    lines = [f"{'':{width}} {'labruntime':>11} {'weblablib':>11} {'ratio':>8}"]
+def print_table(
+    title: str,
+    rows: list[Row],
+    results: dict[str, list[dict[str, float]]],
+    floors: dict[str, float] | None = None,
+) -> None:
+    """labruntime | weblablib | ratio | floor | x floor, each a median [min-max] over rounds.
+
+    ratio: how many times better labruntime is than weblablib (>1: better). x floor: how many
+    times the physical floor's cost each side's figure is (1.0 = at the floor).
+    """
+    floors = floors or {}
+    ours, theirs = results.get("labruntime", []), results.get("weblablib", [])
+    rounds = max(len(ours), len(theirs))
+    print(title)
+    width = max(len(row.label) for row in rows) + 1
+    print(
+        f"{'':{width}} {'labruntime':>22} {'weblablib':>22} {'ratio':>7} {'floor':>9}"
+        f" {'lr/floor':>8} {'wl/floor':>8}"
+    )
     for row in rows:
-        a = ours[row.section][row.key]
-        b = theirs[row.section][row.key] if theirs else None
-        ratio = "       -"
-        if b is not None and a and b:
-            ratio = f"{(a / b if row.higher_better else b / a):7.1f}x"
-        b_text = f"{b:11.{digits}f}" if b is not None else f"{'-':>11}"
-        lines.append(f"{row.label:{width}} {a:11.{digits}f} {b_text} {ratio}")
-    return "\n".join(lines)
+        a = _spread(ours, row.key)
+        b = _spread(theirs, row.key)
+        floor = floors.get(row.floor) if row.floor else None
+        ratio = "-"
+        if a and b and a.median and b.median:
+            value = a.median / b.median if row.higher_better else b.median / a.median
+            ratio = f"{value:.2f}x"
+        line = f"{row.label:{width}} {_cell(a, row.digits):>22} {_cell(b, row.digits):>22}"
+        line += f" {ratio:>7} {_num(floor, row.digits):>9}"
+        line += (
+            f" {_times(a, floor, row.higher_better):>8} {_times(b, floor, row.higher_better):>8}"
+        )
+        print(line)
+    print(
+        f"(median [min-max] of {rounds} interleaved round(s); ratio > 1: labruntime better; "
+        "x/floor: times the floor's cost)"
+    )
+
+
+def _spread(results: list[dict[str, float]], key: str) -> Spread | None:
+    values = [figures[key] for figures in results if key in figures]
+    return Spread.of(values) if values else None
+
+
+def _cell(spread: Spread | None, digits: int) -> str:
+    return spread.text(digits) if spread else "-"
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _times(spread: Spread | None, floor: float | None, higher_better: bool) -> str:
+    if spread is None or not floor or not spread.median:
+        return "-"
+    return f"{(floor / spread.median if higher_better else spread.median / floor):.2f}"
+
+
+def goal_line(label: str, value: float | None, goal: str, met: bool | None) -> str:
+    verdict = "-" if met is None else ("met" if met else "NOT met")
+    shown = "-" if value is None else f"{value:.2f}"
+    return f"goal: {label} = {shown} (goal {goal}): {verdict}"
+
+
+# -- the machine ------------------------------------------------------------------------------
+def load_text() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cpus)"
+
+
+@contextmanager
+def bench_section(title: str) -> Iterator[None]:
+    """Print the title and the machine's load before, and the load after."""
+    mode = "quick (BENCH_QUICK=1)" if QUICK else "full"
+    print(f"## {title} [{mode}]; at start: {load_text()}")
+    began = time.monotonic()
+    yield
+    print(f"## at end: {load_text()}; took {time.monotonic() - began:.0f} s")
+
+
+# -- processes: CPU and memory from /proc -----------------------------------------------------
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_ms(pid: int) -> float:
+    """utime + stime of a process (all its threads), ms; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * 1000 / _TICK
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant of ``pid``."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                kids = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for kid in kids:
+                found.append(int(kid))
+                todo.append(int(kid))
+    return found
+
+
+def memory_kb(pid: int) -> dict[str, float]:
+    """RSS and PSS of a process, kB (smaps_rollup)."""
+    values = {"rss_kb": 0.0, "pss_kb": 0.0}
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return values
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("Rss", "Pss"):
+            values[f"{name.lower()}_kb"] = float(rest.split()[0])
+    return values

@@ -18,7 +18,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".weblablib-venv"
-REQUIREMENTS = ["weblablib==0.5.9", "flask>=2.2,<3", "redis>=4"]
+REQUIREMENTS = ["weblablib==0.5.9", "flask>=2.2,<3", "redis>=4", "gunicorn"]
 
 
 def weblablib_python() -> Path:
