@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from labruntime.drivers import open_device
-from labruntime.drivers.image import FirmwareImage
-from labruntime.drivers.sim_arduino import SimulatedArduino
 
 from labruntime import WebLab, current_devices
+from labruntime.drivers import open_device
+from labruntime.drivers.image import FirmwareImage
+from labruntime.drivers.sim.arduino import SimulatedArduino
 from labruntime.embedded import EmbeddedRedis
 from labruntime.testing import FakeRLMS
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from labruntime.drivers import open_device
 from labruntime.drivers.errors import DeviceTimeoutError
 from labruntime.drivers.image import FirmwareImage
-from labruntime.drivers.sim_arduino import SimulatedArduino
+from labruntime.drivers.sim.arduino import SimulatedArduino
 
 
 def line(label: str, seconds: float, moved: int, baud: int) -> str:

@@ -51,10 +51,10 @@ from .registry import (
 from .urls import DeviceURL, parse_device_url
 
 if TYPE_CHECKING:
-    from .sim_arduino import SimulatedArduino
+    from .sim.arduino import SimulatedArduino
 
 #: names served by __getattr__ on first access: name -> module (keeps this import light)
-_LAZY = {"SimulatedArduino": ".sim_arduino"}
+_LAZY = {"SimulatedArduino": ".sim.arduino"}
 
 __all__ = [
     "Console",

@@ -196,7 +196,9 @@ class CommandProgrammer(ImageProgrammer):
                 for event in output.feed(chunk.decode("utf-8", "replace")):
                     op.report(event.stage, event.done, event.total)
 
-    def _signal(self, proc: subprocess.Popen[bytes], sig: int, term_at: list[float]) -> None:
+    def _signal(
+        self, proc: subprocess.Popen[bytes], sig: signal.Signals, term_at: list[float]
+    ) -> None:
         if sig == signal.SIGTERM:
             if term_at:
                 return

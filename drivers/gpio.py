@@ -18,7 +18,7 @@
   lease is gpiozero's own pin reservation. Real pins are leased per process under
   ``gpio:<canonical name>``.
 
-``sim:gpio`` (a simulated board with wired pairs) is in :mod:`.gpio_sim`.
+``sim:gpio`` (a simulated board with wired pairs) is in :mod:`.sim.gpio`.
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ class DeviceLease:
         self.path = path
         self.previous = previous
         #: True if the previous holder died without a clean release.
-        self.previous_unclean = bool(previous) and previous.get("clean") is False
+        self.previous_unclean = previous is not None and previous.get("clean") is False
         self.since = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         self._fd: int | None = fd
         self._lock = threading.Lock()

@@ -2,9 +2,9 @@
 
 Built-in schemes are loaded lazily by module path (so ``import labruntime.drivers`` does not
 import pyserial or gpiozero): ``serial``, ``gpio``, ``command``, ``stk500`` and ``sim``, which
-dispatches on its target (``sim:gpio``, ``sim:arduino``). A driver module exposes
-``open_url(url: DeviceURL, *, name) -> Device``, ``validate(url: DeviceURL) -> None`` and
-``GRAMMAR`` (its URL grammar, quoted in errors about malformed options).
+dispatches on its target (``sim:gpio``, ``sim:arduino``: the table in :mod:`.sim`). A driver
+module exposes ``open_url(url: DeviceURL, *, name) -> Device``, ``validate(url: DeviceURL) ->
+None`` and ``GRAMMAR`` (its URL grammar, quoted in errors about malformed options).
 
 A lab adds a scheme with :func:`register_scheme` or, from an installed package, an entry point
 in the group ``labruntime.drivers`` whose name is the scheme and whose object is either a
@@ -26,6 +26,7 @@ from typing import Any
 
 from .base import Device
 from .errors import DeviceURLError, DriverError, UnknownSchemeError
+from .sim import TARGETS as SIM_TARGETS
 from .urls import DeviceURL, parse_device_url
 
 __all__ = [
@@ -47,15 +48,14 @@ Validator = Callable[[DeviceURL], None]
 
 #: scheme -> (module, open function, validate function); module paths relative to this package.
 _BUILTIN: dict[str, tuple[str, str, str]] = {
-    "serial": (".serial_console", "open_url", "validate"),
+    "serial": (".serial", "open_url", "validate"),
     "gpio": (".gpio", "open_url", "validate"),
     "command": (".command", "open_url", "validate"),
     "stk500": (".stk500", "open_url", "validate"),
 }
-#: sim:<target> -> (module, open function, validate function)
+#: sim:<target> -> (module, open function, validate function); the targets are listed in sim/
 _SIM_TARGETS: dict[str, tuple[str, str, str]] = {
-    "gpio": (".gpio_sim", "open_url", "validate"),
-    "arduino": (".sim_arduino", "open_url", "validate"),
+    target: (f".sim{module}", "open_url", "validate") for target, module in SIM_TARGETS.items()
 }
 
 
@@ -164,7 +164,7 @@ def scheme_grammar(scheme: str, target: str = "") -> str | None:
         modules = [known[0]] if known else [m for m, _, _ in _SIM_TARGETS.values()]
     with _lock:
         registered = _registered.get(scheme)
-    grammars: list[str] = []
+    grammars: list[object] = []
     try:
         if registered is not None:
             opener = registered.opener

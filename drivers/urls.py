@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import overload
 from urllib.parse import unquote
 
 from .errors import DeviceURLError
@@ -116,6 +117,10 @@ def reject_unknown(url: DeviceURL, allowed: Iterable[str], grammar: str) -> None
         )
 
 
+@overload
+def opt_str(url: DeviceURL, key: str, default: str, *, grammar: str = "") -> str: ...
+@overload
+def opt_str(url: DeviceURL, key: str, default: None = None, *, grammar: str = "") -> str | None: ...
 def opt_str(
     url: DeviceURL, key: str, default: str | None = None, *, grammar: str = ""
 ) -> str | None:
@@ -128,6 +133,26 @@ def opt_str(
     return value
 
 
+@overload
+def opt_int(
+    url: DeviceURL,
+    key: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    grammar: str = "",
+) -> int: ...
+@overload
+def opt_int(
+    url: DeviceURL,
+    key: str,
+    default: None = None,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    grammar: str = "",
+) -> int | None: ...
 def opt_int(
     url: DeviceURL,
     key: str,
@@ -151,6 +176,26 @@ def opt_int(
     return number
 
 
+@overload
+def opt_float(
+    url: DeviceURL,
+    key: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    grammar: str = "",
+) -> float: ...
+@overload
+def opt_float(
+    url: DeviceURL,
+    key: str,
+    default: None = None,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    grammar: str = "",
+) -> float | None: ...
 def opt_float(
     url: DeviceURL,
     key: str,
@@ -178,13 +223,26 @@ def opt_float(
     return number
 
 
-def _check_range(url: DeviceURL, key: str, number, minimum, maximum, grammar: str) -> None:
+def _check_range(
+    url: DeviceURL,
+    key: str,
+    number: float,
+    minimum: float | None,
+    maximum: float | None,
+    grammar: str,
+) -> None:
     if minimum is not None and number < minimum:
         raise _fail(str(url), f"option {key}={number} is below {minimum}", grammar or _GENERIC)
     if maximum is not None and number > maximum:
         raise _fail(str(url), f"option {key}={number} is above {maximum}", grammar or _GENERIC)
 
 
+@overload
+def opt_bool(url: DeviceURL, key: str, default: bool, *, grammar: str = "") -> bool: ...
+@overload
+def opt_bool(
+    url: DeviceURL, key: str, default: None = None, *, grammar: str = ""
+) -> bool | None: ...
 def opt_bool(
     url: DeviceURL, key: str, default: bool | None = None, *, grammar: str = ""
 ) -> bool | None:
@@ -204,6 +262,14 @@ def opt_bool(
     )
 
 
+@overload
+def opt_choice(
+    url: DeviceURL, key: str, choices: Iterable[str], default: str, *, grammar: str = ""
+) -> str: ...
+@overload
+def opt_choice(
+    url: DeviceURL, key: str, choices: Iterable[str], default: None = None, *, grammar: str = ""
+) -> str | None: ...
 def opt_choice(
     url: DeviceURL,
     key: str,

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from labruntime.drivers import DeviceBusyError, DeviceIOError, open_device, parse_device_url
 
 CHILD = textwrap.dedent(
@@ -52,7 +53,7 @@ def shared_board_url(hil_device_map) -> Iterator[str]:
     if (parsed.scheme, parsed.target) != ("sim", "arduino"):
         yield url
         return
-    from labruntime.drivers.sim_arduino import SimulatedArduino
+    from labruntime.drivers.sim.arduino import SimulatedArduino
 
     baud = int(parsed.options.get("baud", "115200"))
     part = parsed.options.get("part", "atmega328p")

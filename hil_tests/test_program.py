@@ -33,6 +33,7 @@ import threading
 import time
 
 import pytest
+
 from labruntime.drivers import (
     DeviceTimeoutError,
     DriverError,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from labruntime.drivers.image import FirmwareImage, parse_ihex
 
 from labruntime.demo.firmware import EXAMPLES, PART, FirmwareError, example, from_upload
+from labruntime.drivers.image import FirmwareImage, parse_ihex
 
 BLINK_LINE = ":10000000259A1D9A80E09AE6A8E181509040A04090"
 

@@ -7,8 +7,9 @@ import shutil
 import subprocess
 
 import pytest
+
 from labruntime.drivers.image import FirmwareImage, load_image
-from labruntime.drivers.sim_arduino import SimulatedArduino
+from labruntime.drivers.sim.arduino import SimulatedArduino
 
 AVRDUDE = shutil.which("avrdude")
 pytestmark = pytest.mark.skipif(

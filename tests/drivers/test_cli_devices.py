@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from labruntime.drivers import SimulatedArduino
-from labruntime.drivers.image import FirmwareImage
 
 from labruntime.cli_devices import device_group, sim_group
+from labruntime.drivers import SimulatedArduino
+from labruntime.drivers.image import FirmwareImage
 
 FAKE = Path(__file__).with_name("fake_tool.py")
 LABRUNTIME = Path(sys.executable).with_name("labruntime")

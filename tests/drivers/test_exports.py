@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
-import labruntime.drivers as drivers
 import pytest
+
+import labruntime.drivers as drivers
 
 PROBE = """
 import json, sys
@@ -26,7 +27,7 @@ def test_import_loads_no_driver_dependency_until_a_simulator_is_asked_for() -> N
     seen = json.loads(out.stdout)
     assert seen["before"] == []  # neither pyserial nor gpiozero on a bare import
     assert seen["after"] == ["serial"]  # the simulator needs pyserial, loaded on first access
-    assert seen["cls"] == "labruntime.drivers.sim_arduino"
+    assert seen["cls"] == "labruntime.drivers.sim.arduino"
 
 
 LIGHT_PROBE = """

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+
 from labruntime.drivers import (
     Console,
     DeviceBusyError,

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from labruntime.drivers.errors import ImageError
 from labruntime.drivers.image import FirmwareImage, load_image, parse_ihex
 from labruntime.drivers.parts import get_part

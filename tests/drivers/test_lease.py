@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from labruntime.drivers import DeviceBusyError, DeviceIOError, DeviceLease
 from labruntime.drivers import lease as lease_module
 from labruntime.drivers.lease import lock_dir, path_key

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+
 from labruntime.drivers import (
     DeviceTimeoutError,
     OperationCancelled,

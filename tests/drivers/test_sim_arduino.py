@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 import serial
+
 from labruntime.drivers.errors import DeviceURLError
-from labruntime.drivers.sim_arduino import SimulatedArduino, validate
-from labruntime.drivers.sim_faults import parse_faults
+from labruntime.drivers.sim.arduino import SimulatedArduino, validate
+from labruntime.drivers.sim.faults import parse_faults
 from labruntime.drivers.stk500_protocol import load_address, prog_page, read_page
 
 SYNC = b"\x30\x20"

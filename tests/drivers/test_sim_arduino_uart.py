@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from labruntime.drivers.sim_uart import UartLine
+
+from labruntime.drivers.sim.uart import UartLine
 
 BT = 0.001  # one byte per millisecond
 

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+
 from labruntime.drivers import open_device
 from labruntime.drivers.base import Device
 from labruntime.drivers.capabilities import Programmer
@@ -27,7 +28,7 @@ from labruntime.drivers.errors import (
 from labruntime.drivers.image import FirmwareImage
 from labruntime.drivers.operations import Progress
 from labruntime.drivers.registry import register_scheme, unregister_scheme, validate_device_url
-from labruntime.drivers.sim_arduino import SimulatedArduino
+from labruntime.drivers.sim.arduino import SimulatedArduino
 
 
 def image(size: int, base: int = 0) -> FirmwareImage:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from labruntime.drivers.tool_output import ToolOutput
 
 AVRDUDE_TTY = (

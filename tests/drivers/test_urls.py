@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from labruntime.drivers import DeviceURLError, DriverError, parse_device_url
 from labruntime.drivers.urls import (
     DeviceURL,

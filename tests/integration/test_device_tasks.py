@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from labruntime.drivers import Device, DeviceIOError, register_scheme, unregister_scheme
 
 from labruntime import DeviceUnavailableError, NoContextError, current_devices
+from labruntime.drivers import Device, DeviceIOError, register_scheme, unregister_scheme
 
 
 @pytest.mark.slow

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from labruntime.drivers.sim_arduino import SimulatedArduino
 
 from labruntime import InvalidConfigError
 from labruntime.device_worker import parse_device_options
+from labruntime.drivers.sim.arduino import SimulatedArduino
 
 BOARD = "sim:arduino?baud=115200&part=atmega328p"
 LED = "gpio:17?safe=0&factory=mock"

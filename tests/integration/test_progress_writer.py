@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from labruntime.drivers import Progress
-
 from labruntime.device_tasks import ProgressWriter, device_pool, pools_for
+from labruntime.drivers import Progress
 
 
 def test_a_burst_is_throttled_and_the_last_event_is_written():

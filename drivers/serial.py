@@ -60,21 +60,24 @@ _OPTIONS = {
 
 def serial_settings(url: DeviceURL, grammar: str = GRAMMAR) -> dict[str, Any]:
     """pyserial keyword arguments from a serial-like URL's options (also used by stk500)."""
-    g = {"grammar": grammar}
     settings: dict[str, Any] = {
-        "baudrate": opt_int(url, "baudrate", 115200, minimum=50, maximum=12_000_000, **g),
-        "bytesize": opt_int(url, "bytesize", 8, minimum=5, maximum=8, **g),
-        "parity": opt_choice(url, "parity", ["n", "e", "o", "m", "s"], "n", **g).upper(),
-        "stopbits": float(opt_choice(url, "stopbits", ["1", "1.5", "2"], "1", **g)),
-        "rtscts": opt_bool(url, "rtscts", False, **g),
-        "xonxoff": opt_bool(url, "xonxoff", False, **g),
-        "dsrdtr": opt_bool(url, "dsrdtr", False, **g),
-        "write_timeout": opt_float(url, "write_timeout", 5.0, minimum=0.0, **g),
+        "baudrate": opt_int(
+            url, "baudrate", 115200, minimum=50, maximum=12_000_000, grammar=grammar
+        ),
+        "bytesize": opt_int(url, "bytesize", 8, minimum=5, maximum=8, grammar=grammar),
+        "parity": opt_choice(
+            url, "parity", ["n", "e", "o", "m", "s"], "n", grammar=grammar
+        ).upper(),
+        "stopbits": float(opt_choice(url, "stopbits", ["1", "1.5", "2"], "1", grammar=grammar)),
+        "rtscts": opt_bool(url, "rtscts", False, grammar=grammar),
+        "xonxoff": opt_bool(url, "xonxoff", False, grammar=grammar),
+        "dsrdtr": opt_bool(url, "dsrdtr", False, grammar=grammar),
+        "write_timeout": opt_float(url, "write_timeout", 5.0, minimum=0.0, grammar=grammar),
     }
     if settings["stopbits"] == 1.0 or settings["stopbits"] == 2.0:
         settings["stopbits"] = int(settings["stopbits"])
     if "://" not in url.target:
-        settings["exclusive"] = opt_bool(url, "exclusive", True, **g)
+        settings["exclusive"] = opt_bool(url, "exclusive", True, grammar=grammar)
     return settings
 
 

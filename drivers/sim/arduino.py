@@ -1,6 +1,6 @@
 """A simulated Arduino: an STK500v1 (Optiboot) bootloader behind a pseudo-terminal.
 
-``SimulatedArduino`` opens a pty pair, serves the bootloader (:mod:`.sim_bootloader`) on the
+``SimulatedArduino`` opens a pty pair, serves the bootloader (:mod:`.bootloader`) on the
 master side in a background thread, and gives out a tty path for the slave side, which a
 driver (or avrdude) opens through pyserial exactly like a USB serial port::
 
@@ -22,7 +22,7 @@ The tty path is a symlink in a private temporary directory pointing at the curre
 ``/dev/pts/N``. The simulator keeps its own handle on the slave, so a host may close and reopen
 the port at will. After a ``disconnect`` fault the old pty is gone (the host's reads fail with
 an I/O error) and a new pty is created at once; the symlink is switched to it, so the *same
-path* works again for the next open. Faults: see :mod:`.sim_faults`.
+path* works again for the next open. Faults: see :mod:`.faults`.
 
 URL grammar (``open_url``; the device is the native STK500 driver on a fresh simulator, which
 it owns and stops on ``close()``)::
@@ -43,16 +43,16 @@ import time
 import tty
 from typing import Any
 
-from .base import open_with_lease
-from .errors import DeviceURLError
-from .lease import path_key
-from .parts import Part, get_part
-from .sim_bootloader import Bootloader, command_length
-from .sim_faults import FAULT_GRAMMAR, Faults, parse_faults
-from .sim_uart import UartLine
-from .stk500 import Stk500Programmer
-from .stk500_protocol import STK_LEAVE_PROGMODE, STK_PROG_PAGE
-from .urls import DeviceURL, opt_float, opt_int, opt_str, parse_device_url, reject_unknown
+from ..base import open_with_lease
+from ..errors import DeviceURLError
+from ..lease import path_key
+from ..parts import Part, get_part
+from ..stk500 import Stk500Programmer
+from ..stk500_protocol import STK_LEAVE_PROGMODE, STK_PROG_PAGE
+from ..urls import DeviceURL, opt_float, opt_int, opt_str, parse_device_url, reject_unknown
+from .bootloader import Bootloader, command_length
+from .faults import FAULT_GRAMMAR, Faults, parse_faults
+from .uart import UartLine
 
 __all__ = [
     "GRAMMAR",
@@ -97,8 +97,8 @@ class SimulatedArduino:
         self._disconnect_pending = self.faults.disconnect_at is not None
         self._dir: str | None = None
         self._link: str | None = None
-        self._master: int | None = None
-        self._slave: int | None = None
+        self._master = -1  # pty fds, -1 when closed
+        self._slave = -1
         self.pts_path: str | None = None
         self._wake_r, self._wake_w = -1, -1
         self._stop = threading.Event()
@@ -193,18 +193,19 @@ class SimulatedArduino:
         os.set_blocking(master, False)
         self._master, self._slave = master, slave
         self.pts_path = os.ttyname(slave)
-        tmp = self._link + ".new"
+        link = self.tty_path
+        tmp = link + ".new"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         os.symlink(self.pts_path, tmp)
-        os.replace(tmp, self._link)
+        os.replace(tmp, link)
 
     def _close_pty(self) -> None:
         for fd in (self._master, self._slave):
-            if fd is not None:
+            if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._master = self._slave = None
+        self._master = self._slave = -1
 
     # -- serving ----------------------------------------------------------------------------
     def _serve(self) -> None:
@@ -270,7 +271,7 @@ class SimulatedArduino:
         old = (self._master, self._slave)
         self._open_pty()
         for fd in old:
-            if fd is not None:
+            if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         with self._lock:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import DeviceURLError
+from ..errors import DeviceURLError
 
 __all__ = ["FAULT_GRAMMAR", "Faults", "parse_faults"]
 

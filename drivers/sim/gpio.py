@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .base import Device
-from .errors import DeviceURLError
-from .gpio import GpioOptions, find_pin, shared_factory
-from .gpio_lines import InputLine, OutputLine, gpiozero_errors
-from .urls import DeviceURL, reject_unknown
+from ..base import Device
+from ..errors import DeviceURLError
+from ..gpio import GpioOptions, find_pin, shared_factory
+from ..gpio_lines import InputLine, OutputLine, gpiozero_errors
+from ..urls import DeviceURL, reject_unknown
 
 __all__ = ["GRAMMAR", "SIM_GRAMMAR", "SimGpioBoard", "open_url", "validate"]
 
@@ -74,7 +74,8 @@ class SimGpioBoard(Device):
         return {"outputs": outputs, "inputs": inputs}
 
     def _close(self) -> None:
-        for line in [*self.outputs.values(), *self.inputs.values()]:
+        lines: list[OutputLine | InputLine] = [*self.outputs.values(), *self.inputs.values()]
+        for line in lines:
             line.close()
         self._factory.close()
 

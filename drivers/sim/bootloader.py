@@ -2,7 +2,7 @@
 
 :class:`Bootloader` holds the flash and EEPROM of one part and answers complete STK500v1
 commands. :func:`command_length` tells the transport how many bytes the command at the head
-of its receive buffer needs, so the transport (``sim_arduino``) can pace and frame them.
+of its receive buffer needs, so the transport (:mod:`.arduino`) can pace and frame them.
 
 Answers follow Optiboot 8.0 where avrdude ``-c arduino`` looks: ``GET_PARAMETER`` gives
 hardware version 3 and software version 8.0 (3 for anything else); ``UNIVERSAL`` answers
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 
-from . import stk500_protocol as P
-from .parts import Part
+from .. import stk500_protocol as P
+from ..parts import Part
 
 __all__ = ["Bootloader", "command_length"]
 

@@ -1,0 +1,21 @@
+"""``sim:``: simulated devices, one module per target, loaded on first use of its target.
+
+* ``sim:gpio`` (:mod:`.gpio`): a GPIO board on gpiozero's MockFactory with wired loopback pairs;
+* ``sim:arduino`` (:mod:`.arduino`): an Arduino behind its Optiboot bootloader on a
+  pseudo-terminal, programmed by the native ``stk500`` driver; its parts are the bootloader
+  model (:mod:`.bootloader`), the UART line timing (:mod:`.uart`) and the faults it can be told
+  to show (:mod:`.faults`).
+
+A target module exposes ``open_url``, ``validate`` and ``GRAMMAR`` like a scheme's driver
+module; :data:`TARGETS` is the table the registry dispatches ``sim:<target>`` URLs with.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TARGETS"]
+
+#: sim:<target> -> module (relative to this package) holding open_url, validate and GRAMMAR
+TARGETS: dict[str, str] = {
+    "gpio": ".gpio",
+    "arduino": ".arduino",
+}
