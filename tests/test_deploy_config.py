@@ -8,6 +8,7 @@ speaks the RLMS protocol to it over HTTP under the /lab1 prefix.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -320,6 +321,71 @@ def test_gunicorn_serves_the_rlms_protocol_under_script_name(gunicorn_lab1):
 
     assert rlms.dispose(started.session_id)["message"] == "Deleted"
     assert rlms.status(started.session_id) == -1
+
+
+def _gunicorn_conf() -> Any:
+    """config/gunicorn.conf.py as a module (it is plain Python that gunicorn executes)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lab_gunicorn_conf", CONFIG / "gunicorn.conf.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    dont_write = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # no __pycache__ in config/
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = dont_write
+    return module
+
+
+def _sid(session_id: str) -> str:
+    return "sid:" + hashlib.sha256(session_id.encode()).hexdigest()[:8]
+
+
+def test_gunicorn_conf_masks_session_ids_and_url_passwords():
+    mask = _gunicorn_conf().mask_secrets
+    sid = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcd"  # 43 chars, like create_token()
+    line = f'"GET /lab1/callback/{sid}/poll HTTP/1.1" 200 "https://h/lab1/callback/{sid}"'
+    assert mask(line) == line.replace(sid, _sid(sid))
+    assert mask("/lab1/callback/short-id") == f"/lab1/callback/{_sid('short-id')}"
+    status = f"/lab1/weblab/sessions/{sid}/status"
+    assert mask(status) == f"/lab1/weblab/sessions/{_sid(sid)}/status"
+    for route in (
+        "/weblab/sessions/api",
+        "/weblab/sessions/test",
+        "/weblab/sessions/status/multiple",
+    ):
+        assert mask(route) == route
+    assert mask(f"start session {sid} for 'alice'") == f"start session {_sid(sid)} for 'alice'"
+    assert mask("redis://:s3cret@localhost:6379/0 down") == "redis://:***@localhost:6379/0 down"
+    assert mask("redis://lab:s3cret@db/0") == "redis://lab:***@db/0"
+    assert mask("uuid 0123456789abcdef0123456789abcdef") == "uuid 0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.slow
+def test_gunicorn_logs_labruntime_lines_without_session_ids(tmp_path):
+    """gunicorn with gunicorn.conf.py: labruntime's session lines reach the log at INFO (what
+    journald keeps), and neither they nor the access log hold the session id in full."""
+    with gunicorn_lab(tmp_path, "/lab1", CONFIG / "lab.example.toml") as port:
+        rlms = FakeRLMS(f"http://127.0.0.1:{port}/lab1", LAB_USER, LAB_PASSWORD)
+        started = rlms.start({}, username="alice", assigned_time=120)
+        link = started.url.split(f":{port}", 1)[1]
+        cookie = _get(port, link).getheader("Set-Cookie").split(";", 1)[0]
+        assert _get(port, "/lab1/", headers={"Cookie": cookie}).status == 200
+        assert rlms.status(started.session_id) > 0
+        assert rlms.dispose(started.session_id)["message"] == "Deleted"
+    log = (tmp_path / "gunicorn-lab1.log").read_text()
+    sid, hashed = started.session_id, _sid(started.session_id)
+    assert sid not in log, log
+    # the access log: every request, the session id as its short hash
+    assert f'"GET /lab1/callback/{hashed} HTTP/1.1" 302' in log, log
+    assert f'"GET /lab1/weblab/sessions/{hashed}/status HTTP/1.1" 200' in log, log
+    assert f'"POST /lab1/weblab/sessions/{hashed} HTTP/1.1" 200' in log, log
+    # labruntime's own lines, at INFO, with the same hash to follow the session
+    lab_lines = [line for line in log.splitlines() if "[INFO] labruntime" in line]
+    assert any(f"start session {hashed}" in line for line in lab_lines), log
+    assert any(f"dispose session {hashed}" in line for line in lab_lines), log
 
 
 def test_readme_explains_every_file():
