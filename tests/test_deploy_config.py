@@ -467,8 +467,8 @@ def _nginx_config(tmp_path: Path, ports: dict[str, int], cert: Path, key: Path) 
         "    listen [::]:443 ssl http2;\n": "",
         "listen 80;": f"listen 127.0.0.1:{ports['http']};",
         "listen 443 ssl http2;": f"listen 127.0.0.1:{ports['https']} ssl http2;",
-        "/etc/letsencrypt/live/lab.example.org/fullchain.pem": str(cert),
-        "/etc/letsencrypt/live/lab.example.org/privkey.pem": str(key),
+        "/etc/nginx/ssl/labs.crt": str(cert),
+        "/etc/nginx/ssl/labs.key": str(key),
         "http://127.0.0.1:8080;": f"http://127.0.0.1:{ports['lab1']};",
         "http://127.0.0.1:8081;": f"http://127.0.0.1:{ports['lab2']};",
     }
