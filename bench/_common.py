@@ -50,8 +50,9 @@ def embedded_module() -> Any:
     raise ModuleNotFoundError(f"none of {_EMBEDDED_MODULES}: update bench/_common.py")
 
 
-def shutdown_lab(weblab: Any, app: Any, timeout: float = 10.0) -> None:
+def shutdown_lab(app: Any, timeout: float = 10.0) -> None:
     """Stop a labruntime lab's background threads (cleaner, task runners) in this process."""
+    weblab = app.extensions["weblab"].weblab
     shutdown = getattr(weblab, "shutdown", None)
     if shutdown is not None:
         try:

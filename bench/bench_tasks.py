@@ -1,13 +1,22 @@
 """Task layer benchmark: labruntime vs weblablib 0.5.9, same Redis, same machine.
 
-    .venv/bin/python bench/bench_tasks.py [--samples 300] [--tasks 1000] [--skip-weblablib]
+    .venv/bin/python bench/bench_tasks.py [--rounds 3] [--samples 100] [--tasks 1000]
 
-Figures: enqueue-to-start latency of one task at a time (p50, p99; the task records when its
-body starts), throughput of no-op tasks queued first then run by 1 and 4 runner threads of
-one process, and the time for the RLMS dispose call to return once the session's running task
-reaches its stop point (it loops on ``current_task_stopping``). weblablib runs in its own
-venv (bench/weblablib_env.py); this same file is its driver there (``--side weblablib``).
-Redis: an embedded server in a temporary folder, or ``$WEBLAB_REDIS_URL``.
+Figures, with the public API only (a student's view delays the task; bench/lab_app.py):
+
+- pickup latency: from just before ``.delay()`` to the first line of the task's body, one
+  task at a time, each delayed at a random moment (a uniform pause of 0 to 1 s before it, so
+  arrivals fall anywhere in weblablib's 1 s polling cycle, as students' clicks do), p50 and
+  p99. Two deployments each: the documented one, a separate worker process
+  (``labruntime --app lab_app:app loop --threads 1``, weblablib's ``flask weblab loop``),
+  and one task thread in the web process (WEBLAB_TASK_THREADS_PROCESS = 1).
+- throughput: N no-op tasks delayed in one request while the worker process (1 or 4
+  threads) is already running, until the last is done.
+- dispose: the RLMS's dispose call, until it returns "Deleted", while the session's task runs
+  (it loops on ``current_task_stopping``; the worker process runs it).
+
+Each side runs in its own process (weblablib in its venv), in turns, ``--rounds`` times.
+Floor of the latency: a Redis PING round trip (a pickup needs at least one).
 """
 
 from __future__ import annotations
@@ -15,9 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
+import random
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -25,211 +33,155 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Row, comparison_table, lab_config, redis_url  # noqa: E402
-from session_workload import HEADERS, start_sessions  # noqa: E402
+from _common import (  # noqa: E402
+    Row,
+    bench_section,
+    interleave,
+    percentile,
+    print_table,
+    quick_or_full,
+    redis_url,
+    run_side,
+    shutdown_lab,
+)
+from deploy import LoopWorker  # noqa: E402
+from lab_app import make_app  # noqa: E402
+from redis_meter import ping_floor  # noqa: E402
+from session_workload import HEADERS, start_body  # noqa: E402
 
 
-def define_tasks(weblab: Any, stopping: Any) -> dict[str, Any]:
-    @weblab.task()
-    def stamp() -> float:
-        return time.time()
+class Student:
+    """A student's browser on an app (test client), after following the RLMS's link."""
 
-    @weblab.task()
-    def noop() -> None:
-        return None
+    def __init__(self, app: Any) -> None:
+        self.client = app.test_client()
+        started = self.client.post("/weblab/sessions/", json=start_body(0), headers=HEADERS)
+        self.session_id = started.get_json()["session_id"]
+        reply = self.client.get(started.get_json()["url"])
+        assert reply.status_code in (301, 302), reply.status_code
 
-    @weblab.task()
-    def until_stopped() -> str:
-        deadline = time.monotonic() + 60
+    def delay(self, name: str, count: int = 1) -> dict[str, Any]:
+        reply = self.client.get(f"/lab/delay/{name}?count={count}")
+        assert reply.status_code == 200, reply.data
+        return reply.get_json()
+
+    def wait(self, task_id: str, until: tuple[str, ...] = ("done", "failed"), timeout=60.0):
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if stopping():
-                return "stopped"
+            reply = self.client.get(f"/lab/task/{task_id}").get_json()
+            if reply["status"] in until:
+                return reply
             time.sleep(0.01)
-        return "timeout"
-
-    return {"stamp": stamp, "noop": noop, "until_stopped": until_stopped}
+        raise TimeoutError(f"task {task_id} still {reply['status']} after {timeout} s")
 
 
-def make_app(side: str, url: str, base: str, instance: str) -> tuple[Any, Any, dict[str, Any]]:
-    from flask import Flask
-
-    app = Flask(f"{side}_tasks_bench", instance_path=instance)
-    app.config.update(
-        lab_config(url, base, WEBLAB_AUTOCLEAN_THREAD=False, WEBLAB_TASK_THREADS_PROCESS=0)
-    )
-    if side == "labruntime":
-        from labruntime import WebLab
-        from labruntime.task_handle import current_task_stopping
-    else:
-        from weblablib import WebLab, current_task_stopping
-    weblab = WebLab(app)
-    weblab.initial_url(lambda: "/lab")
-    tasks = define_tasks(weblab, lambda: bool(current_task_stopping))
-    return app, weblab, tasks
-
-
-class Workers:
-    """N runner threads of the library under test, started and stopped on demand."""
-
-    def __init__(self, side: str, app: Any, weblab: Any, threads: int) -> None:
-        self.side = side
-        if side == "labruntime":
-            from labruntime.worker import WorkerGroup
-
-            self.group = WorkerGroup(weblab, app, weblab._task_store(app), threads).start()
-        else:
-            from weblablib.tasks import _TaskRunner
-
-            self.runners = [_TaskRunner(n, weblab, app) for n in range(threads)]
-            for runner in self.runners:
-                runner.start()
-
-    def stop(self) -> None:
-        if self.side == "labruntime":
-            self.group.stop(10)
-        else:
-            for runner in self.runners:
-                runner.stop()
-            for runner in self.runners:
-                runner.join(5)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def latency(side: str, app: Any, weblab: Any, tasks: dict[str, Any], samples: int) -> dict:
-    workers = Workers(side, app, weblab, 1)
+def latency(app: Any, samples: int, gap: float) -> dict[str, float]:
+    student = Student(app)
+    student.wait(student.delay("stamp")["ids"][0])  # warm-up
     values = []
-    (session_id,) = start_sessions(app, 1)
-    try:
-        with app.test_request_context("/lab"):
-            _bind_session(side, weblab, session_id)
-            tasks["stamp"].delay().join(timeout=10)  # warm up
-            for _ in range(samples):
-                before = time.time()
-                task = tasks["stamp"].delay()
-                task.join(timeout=30)
-                values.append((task.result - before) * 1000)
-    finally:
-        workers.stop()
+    for _ in range(samples):
+        time.sleep(random.uniform(0, gap))
+        delayed = student.delay("stamp")
+        result = student.wait(delayed["ids"][0])["result"]
+        values.append((result - delayed["before"]) * 1000)
     return {"p50_ms": percentile(values, 50), "p99_ms": percentile(values, 99), "n": samples}
 
 
-def throughput(side: str, app: Any, weblab: Any, tasks: dict[str, Any], count: int, threads: int):
-    (session_id,) = start_sessions(app, 1)
-    with app.test_request_context("/lab"):
-        _bind_session(side, weblab, session_id)
-        handles = [tasks["noop"].delay() for _ in range(count)]
-        start = time.perf_counter()
-        workers = Workers(side, app, weblab, threads)
-        try:
-            handles[-1].join(timeout=300)
-            for handle in handles:
-                handle.join(timeout=300)
-            elapsed = time.perf_counter() - start
-        finally:
-            workers.stop()
-    return {"tasks_per_s": count / elapsed, "n": count}
+def throughput(app: Any, count: int) -> dict[str, float]:
+    student = Student(app)
+    student.wait(student.delay("noop")["ids"][0])  # the worker is up
+    began = time.perf_counter()
+    ids = student.delay("noop", count)["ids"]
+    for task_id in ids:
+        student.wait(task_id, timeout=300)
+    return {"tasks_per_s": count / (time.perf_counter() - began), "n": count}
 
 
-def dispose_time(side: str, app: Any, weblab: Any, tasks: dict[str, Any], rounds: int) -> dict:
-    workers = Workers(side, app, weblab, 1)
-    client = app.test_client()
+def dispose_time(app: Any, rounds: int) -> dict[str, float]:
+    rlms = app.test_client()
     values = []
-    try:
-        for session_id in start_sessions(app, rounds):
-            with app.test_request_context("/lab"):
-                _bind_session(side, weblab, session_id)
-                task = tasks["until_stopped"].delay()
-                deadline = time.monotonic() + 10
-                while not task.retrieve().running and time.monotonic() < deadline:
-                    time.sleep(0.005)
-            before = time.perf_counter()
-            while True:
-                reply = client.post(
-                    f"/weblab/sessions/{session_id}", json={"action": "delete"}, headers=HEADERS
-                ).get_json()
-                if reply.get("finished") is False:
-                    time.sleep(float(reply.get("ask_again", 1)))
-                    continue
-                break
-            values.append((time.perf_counter() - before) * 1000)
-            assert reply.get("message") == "Deleted", reply
-    finally:
-        workers.stop()
-    return {"median_ms": statistics.median(values), "n": rounds}
+    for _ in range(rounds):
+        student = Student(app)
+        student.wait(student.delay("until_stopped")["ids"][0], until=("running",))
+        began = time.perf_counter()
+        while True:
+            reply = rlms.post(
+                f"/weblab/sessions/{student.session_id}", json={"action": "delete"}, headers=HEADERS
+            ).get_json()
+            if reply.get("finished") is False:
+                time.sleep(float(reply.get("ask_again", 1)))
+                continue
+            break
+        values.append((time.perf_counter() - began) * 1000)
+        assert reply.get("message") == "Deleted", reply
+    return {"median_ms": sorted(values)[len(values) // 2], "n": rounds}
 
 
-def _bind_session(side: str, weblab: Any, session_id: str) -> None:
-    if side == "weblablib":
-        from flask import g
-
-        g.session_id = session_id
-    else:
-        from flask import session
-
-        session["weblab_session_id"] = session_id
-
-
-def measure(side: str, url: str, base: str, samples: int, count: int) -> dict[str, Any]:
+def measure(side: str, url: str, base: str, samples: int, gap: float, count: int) -> dict:
     logging.basicConfig(level=logging.ERROR)
-    with tempfile.TemporaryDirectory(prefix="lrbench") as tmp:
-        app, weblab, tasks = make_app(side, url, base, tmp)
-        figures = {
-            "latency": latency(side, app, weblab, tasks, samples),
-            "throughput_1": throughput(side, app, weblab, tasks, count, 1),
-            "throughput_4": throughput(side, app, weblab, tasks, count, 4),
-            "dispose": dispose_time(side, app, weblab, tasks, 5),
-        }
-        if side == "labruntime":
-            app.extensions["weblab"].store.close()
+    figures: dict[str, Any] = {}
+    driver = make_app(side, url, base, deployed=False)
+    with LoopWorker(side, url, base, threads=1):
+        figures["latency_loop"] = latency(driver, samples, gap)
+        figures["dispose"] = dispose_time(driver, quick_or_full(2, 5))
+        figures["throughput_1"] = throughput(driver, count)
+    with LoopWorker(side, url, base, threads=4):
+        figures["throughput_4"] = throughput(driver, count)
+    web = make_app(
+        side, url, base + "-t", WEBLAB_TASK_THREADS_PROCESS=1, WEBLAB_AUTOCLEAN_THREAD=False
+    )
+    web.test_client().get("/bare")  # labruntime starts its threads on the first request
+    figures["latency_thread"] = latency(web, samples, gap)
+    if side == "labruntime":
+        shutdown_lab(web)
     return figures
 
 
 ROWS = [
-    Row("latency", "p50_ms", "enqueue-to-start p50 (ms)"),
-    Row("latency", "p99_ms", "enqueue-to-start p99 (ms)"),
-    Row("throughput_1", "tasks_per_s", "no-op tasks/s, 1 runner thread", higher_better=True),
-    Row("throughput_4", "tasks_per_s", "no-op tasks/s, 4 runner threads", higher_better=True),
-    Row("dispose", "median_ms", "dispose returns after stop point (ms)"),
+    Row("latency_loop.p50_ms", "pickup p50, worker process (ms)", floor="ping", digits=2),
+    Row("latency_loop.p99_ms", "pickup p99, worker process (ms)", floor="ping", digits=2),
+    Row("latency_thread.p50_ms", "pickup p50, thread in web process (ms)", floor="ping", digits=2),
+    Row("latency_thread.p99_ms", "pickup p99, thread in web process (ms)", floor="ping", digits=2),
+    Row("throughput_1.tasks_per_s", "no-op tasks/s, worker 1 thread", True, digits=0),
+    Row("throughput_4.tasks_per_s", "no-op tasks/s, worker 4 threads", True, digits=0),
+    Row("dispose.median_ms", "dispose returns after stop point (ms)", digits=1),
 ]
-
-
-def table(ours: dict[str, Any], theirs: dict[str, Any] | None) -> str:
-    text = comparison_table(ROWS, ours, theirs, width=42, digits=1)
-    return text + "\n(ratio: how many times better labruntime is)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=300, help="latency samples (labruntime)")
-    parser.add_argument("--weblablib-samples", type=int, default=30, help="weblablib polls 1 s")
-    parser.add_argument("--tasks", type=int, default=1000, help="no-op tasks per throughput run")
-    parser.add_argument("--skip-weblablib", action="store_true")
+    parser.add_argument("--rounds", type=int, default=quick_or_full(1, 3))
+    parser.add_argument("--samples", type=int, default=quick_or_full(15, 100))
+    parser.add_argument("--gap", type=float, default=1.0, help="longest random pause (s)")
+    parser.add_argument("--tasks", type=int, default=quick_or_full(200, 1000))
     parser.add_argument("--side", choices=["labruntime", "weblablib"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     options = parser.parse_args()
-    if options.side:  # a driver run (weblablib's venv): print the figures as one JSON line
-        figures = measure(options.side, options.url, options.base, options.samples, options.tasks)
+    if options.side:  # one side's run, in that side's venv: one JSON line
+        figures = measure(
+            options.side, options.url, options.base, options.samples, options.gap, options.tasks
+        )
         print(json.dumps(figures))
         return
-    from weblablib_env import run_weblablib
-
-    with redis_url() as url:
+    title = f"Task layer: {options.samples} pickups with random arrivals (0-{options.gap:g} s)"
+    with bench_section(title), redis_url() as url:
+        floor = ping_floor(url)
         base = f"bench-{uuid.uuid4().hex[:8]}"
-        ours = measure("labruntime", url, base + "-lr", options.samples, options.tasks)
-        theirs = None
-        if not options.skip_weblablib:
-            args = ["--side", "weblablib", "--url", url, "--base", base + "-wl"]
-            args += ["--samples", str(options.weblablib_samples), "--tasks", str(options.tasks)]
-            theirs = run_weblablib("bench_tasks.py", *args, timeout=1800)
-    print(f"Task layer, Redis over {url.split('://')[0]}:")
-    print(f"(latency samples: {options.samples} labruntime, {options.weblablib_samples} weblablib;")
-    print(f" throughput: {options.tasks} tasks queued, then the runner threads start)")
-    print(table(ours, theirs))
+
+        def one_run(side: str, number: int) -> dict:
+            args = ["--url", url, "--base", f"{base}-{side[:2]}{number}"]
+            args += ["--samples", str(options.samples), "--gap", str(options.gap)]
+            return run_side(side, "bench_tasks.py", *args, "--tasks", str(options.tasks))
+
+        results = interleave(one_run, options.rounds)
+    print(f"floor: Redis PING round trip {floor['wall_ms']:.3f} ms")
+    print_table(
+        f"Redis over {url.split('://')[0]}; throughput: {options.tasks} tasks delayed at once:",
+        ROWS,
+        results,
+        {"ping": floor["wall_ms"]},
+    )
 
 
 if __name__ == "__main__":

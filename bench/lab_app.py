@@ -9,8 +9,9 @@ The lab is deployed as config/ describes it: no task thread in the web workers
 (WEBLAB_TASK_THREADS_PROCESS = 0), the cleaner thread on in the web workers, tasks in the
 separate worker. ``BENCH_SIDE=bare`` is a Flask app with no extension at all: ``/bare`` (the
 floor of an HTTP request). Every lab also has ``/bare`` (no decorator), ``/lab/read`` and
-``/lab/write`` (``@requires_active``), and the tasks ``stamp`` (returns the time its body
-started) and ``noop``. ``BENCH_TIMEOUT``: WEBLAB_TIMEOUT (default 15 s).
+``/lab/write`` (``@requires_active``), the tasks ``stamp`` (returns the time its body
+started), ``noop`` and ``until_stopped``, and the views ``/lab/delay/<task>`` and
+``/lab/task/<id>`` (see :func:`add_task_views`). ``BENCH_TIMEOUT``: WEBLAB_TIMEOUT (default 15 s).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import time
 from typing import Any
 
 from _common import add_session_views, lab_config
-from flask import Flask
+from flask import Flask, request
 
 
-def define_tasks(weblab: Any) -> dict[str, Any]:
+def define_tasks(weblab: Any, stopping: Any) -> dict[str, Any]:
     @weblab.task()
     def stamp() -> float:
         return time.time()
@@ -32,7 +33,38 @@ def define_tasks(weblab: Any) -> dict[str, Any]:
     def noop() -> None:
         return None
 
-    return {"stamp": stamp, "noop": noop}
+    @weblab.task()
+    def until_stopped() -> str:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if stopping():
+                return "stopped"
+            time.sleep(0.01)
+        return "timeout"
+
+    return {"stamp": stamp, "noop": noop, "until_stopped": until_stopped}
+
+
+def add_task_views(app: Flask, weblab: Any, requires_active: Any, tasks: dict[str, Any]) -> None:
+    """The student's side of tasks, with the public API only: ``/lab/delay/<name>?count=N``
+    (delays N tasks; the time before the first ``.delay()`` and the ids) and
+    ``/lab/task/<id>`` (``weblab.get_task``: status and result)."""
+
+    @app.route("/lab/delay/<name>")
+    @requires_active
+    def delay(name: str) -> dict[str, Any]:
+        count = int(request.args.get("count", "1"))
+        before = time.time()
+        ids = [tasks[name].delay().task_id for _ in range(count)]
+        return {"before": before, "ids": ids}
+
+    @app.route("/lab/task/<task_id>")
+    @requires_active
+    def task_status(task_id: str) -> Any:
+        task = weblab.get_task(task_id)
+        if task is None:
+            return {"status": "missing"}, 404
+        return {"status": task.status, "result": task.result if task.done else None}
 
 
 def make_app(side: str, url: str, base: str, *, deployed: bool = True, **extra: Any) -> Flask:
@@ -55,12 +87,13 @@ def make_app(side: str, url: str, base: str, *, deployed: bool = True, **extra: 
     config.update(extra)
     app.config.update(config)
     if side == "labruntime":
-        from labruntime import WebLab, requires_active, weblab_user
+        from labruntime import WebLab, current_task_stopping, requires_active, weblab_user
     else:
-        from weblablib import WebLab, requires_active, weblab_user
+        from weblablib import WebLab, current_task_stopping, requires_active, weblab_user
     weblab = WebLab(app)
     add_session_views(app, weblab, requires_active, weblab_user)
-    app.extensions["bench_tasks"] = define_tasks(weblab)
+    tasks = define_tasks(weblab, lambda: bool(current_task_stopping))
+    add_task_views(app, weblab, requires_active, tasks)
     return app
 
 
