@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from labruntime.drivers import validate_device_url
 
+from labruntime.drivers import validate_device_url
 from labruntime.embedded import stop_embedded_redis
 from labruntime.testing import FakeRLMS
 
@@ -653,3 +653,22 @@ def test_redis_unit_starts_a_forking_server_and_stops_it(tmp_path):
             pytest.fail(f"redis-server {pid} still running after ExecStop")
     finally:
         stop_embedded_redis(instance)
+
+
+# -- the test command on a Pi ---------------------------------------------------------------------
+def test_test_extras_install_on_a_32_bit_pi_and_nginx_stays_off():
+    """``pip install -e '.[test]'`` (config/README.md's HIL step) must not pull playwright, which
+    has no wheel for 32-bit ARM; tools/test.sh adds the browser extra where it has one, and
+    keeps the nginx-light it installs from serving port 80."""
+    root = CONFIG.parent
+    with (root / "pyproject.toml").open("rb") as fh:
+        extras = tomllib.load(fh)["project"]["optional-dependencies"]
+    assert not [dep for dep in extras["test"] if dep.startswith("playwright")]
+    assert [dep for dep in extras["browser"] if dep.startswith("playwright")]
+    script = (root / "tools" / "test.sh").read_text()
+    assert "x86_64 | aarch64) extras='.[test,browser]'" in script
+    assert "*) extras='.[test]'" in script
+    assert "exit 101" in script and "policy-rc.d" in script  # no service start while installing
+    assert "systemctl disable --now nginx" in script
+    readme = (root / "README.md").read_text()
+    assert "nginx-light" in readme and "port 80" in readme

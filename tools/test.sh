@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs and runs it. Safe to run again.
-#  - Debian packages the tests drive for real (avrdude, chromium), when run as root or with sudo;
-#    without them, the tests that need them say why they skipped.
-#  - A virtual environment in .venv with labruntime (editable) and its test extras.
+#  - Debian packages the tests drive for real (avrdude, chromium, nginx-light), when run as root
+#    or with sudo; without them, the tests that need them say why they skipped. Installing
+#    nginx-light would start Debian's nginx on port 80: it is kept from starting (policy-rc.d
+#    for the install) and disabled; the tests only run `nginx -t` and their own nginx on free
+#    ports.
+#  - A virtual environment in .venv with labruntime (editable) and its test extras, plus the
+#    browser extra (playwright) where it has wheels (x86_64, aarch64); elsewhere the browser
+#    tests skip.
 # Extra arguments go to pytest, e.g.  bash tools/test.sh -k sessions -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +15,7 @@ cd "$(dirname "$0")/.."
 debs=()
 command -v avrdude >/dev/null 2>&1 || debs+=(avrdude)
 command -v chromium >/dev/null 2>&1 || debs+=(chromium)
-command -v nginx >/dev/null 2>&1 || debs+=(nginx-light)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || debs+=(nginx-light)
 if ((${#debs[@]})); then
     if [ "$(id -u)" = 0 ]; then apt=(env DEBIAN_FRONTEND=noninteractive apt-get)
     elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
@@ -18,15 +23,33 @@ if ((${#debs[@]})); then
     else apt=(); fi
     if ((${#apt[@]})); then
         echo "installing Debian packages: ${debs[*]}"
+        root=("${apt[@]:0:${#apt[@]}-1}")  # the same sudo/env prefix, without apt-get
+        # No service starts during the install (nginx would take port 80), unless the system
+        # already has its own policy.
+        policy=/usr/sbin/policy-rc.d
+        own_policy=0
+        if [ ! -e "$policy" ]; then
+            "${root[@]}" sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy"
+            own_policy=1
+        fi
         "${apt[@]}" update -qq >/dev/null
-        "${apt[@]}" install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
+        "${apt[@]}" install -y -qq --no-install-recommends "${debs[@]}" >/dev/null || status=$?
+        if ((own_policy)); then "${root[@]}" rm -f "$policy"; fi
+        if [ "${status:-0}" != 0 ]; then exit "$status"; fi
+        if [[ " ${debs[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null 2>&1; then
+            "${root[@]}" systemctl disable --now nginx >/dev/null 2>&1 || true  # not at boot
+        fi
     else
         echo "note: not root and no sudo: ${debs[*]} not installed; the tests that need them will skip"
     fi
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+case "$(uname -m)" in
+    x86_64 | aarch64) extras='.[test,browser]' ;;  # playwright has wheels there
+    *) extras='.[test]' ;;  # 32-bit Pi: no playwright wheel; the browser tests skip
+esac
+.venv/bin/python -m pip install -q --disable-pip-version-check -e "$extras"
 .venv/bin/ruff check --quiet .
 .venv/bin/ruff format --check --quiet .
 suites=(tests); [ -d hil_tests ] && suites+=(hil_tests)

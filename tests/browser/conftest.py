@@ -43,7 +43,10 @@ def browser_page(tmp_path: Path) -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("the playwright package is missing: pip install 'labruntime[test]'")
+        pytest.skip(
+            "the playwright package is missing: pip install -e '.[browser]' (tools/test.sh "
+            "does on x86_64 and aarch64; playwright has no wheel for a 32-bit Pi)"
+        )
     profile = tmp_path / "chromium-profile"
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
