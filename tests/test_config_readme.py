@@ -189,6 +189,27 @@ def test_config_readme_install_runs_as_written(tmp_path):
     units = sorted(p.name for p in (root / "etc/systemd/system").iterdir())
     assert units == [f"labruntime-{name}.service" for name in ("redis", "web", "worker")]
     assert (root / "etc/udev/rules.d/99-labruntime.rules").is_file()
+    # the installed web unit's environment and folder load the installed lab: every WEBLAB_*
+    # key and device URL of the installed files is checked by WebLab(app) (no device opened)
+    unit = (root / "etc/systemd/system/labruntime-web.service").read_text()
+    unit_env = dict(
+        line.removeprefix("Environment=").partition("=")[::2]
+        for line in unit.splitlines()
+        if line.startswith("Environment=")
+    )
+    workdir = re.search(r"^WorkingDirectory=(\S+)", unit, flags=re.MULTILINE)
+    assert workdir
+    lab_env = {**env, **{key: _rooted(value, root) for key, value in unit_env.items()}}
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import wsgi_app; print(sorted(wsgi_app.application.config))"],
+        cwd=_rooted(workdir.group(1), root),
+        env=lab_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert "WEBLAB_DEVICES" in loaded.stdout
 
     # nginx: the host name set everywhere, a certificate in place, the site enabled, nginx -t ok
     site = (root / "etc/nginx/sites-available/labs.conf").read_text()
