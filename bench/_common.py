@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -52,19 +53,17 @@ def embedded_module() -> Any:
 
 def shutdown_lab(app: Any, timeout: float = 10.0) -> None:
     """Stop a labruntime lab's background threads (cleaner, task runners) in this process."""
-    weblab = app.extensions["weblab"].weblab
-    shutdown = getattr(weblab, "shutdown", None)
-    if shutdown is not None:
-        try:
-            shutdown(app, timeout)
-        except TypeError:
-            shutdown(app)
-    else:
-        weblab._stop_background(app, timeout)
+    from labruntime.state import get_state
+
+    get_state(app).shutdown(timeout)
 
 
 def labruntime_cli() -> list[str]:
-    """The ``labruntime`` command of this venv."""
+    """The ``labruntime`` command: this venv's console script, or ``$BENCH_LABRUNTIME_CLI``
+    (a command line, e.g. to run another checkout's CLI with PYTHONPATH)."""
+    command = os.environ.get("BENCH_LABRUNTIME_CLI")
+    if command:
+        return shlex.split(command)
     return [str(Path(sys.executable).with_name("labruntime"))]
 
 
@@ -305,12 +304,22 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def cpu_ms(pid: int) -> float:
-    """utime + stime of a process (all its threads), ms; 0 if it is gone."""
+    """CPU time of a process, ms: the sum over its live threads of the scheduler's run time
+    (/proc/PID/task/*/schedstat, nanoseconds), so short windows are not rounded to clock
+    ticks; a thread that ended is missed, so the larger of that and /proc/PID/stat's
+    utime + stime (ticks, dead threads included) is taken. 0 if the process is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) * 1000 / _TICK
+    ticks = (int(fields[11]) + int(fields[12])) * 1000 / _TICK
+    run_ns = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            run_ns += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+    return max(ticks, run_ns / 1e6)
 
 
 def children(pid: int) -> list[int]:
