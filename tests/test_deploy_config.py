@@ -29,7 +29,6 @@ import pytest
 from flask import Flask
 
 from labruntime.drivers import validate_device_url
-from labruntime.embedded import stop_embedded_redis
 from labruntime.testing import FakeRLMS
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
@@ -46,6 +45,27 @@ def _toml(name: str) -> dict[str, Any]:
 def _devices(name: str) -> dict[str, str]:
     data = _toml(name)
     return {**data["WEBLAB_DEVICES"], **data.get("HIL_DEVICES", {})}
+
+
+def _stop_redis_of(instance: Path, timeout: float = 10.0) -> None:
+    """Stop the embedded Redis a lab started in ``instance`` (its pid file), if it runs: what
+    the redis unit's ExecStop does, without importing labruntime's internals."""
+    pidfile = instance / "redis" / "redis.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+        if b"redis-server" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return  # a stale pid file: that pid is another program now
+        os.kill(pid, signal.SIGTERM)  # redis-server shuts down cleanly on SIGTERM
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)  # waiting for another process's exit: no notification exists
+    os.kill(pid, signal.SIGKILL)
 
 
 # -- device maps and the lab config ------------------------------------------------------------
@@ -68,14 +88,17 @@ def test_device_urls_validate_without_hardware(name):
 @pytest.mark.parametrize("device", sorted(_devices("devices.sim.toml")))
 def test_every_simulated_device_passes_device_check(device):
     """What config/README.md tells an operator to run: ``labruntime device check URL``."""
-    from click.testing import CliRunner
-
-    from labruntime.cli_devices import device_group
-
     url = _devices("devices.sim.toml")[device]
-    result = CliRunner().invoke(device_group, ["check", "--json", url])
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    labruntime = Path(sys.executable).with_name("labruntime")
+    result = subprocess.run(
+        [str(labruntime), "device", "check", "--json", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
     assert report["safe"]["ok"] is True, report
     assert report["device"]["url"] == url
 
@@ -97,9 +120,10 @@ def test_sim_and_rig_maps_offer_the_same_devices():
 
 
 def test_hil_plugin_finds_the_sim_map_by_default():
-    from labruntime.hil import resolve_device_map
+    from importlib.metadata import entry_points
 
-    devices = resolve_device_map(None, {}, CONFIG.parent)
+    (plugin,) = entry_points(group="pytest11", name="labruntime_hil")  # the HIL plugin
+    devices = plugin.load().resolve_device_map(None, {}, CONFIG.parent)
     assert dict(devices) == _devices("devices.sim.toml")
     assert devices.source.endswith("devices.sim.toml")
 
@@ -258,7 +282,7 @@ def gunicorn_lab(
             yield port
         finally:
             _stop_group(proc)
-            stop_embedded_redis(instance)
+            _stop_redis_of(instance)
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
@@ -612,7 +636,7 @@ def test_worker_unit_command_starts_and_stops_on_sigterm(tmp_path):
                 if proc.poll() is None:
                     _stop_group(proc)
     finally:
-        stop_embedded_redis(instance)
+        _stop_redis_of(instance)
 
 
 @pytest.mark.slow
@@ -652,7 +676,7 @@ def test_redis_unit_starts_a_forking_server_and_stops_it(tmp_path):
         else:
             pytest.fail(f"redis-server {pid} still running after ExecStop")
     finally:
-        stop_embedded_redis(instance)
+        _stop_redis_of(instance)
 
 
 # -- the test command on a Pi ---------------------------------------------------------------------
