@@ -48,7 +48,8 @@ def define_tasks(weblab: Any, stopping: Any) -> dict[str, Any]:
 def add_task_views(app: Flask, weblab: Any, requires_active: Any, tasks: dict[str, Any]) -> None:
     """The student's side of tasks, with the public API only: ``/lab/delay/<name>?count=N``
     (delays N tasks; the time before the first ``.delay()`` and the ids) and
-    ``/lab/task/<id>`` (``weblab.get_task``: status and result)."""
+    ``/lab/task/<id or name>`` (``weblab.get_task``: status and result), ``/lab/tasks``
+    (``len(weblab.tasks)``)."""
 
     @app.route("/lab/delay/<name>")
     @requires_active
@@ -57,6 +58,11 @@ def add_task_views(app: Flask, weblab: Any, requires_active: Any, tasks: dict[st
         before = time.time()
         ids = [tasks[name].delay().task_id for _ in range(count)]
         return {"before": before, "ids": ids}
+
+    @app.route("/lab/tasks")
+    @requires_active
+    def task_count() -> dict[str, Any]:
+        return {"tasks": len(weblab.tasks)}
 
     @app.route("/lab/task/<task_id>")
     @requires_active
@@ -94,6 +100,7 @@ def make_app(side: str, url: str, base: str, *, deployed: bool = True, **extra: 
     add_session_views(app, weblab, requires_active, weblab_user)
     tasks = define_tasks(weblab, lambda: bool(current_task_stopping))
     add_task_views(app, weblab, requires_active, tasks)
+    app.extensions["bench_weblab"] = weblab
     return app
 
 
