@@ -4,7 +4,8 @@
  * Built at first use by drivers/sim/avr.py (gcc, against libsimavr) and run as its subprocess:
  *
  *   avr_twin --mcu atmega328p --freq 16000000 --baud 115200 --boot optiboot.bin \
- *            --boot-addr 0x7e00 --link /tmp/.../ttyTWIN [--startup-ms 65] [--no-autoreset]
+ *            --boot-addr 0x7e00 --link /tmp/.../ttyTWIN [--ctl-fd 3] [--startup-ms 65] \
+ *            [--spm-ms 4.5] [--no-autoreset]
  *
  * The chip: flash erased except the bootloader (a raw binary loaded at --boot-addr, the reset
  * vector pointing at it, as BOOTRST does), powered on (PORF) at start.
@@ -20,6 +21,10 @@
  * the chip for the start-up time (--startup-ms, 65 ms by default: the Uno's fuses) during which
  * it executes nothing and hears nothing, then starts it with EXTRF in MCUSR. A watchdog reset is
  * simavr's own (WDRF).
+ *
+ * Self-programming: a page erase or write keeps SPMEN set for --spm-ms (4.5 ms, the
+ * ATmega328P's maximum) of simulated time, which boot_spm_busy_wait() waits out; simavr itself
+ * writes the flash at once.
  *
  * Real time: simulated cycles are paced to the wall clock (run until the simulated time catches
  * up with the wall clock, then sleep in poll()); when the host cannot keep up for more than
@@ -64,6 +69,7 @@
 #include "sim_irq.h"
 #include "avr_ioport.h"
 #include "avr_uart.h"
+#include "avr_flash.h"
 
 #define RXQ_SIZE 4096
 #define RX_HOLD 3 /* bytes the receiver holds: 2-byte FIFO + shift register */
@@ -252,6 +258,36 @@ static void rx_deliver(void)
 	}
 }
 
+/* -- flash self-programming: page erase and write take the chip's time -------------------- */
+static avr_flash_t *flash;
+static int (*flash_ioctl)(struct avr_io_t *, uint32_t, void *);
+static uint64_t spm_cycles;     /* --spm-ms in cycles */
+static uint64_t spm_busy_until; /* SPMEN reads 1 until then (as boot_spm_busy_wait() polls) */
+
+static int spm_ioctl(struct avr_io_t *io, uint32_t ctl, void *param)
+{
+	if (ctl == AVR_IOCTL_FLASH_SPM &&
+	    (avr_regbit_get(avr, flash->pgers) || avr_regbit_get(avr, flash->pgwrt)))
+		spm_busy_until = cycles() + spm_cycles;
+	return flash_ioctl(io, ctl, param);
+}
+
+static uint8_t spm_read(struct avr_t *a, avr_io_addr_t addr, void *param)
+{
+	(void)param;
+	/* simavr stores what this returns into the register: take the forced bit back after */
+	static int forced;
+	uint8_t v = a->data[addr], bit = (uint8_t)(flash->selfprgen.mask << flash->selfprgen.bit);
+	if (cycles() < spm_busy_until) {
+		v |= bit;
+		forced = 1;
+	} else if (forced) {
+		v &= (uint8_t)~bit;
+		forced = 0;
+	}
+	return v;
+}
+
 /* -- pins --------------------------------------------------------------------------------- */
 static void port_changed(struct avr_irq_t *irq, uint32_t value, void *param)
 {
@@ -431,13 +467,19 @@ static void read_master(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: avr_twin --mcu NAME --freq HZ --baud BPS --boot BIN --boot-addr ADDR --link PATH "
-	                "[--ctl-fd FD] [--startup-ms MS] [--no-autoreset]\n");
+	                "[--ctl-fd FD] [--startup-ms MS] [--spm-ms MS] [--no-autoreset]\n");
 	exit(2);
 }
 
 static void find_ios(void)
 {
 	for (avr_io_t *io = avr->io_port; io; io = io->next) {
+		if (!strcmp(io->kind, "flash") && io->ioctl) {
+			flash = (avr_flash_t *)io;
+			flash_ioctl = io->ioctl;
+			io->ioctl = spm_ioctl;
+			avr_register_io_read(avr, flash->r_spm, spm_read, NULL);
+		}
 		if (!strcmp(io->kind, "uart") && ((avr_uart_t *)io)->name == '0')
 			uart = (avr_uart_t *)io;
 		if (!strcmp(io->kind, "port") && nports < MAX_PORTS) {
@@ -453,7 +495,7 @@ static void find_ios(void)
 int main(int argc, char **argv)
 {
 	const char *mcu = "atmega328p", *boot = NULL, *link = NULL;
-	double startup_ms = 65.0;
+	double startup_ms = 65.0, spm_ms = 4.5;
 	uint32_t boot_addr = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -478,6 +520,8 @@ int main(int argc, char **argv)
 			link = v;
 		else if (!strcmp(a, "--ctl-fd"))
 			CTL_FD = atoi(v);
+		else if (!strcmp(a, "--spm-ms"))
+			spm_ms = strtod(v, NULL);
 		else if (!strcmp(a, "--startup-ms"))
 			startup_ms = strtod(v, NULL);
 		else
@@ -531,6 +575,7 @@ int main(int argc, char **argv)
 	avr_irq_register_notify(uart->io.irq + UART_IRQ_OUTPUT, uart_out, NULL);
 	setup_uart_flags();
 	byte_cycles = freq * 10 / line_baud;
+	spm_cycles = (uint64_t)(spm_ms / 1000.0 * (double)freq);
 	startup_cycles = (uint64_t)(startup_ms / 1000.0 * (double)freq) + 16384; /* + 16K CK */
 
 	int slave = -1;
@@ -607,6 +652,9 @@ int main(int argc, char **argv)
 				hold_until = 0;
 				emit("halt %llu %s\n", (unsigned long long)cycles(),
 				     state == cpu_Done ? "done" : "crashed");
+				fprintf(stderr, "avr_twin: the core stopped (%s) at pc 0x%x, sp 0x%x\n",
+				        state == cpu_Done ? "done" : "crashed", avr->pc,
+				        avr->data[0x5d] | avr->data[0x5e] << 8);
 			}
 		}
 		flush_tx();

@@ -435,7 +435,11 @@ class AvrTwin:
                 self.halted = None
             elif kind == "halt":
                 self.halted = words[2]
-                log.warning("AVR twin: the core stopped (%s); reset it to start again", words[2])
+                log.info(
+                    "AVR twin: the program stopped (%s: e.g. a blank chip whose boot loop ran "
+                    "out of stack); the next reset or upload starts it again",
+                    words[2],
+                )
             elif kind == "open":
                 self.host_open = True
             elif kind == "close":
