@@ -4,7 +4,10 @@
 * ``sim:arduino`` (:mod:`.arduino`): an Arduino behind its Optiboot bootloader on a
   pseudo-terminal, programmed by the native ``stk500`` driver; its parts are the bootloader
   model (:mod:`.bootloader`), the UART line timing (:mod:`.uart`) and the faults it can be told
-  to show (:mod:`.faults`).
+  to show (:mod:`.faults`);
+* ``sim:avr`` (:mod:`.avr`): a twin whose AVR, simulated cycle by cycle by simavr in real time,
+  boots Optiboot and runs the uploaded program; its process is :mod:`.avr_twin`, its builds
+  :mod:`.avr_build`.
 
 A target module exposes ``open_url``, ``validate`` and ``GRAMMAR`` like a scheme's driver
 module; :data:`TARGETS` is the table the registry dispatches ``sim:<target>`` URLs with.
@@ -18,4 +21,5 @@ __all__ = ["TARGETS"]
 TARGETS: dict[str, str] = {
     "gpio": ".gpio",
     "arduino": ".arduino",
+    "avr": ".avr",
 }
