@@ -82,7 +82,7 @@ def test_unknown_scheme_lists_the_known_ones() -> None:
 
 
 def test_unknown_sim_target_lists_the_simulators() -> None:
-    with pytest.raises(DeviceURLError, match="sim:arduino, sim:gpio"):
+    with pytest.raises(DeviceURLError, match="sim:arduino, sim:avr, sim:gpio"):
         open_device("sim:toaster")
 
 
