@@ -52,10 +52,14 @@ def embedded_module() -> Any:
 
 
 def shutdown_lab(app: Any, timeout: float = 10.0) -> None:
-    """Stop a labruntime lab's background threads (cleaner, task runners) in this process."""
-    from labruntime.state import get_state
-
-    get_state(app).shutdown(timeout)
+    """Stop a labruntime lab's background threads (cleaner, task runners) in this process:
+    ``WebLab.shutdown(app, timeout=...)``, or the private method it replaces."""
+    weblab = app.extensions["bench_weblab"]  # set by lab_app.make_app
+    shutdown = getattr(weblab, "shutdown", None)
+    if shutdown is not None:
+        shutdown(app, timeout=timeout)
+    else:  # before WebLab.shutdown() landed
+        weblab._stop_background(app, timeout)
 
 
 def labruntime_cli() -> list[str]:
