@@ -15,6 +15,9 @@ cd "$(dirname "$0")/.."
 debs=()
 command -v avrdude >/dev/null 2>&1 || debs+=(avrdude)
 command -v chromium >/dev/null 2>&1 || debs+=(chromium)
+{ [ -e /usr/include/simavr/sim_avr.h ] && command -v avr-gcc >/dev/null 2>&1 \
+    && [ -e /usr/share/arduino/hardware/arduino/avr/bootloaders/optiboot/optiboot.c ]; } \
+    || debs+=(simavr libsimavr-dev gcc gcc-avr avr-libc arduino-core-avr)  # the sim:avr twin
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || debs+=(nginx-light)
 if ((${#debs[@]})); then
     if [ "$(id -u)" = 0 ]; then apt=(env DEBIAN_FRONTEND=noninteractive apt-get)

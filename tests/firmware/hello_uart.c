@@ -1,13 +1,27 @@
 /* Prints "hello from the twin N" every 50 ms on the UART at 115200 baud (U2X, as the
- * Arduino core does at 16 MHz), and echoes back, upper-cased, any line it receives.
+ * Arduino core does at 16 MHz), and echoes back, upper-cased, each line it receives. The receiver
+ * holds 3 bytes, so the program drains it into a buffer while it waits to send, as a
+ * serial library's RX interrupt would.
  * Built by tests/firmware/Makefile for the sim:avr twin tests (F_CPU 16 MHz, ATmega328P). */
 #include <avr/io.h>
 #include <util/delay.h>
 
+static char rx[64];
+static unsigned char rx_head, rx_len;
+
+static void poll_rx(void)
+{
+	while (UCSR0A & _BV(RXC0)) {
+		char c = UDR0;
+		if (rx_len < sizeof(rx))
+			rx[(unsigned char)(rx_head + rx_len++) % sizeof(rx)] = c;
+	}
+}
+
 static void put(char c)
 {
 	while (!(UCSR0A & _BV(UDRE0)))
-		;
+		poll_rx();
 	UDR0 = c;
 }
 
@@ -29,6 +43,23 @@ static void put_uint(unsigned n)
 		put(buf[--i]);
 }
 
+static void echo(void)
+{
+	/* whole lines only, so an echo never splits a hello line or is split by one */
+	poll_rx();
+	unsigned char n = 0;
+	while (n < rx_len && rx[(unsigned char)(rx_head + n) % sizeof(rx)] != '\n')
+		n++;
+	if (n == rx_len && rx_len < sizeof(rx))
+		return;
+	for (unsigned char i = 0; i <= n && rx_len; i++) {
+		char c = rx[rx_head];
+		rx_head = (unsigned char)((rx_head + 1) % sizeof(rx));
+		rx_len--;
+		put(c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c);
+	}
+}
+
 int main(void)
 {
 	UCSR0A = _BV(U2X0);
@@ -40,12 +71,9 @@ int main(void)
 		puts_("hello from the twin ");
 		put_uint(count++);
 		puts_("\r\n");
-		for (int ms = 0; ms < 50; ms++) {
-			_delay_ms(1);
-			while (UCSR0A & _BV(RXC0)) {
-				char c = UDR0;
-				put(c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c);
-			}
+		for (int i = 0; i < 500; i++) {
+			_delay_us(100); /* shorter than 3 bytes at 115200 (260 us) */
+			echo();
 		}
 	}
 }
