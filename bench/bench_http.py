@@ -48,8 +48,8 @@ def measure(server: Gunicorn, path: str, cookies: list[str], seconds: float) -> 
 
 
 def main() -> None:
-    seconds = quick_or_full(3, 10)
-    rounds = quick_or_full(1, 5)
+    seconds = quick_or_full(2, 8)
+    rounds = quick_or_full(3, 7)
     wrk_path()  # fails early, saying how to install it
     with bench_section(f"HTTP: gunicorn 2x4, {STUDENTS} students, wrk {seconds:.0f} s per run"):
         with redis_url() as url:

@@ -123,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=quick_or_full(1, 3))
     parser.add_argument("--window", type=float, default=quick_or_full(10, 60))
-    parser.add_argument("--sessions", type=int, default=quick_or_full(50, 200))
+    parser.add_argument("--sessions", type=int, default=quick_or_full(200, 1000))
     options = parser.parse_args()
     title = f"Idle lab: {options.window:g} s windows, {options.sessions} idle sessions"
     with bench_section(title):
