@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -30,7 +29,8 @@ from labruntime import WebLab, current_devices
 from labruntime.drivers import open_device
 from labruntime.drivers.image import FirmwareImage
 from labruntime.drivers.sim.arduino import SimulatedArduino
-from labruntime.embedded import EmbeddedRedis
+from labruntime.state import get_state
+from labruntime.store.embedded import EmbeddedRedis
 from labruntime.testing import FakeRLMS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,8 +67,7 @@ def make_lab(redis_url: str, url: str) -> tuple[Flask, WebLab, Any]:
 
 
 def last_safe(app: Flask, name: str) -> dict[str, Any]:
-    store = app.extensions["weblab"].store
-    return json.loads(store.redis.get(f"benchdev:device:{name}:safe") or "{}")
+    return get_state(app).devices.store.last_safe(name) or {}
 
 
 def wait_fraction(task: Any, fraction: float) -> None:
@@ -92,7 +91,7 @@ def overhead_and_dispose(redis_url: str, size: int, runs: int) -> None:
                 dev.program(FirmwareImage(data, 0, "bench"))
                 direct.append(time.perf_counter() - started)
         app, weblab, program_device = make_lab(redis_url, url)
-        weblab._start_task_workers(app)
+        get_state(app).start_task_threads()
         try:
             as_task = []
             with app.test_request_context("/"):
@@ -108,9 +107,7 @@ def overhead_and_dispose(redis_url: str, size: int, runs: int) -> None:
             print(f"  overhead                    {100 * (t - d) / d:+7.2f} %   (target < 5 %)")
             dispose_in(app, program_device, hex_text, "one process (runner thread holds it)")
         finally:
-            weblab._stop_task_workers(app, timeout=10)
-            weblab._stop_background(app)
-            app.extensions["weblab"].store.close()
+            weblab.shutdown(app, timeout=10)
 
 
 def dispose_in(app: Flask, task_func: Any, hex_text: str, label: str) -> None:
@@ -141,7 +138,7 @@ def report_dispose(label: str, dispose: Any, safe: Any) -> None:
 
 
 def dispose_with_worker(size: int, workdir: Path) -> None:
-    from labruntime.hil_lab import HilLab
+    from labruntime.pytest_plugin.hil_lab import HilLab
 
     fw = firmware()
     hex_text = fw.to_intel_hex(fw.test_image(size))
@@ -173,7 +170,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=30 * 1024)
     args = parser.parse_args()
     # the cancelled task logs its OperationCancelled traceback: expected here, keep it quiet
-    logging.getLogger("labruntime.runner").setLevel(logging.CRITICAL)
+    logging.getLogger("labruntime.tasks.runner").setLevel(logging.CRITICAL)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("LABRUNTIME_LOCK_DIR", str(Path(tmp) / "locks"))
         server = EmbeddedRedis(Path(tmp) / "redis")

@@ -1,8 +1,8 @@
 """Fixtures shared by the HIL suites: the bundled blink firmware and larger test images.
 
 The device fixtures (``hil_board``, ``hil_gpio_loop``, ...) come from the labruntime pytest
-plugin (:mod:`labruntime.hil`); see that module and hil_tests/test_program.py for how to point
-the suites at a real rig.
+plugin (:mod:`labruntime.pytest_plugin.hil`); see that module and hil_tests/test_program.py for
+how to point the suites at a real rig.
 """
 
 from __future__ import annotations

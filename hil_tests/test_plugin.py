@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from labruntime.hil import BUILTIN_SIM_MAP, ENV_VAR, DeviceMapError, parse_pair
+from labruntime.pytest_plugin.hil import BUILTIN_SIM_MAP, ENV_VAR, DeviceMapError, parse_pair
 
 
 def run_pytest(
@@ -63,7 +63,7 @@ def test_builtin_simulated_map_when_nothing_is_configured(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert dumped(tmp_path) == {
         "map": BUILTIN_SIM_MAP,
-        "source": "labruntime.hil.BUILTIN_SIM_MAP",
+        "source": "labruntime.pytest_plugin.hil.BUILTIN_SIM_MAP",
     }
 
 
@@ -227,7 +227,10 @@ def test_loopback_from_two_devices(tmp_path):
 
 
 def test_importing_the_plugin_does_not_import_the_device_layer():
-    code = "import sys, labruntime.hil; print(sorted(m for m in sys.modules if 'drivers' in m))"
+    code = (
+        "import sys, labruntime.pytest_plugin.hil; "
+        "print(sorted(m for m in sys.modules if 'drivers' in m))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )

@@ -6,7 +6,7 @@ A lab written for weblablib runs by changing its imports::
 
 Devices (WEBLAB_DEVICES) reach tasks as ``current_devices["board"]`` inside
 ``@weblab.task(device="board")``; ``require_time(seconds)`` refuses what cannot finish in
-the student's time. See :mod:`labruntime.device_tasks`.
+the student's time. See :mod:`labruntime.devices`; the layout: ``docs/architecture.md``.
 
 The package loads lazily: ``import labruntime`` (and so ``import labruntime.drivers`` and the
 pytest HIL plugin) imports neither flask nor redis; each public name below is imported from its
@@ -19,8 +19,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .admission import require_time
-    from .device_tasks import current_devices
+    from .devices.current import current_devices
+    from .devices.time_budget import require_time
     from .errors import (
         AlreadyInitializedError,
         AlreadyRunningError,
@@ -37,19 +37,23 @@ if TYPE_CHECKING:
     )
     from .extension import WebLab
     from .globals import (
+        current_task,
+        current_task_stopping,
         get_weblab_user,
+        socket_weblab_user,
+        weblab_user,
+    )
+    from .sessions.access import (
         logout,
         poll,
         requires_active,
         requires_login,
         socket_requires_active,
         socket_requires_login,
-        socket_weblab_user,
-        weblab_user,
     )
-    from .sessions import create_token
-    from .tasks import TaskArgumentError, WebLabTask, current_task, current_task_stopping
-    from .users import AnonymousUser, CurrentUser, ExpiredUser, WebLabUser
+    from .sessions.manager import create_token
+    from .sessions.users import AnonymousUser, CurrentUser, ExpiredUser, WebLabUser
+    from .tasks.handle import TaskArgumentError, WebLabTask
 
 __all__ = [
     "WebLab",
@@ -96,23 +100,23 @@ _WHERE: dict[str, str] = {
     "weblab_user": "globals",
     "get_weblab_user": "globals",
     "socket_weblab_user": "globals",
-    "requires_active": "globals",
-    "requires_login": "globals",
-    "socket_requires_active": "globals",
-    "socket_requires_login": "globals",
-    "poll": "globals",
-    "logout": "globals",
-    "create_token": "sessions",
-    "current_task": "tasks",
-    "current_task_stopping": "tasks",
-    "current_devices": "device_tasks",
-    "require_time": "admission",
-    "WebLabTask": "tasks",
-    "TaskArgumentError": "tasks",
-    "WebLabUser": "users",
-    "AnonymousUser": "users",
-    "CurrentUser": "users",
-    "ExpiredUser": "users",
+    "requires_active": "sessions.access",
+    "requires_login": "sessions.access",
+    "socket_requires_active": "sessions.access",
+    "socket_requires_login": "sessions.access",
+    "poll": "sessions.access",
+    "logout": "sessions.access",
+    "create_token": "sessions.manager",
+    "current_task": "globals",
+    "current_task_stopping": "globals",
+    "current_devices": "devices.current",
+    "require_time": "devices.time_budget",
+    "WebLabTask": "tasks.handle",
+    "TaskArgumentError": "tasks.handle",
+    "WebLabUser": "sessions.users",
+    "AnonymousUser": "sessions.users",
+    "CurrentUser": "sessions.users",
+    "ExpiredUser": "sessions.users",
     "WebLabError": "errors",
     "NoContextError": "errors",
     "InvalidConfigError": "errors",

@@ -1,56 +1,72 @@
-"""The ``WebLab`` Flask extension: init_app, the lab's hooks, background threads, dispose.
+"""The ``WebLab`` Flask extension: init_app, the lab's hooks and its public methods.
 
-Per-app state lives in ``app.extensions["weblab"]`` (a :class:`WebLabState`), never on
-``self``, so one ``WebLab`` object may serve several apps.
+Per-app state lives in ``app.extensions["weblab"]`` (a :class:`~labruntime.state.LabState`,
+built whole by :meth:`WebLab.init_app`), never on ``self``, so one ``WebLab`` object may serve
+several apps. ``WebLab`` itself keeps only what the lab declares before ``init_app``: its hooks
+and its tasks. Every public method delegates to the current app's state.
+
+The settings ``timeout``, ``poll_interval``, ``cleaner_thread_interval`` (weblablib's names)
+live in each app's frozen config: setting one replaces that value in the config of every app
+this ``WebLab`` serves (same validation as the WEBLAB_* key). Running cleaner threads keep
+their interval until they are restarted.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
-import os
+import math
 import threading
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from flask import Flask, g
+from flask import Flask, g, has_app_context
 from markupsafe import Markup
 
-from .config import WebLabConfig, load_config
-from .errors import AlreadyInitializedError, InvalidConfigError, StoreUnavailableError
-from .extension_runtime import RuntimeMixin
-from .globals import bind_user, get_state, weblab_user
-from .sessions import CleanerThread, DisposeOutcome, SessionManager, create_token
-from .store import SessionRecord, Store
-from .tasks import TasksMixin
-from .users import CurrentUser, ExpiredUser, WebLabUser, make_user
-from .views import register_views
+from .config import load_config
+from .errors import (
+    AlreadyInitializedError,
+    InvalidConfigError,
+    StoreUnavailableError,
+    WebLabNotInitializedError,
+)
+from .globals import weblab_user
+from .sessions.manager import create_token
+from .sessions.users import CurrentUser, ExpiredUser
+from .sessions.views import register_views, store_unavailable_response
+from .state import STATE_KEY, Hooks, LabState, get_state
+from .tasks.decorator import UNIQUE_CHOICES, TaskRegistry, TaskWrapper
+from .tasks.handle import WebLabTask
+from .tasks.worker import run_worker
 
-__all__ = ["WebLab", "WebLabState"]
+__all__ = ["WebLab"]
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_JOIN_STEP = 0.05  # seconds; weblablib's default (labruntime's join waits on Redis)
 
 
-@dataclass
-class WebLabState:
-    """Everything labruntime keeps for one app."""
-
-    app: Flask
-    config: WebLabConfig
-    store: Store
-    sessions: SessionManager
-    weblab: WebLab
-    cleaner: CleanerThread | None = None
-    background_pid: int | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    #: set by CLI commands: requests in this process (test client) start no cleaner/task threads
-    no_background: bool = False
+def _seconds(name: str, value: Any, *, minimum: float, strict: bool) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < minimum or (strict and value == minimum):
+        sign = ">" if strict else ">="
+        raise InvalidConfigError(
+            f"weblab.{name}={value!r} is invalid: expected a number of seconds {sign} {minimum:g}"
+        )
+    return float(value)
 
 
-class WebLab(TasksMixin, RuntimeMixin):
+def _device_names(devices: Any, device: Any) -> tuple[str, ...]:
+    if isinstance(devices, str):
+        devices = [devices]
+    names = list(devices or []) + ([device] if device is not None else [])
+    if not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"devices={names!r} is invalid: give device names of WEBLAB_DEVICES")
+    return tuple(dict.fromkeys(names))
+
+
+class WebLab:
     """The lab's entry point: ``weblab = WebLab(app)`` or ``WebLab()`` + ``init_app(app)``."""
 
     def __init__(
@@ -61,27 +77,27 @@ class WebLab(TasksMixin, RuntimeMixin):
     ) -> None:
         self._callback_url = callback_url
         self._base_url = base_url
-        self._on_start: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None
-        self._on_dispose: Callable[[], Any] | None = None
-        self._initial_url: Callable[[], str] | None = None
-        self._user_loader: Callable[[str | None], Any] | None = None
+        self._hooks = Hooks()
+        self._registry = TaskRegistry()
+        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
+        self._join_step_time = DEFAULT_JOIN_STEP
         if app is not None:
             self.init_app(app)
 
     # -- setup ------------------------------------------------------------------------------
     def init_app(self, app: Flask) -> None:
-        """Validate the config, then register the views, hooks and template helpers."""
-        if "weblab" in app.extensions:
+        """Validate the config, build the app's state, register the views, hooks and the
+        template helpers."""
+        if STATE_KEY in app.extensions:
             raise AlreadyInitializedError(
                 f"labruntime is already initialized on app {app.name!r}: call init_app once"
             )
         config = load_config(app.config, base_url=self._base_url, callback_url=self._callback_url)
-        store = Store(config.redis_url, config.redis_base, app.instance_path)
-        state = WebLabState(app, config, store, SessionManager(store, config), self)
-        app.extensions["weblab"] = state
-        self._register_app(app)
+        state = LabState(app, config, self._hooks, self._registry)
+        app.extensions[STATE_KEY] = state
+        self._apps.add(app)
         register_views(app, config.base_url, config.callback_url)
-        app.before_request(lambda: self._ensure_background(app))
+        app.before_request(state.start_background)
         app.after_request(_save_request_data)
         app.context_processor(
             lambda: {
@@ -91,117 +107,215 @@ class WebLab(TasksMixin, RuntimeMixin):
             }
         )
 
-    def _ensure_background(self, app: Flask) -> None:
-        """Start the cleaner thread and task workers once per process (not in CLI commands)."""
-        state = get_state(app)
-        if state.background_pid == os.getpid() or state.no_background:
-            return
-        with state.lock:
-            if state.background_pid == os.getpid():
-                return
-            state.background_pid = os.getpid()
-            if state.config.no_thread:
-                return
-            if state.config.autoclean_thread:
-                state.cleaner = CleanerThread(
-                    lambda: self._clean(app),
-                    state.store.next_due,
-                    state.config.cleaner_interval,
-                )
-                state.cleaner.start()
-                atexit.register(state.cleaner.stop)
-            self._start_task_workers(app)
-
-    def _stop_background(self, app: Flask, timeout: float = 10.0) -> None:
-        """Stop the cleaner thread and the task threads of this process (tests, shutdown)."""
-        state = get_state(app)
-        if state.cleaner is not None:
-            state.cleaner.stop()
-            state.cleaner = None
-        stop_tasks = getattr(self, "_stop_task_workers", None)
-        if stop_tasks is not None:
-            stop_tasks(app, timeout)
-        state.background_pid = None
+    def shutdown(self, app: Flask | None = None, timeout: float = 10.0) -> None:
+        """Stop this process's cleaner and task threads (their tasks asked to stop, waited
+        up to ``timeout`` s), drive its devices safe and release them, close its Redis
+        connection. The app's (``app`` or the current one); a later request starts them
+        again. For tests, scripts and servers that end."""
+        get_state(app).shutdown(timeout)
 
     # -- decorators -------------------------------------------------------------------------
-    def _set_hook(self, attr: str, func: Callable[..., Any]) -> None:
-        if getattr(self, attr) is not None:
+    def _set_hook(self, name: str, func: Callable[..., Any]) -> None:
+        current = getattr(self._hooks, name)
+        if current is not None:
             raise InvalidConfigError(
-                f"@weblab.{attr[1:]} is already defined (by {getattr(self, attr).__qualname__}): "
+                f"@weblab.{name} is already defined (by {current.__qualname__}): "
                 "a lab registers it once"
             )
-        setattr(self, attr, func)
+        setattr(self._hooks, name, func)
 
     def on_start(self, func: F) -> F:
         """``func(client_data, server_data)`` runs when a session starts; a dict -> data."""
-        self._set_hook("_on_start", func)
+        self._set_hook("on_start", func)
         return func
 
     def on_dispose(self, func: F) -> F:
         """``func()`` runs exactly once when a session ends, whatever ended it."""
-        self._set_hook("_on_dispose", func)
+        self._set_hook("on_dispose", func)
         return func
 
     def initial_url(self, func: F) -> F:
         """``func()`` returns the URL the student lands on after the RLMS link."""
-        self._set_hook("_initial_url", func)
+        self._set_hook("initial_url", func)
         return func
 
     def user_loader(self, func: F) -> F:
         """``func(username_unique)`` returns the lab's user object (``weblab_user.user``)."""
-        self._set_hook("_user_loader", func)
+        self._set_hook("user_loader", func)
         return func
 
-    # -- lifecycle --------------------------------------------------------------------------
-    def _run_on_start(self, app: Flask, record: SessionRecord) -> None:
-        user = CurrentUser(record, get_state(app).sessions, self._user_loader)
-        if self._on_start is None:
-            return
-        with app.app_context(), bind_user(user):
-            result = self._on_start(record.client_data, record.server_data)
-            if isinstance(result, dict):
-                user.data = result
-            elif result is not None:
-                log.warning("on_start returned %s, not a dict: ignored", type(result).__name__)
+    def task(
+        self,
+        unique: str | None = None,
+        pool: str = "default",
+        *,
+        devices: list[str] | tuple[str, ...] | None = None,
+        device: str | None = None,
+    ) -> Callable[[Callable[..., Any]], TaskWrapper]:
+        """Decorator: ``@weblab.task()`` / ``@weblab.task(unique='global' | 'user')``.
 
-    def _run_on_dispose(self, app: Flask, record: SessionRecord) -> None:
-        """on_dispose, then drive the session's devices safe (in their holders)."""
-        try:
-            if self._on_dispose is not None:
-                user = CurrentUser(record, get_state(app).sessions, self._user_loader)
-                with app.app_context(), bind_user(user):
-                    self._on_dispose()
-        finally:
-            with app.app_context():
-                self._dispose_devices(app, record.session_id)
+        ``devices=["board", "led"]`` (or ``device="board"``): the task uses these devices of
+        WEBLAB_DEVICES; it runs in the process holding them, where
+        ``current_devices["board"]`` is the opened device (see :mod:`labruntime.devices`).
+        """
+        if callable(unique):  # used bare, as @weblab.task
+            return self.task()(unique)
+        if unique not in UNIQUE_CHOICES:
+            raise ValueError(f"unique={unique!r} is invalid: use None, 'global' or 'user'")
+        names = _device_names(devices, device)
 
-    def _dispose(self, app: Flask, session_id: str, reason: str) -> DisposeOutcome:
-        return get_state(app).sessions.dispose(
-            session_id,
-            reason,
-            self._dispose_steps,
-            lambda record: self._run_on_dispose(app, record),
-        )
+        def decorator(func: Callable[..., Any]) -> TaskWrapper:
+            wrapper = TaskWrapper(lambda: get_state().tasks, func, unique, pool, devices=names)
+            self._registry.add(wrapper)
+            return wrapper
 
-    def _clean(self, app: Flask) -> int:
-        with app.app_context():
-            return get_state(app).sessions.clean(
-                self._dispose_steps, lambda record: self._run_on_dispose(app, record)
-            )
+        return decorator
 
+    # -- sessions ---------------------------------------------------------------------------
     def clean_expired_users(self, app: Flask | None = None) -> int:
         """One cleaner pass (the ``clean-expired-users`` command). Returns sessions ended."""
-        return self._clean(app or get_state().app)
-
-    def _load_user(self, session_id: str) -> CurrentUser | ExpiredUser | None:
-        """The session's user without polling (needs only an app context)."""
-        state = get_state()
-        user: WebLabUser = make_user(
-            state.sessions.load(session_id, poll=False), state.sessions, self._user_loader
-        )
-        return user if isinstance(user, CurrentUser | ExpiredUser) else None
+        return get_state(app).clean()
 
     create_token = staticmethod(create_token)
+
+    # -- tasks ------------------------------------------------------------------------------
+    def get_task(self, identifier: Any) -> WebLabTask | None:
+        """The task of the current session with this id, or the latest one of this function or
+        name. None when there is none (or it belongs to another session)."""
+        return get_state().tasks.get_task(identifier)
+
+    @property
+    def tasks(self) -> list[WebLabTask]:
+        """Every task of the current session still stored (oldest first)."""
+        return get_state().tasks.tasks()
+
+    @property
+    def running_tasks(self) -> list[WebLabTask]:
+        """The current session's tasks not finished yet (submitted or running)."""
+        return get_state().tasks.running_tasks()
+
+    def get_tasks(self, func_or_name: Any) -> list[WebLabTask]:
+        return get_state().tasks.get_tasks(func_or_name)
+
+    def get_running_tasks(self, func_or_name: Any) -> list[WebLabTask]:
+        return get_state().tasks.get_running_tasks(func_or_name)
+
+    def get_running_task(self, func_or_name: Any) -> WebLabTask | None:
+        tasks = self.get_running_tasks(func_or_name)
+        return tasks[0] if tasks else None
+
+    def join_tasks(
+        self, func_or_name: Any, timeout: float | None = None, stop: bool = False
+    ) -> None:
+        """Wait (up to ``timeout`` seconds overall) for the unfinished tasks of this name;
+        ``stop=True`` raises their ``stopping`` flag first."""
+        get_state().tasks.join_tasks(func_or_name, timeout, stop)
+
+    # -- running tasks from the lab's own code ------------------------------------------------
+    def run_tasks(
+        self, app: Flask | None = None, *, threads: int = 1, stop_timeout: float = 30.0
+    ) -> None:
+        """Run the tasks queued now in this process, then return (the ``run-tasks`` command).
+
+        Needs an app context, or ``app``. ``threads`` tasks run in parallel. Holds no
+        devices (``labruntime run-tasks --device ...`` does).
+        """
+        state = get_state(app)
+        with state.app.app_context():
+            run_worker(
+                state.tasks,
+                threads=threads,
+                kind="run_tasks",
+                stop=threading.Event(),
+                drain=True,
+                stop_timeout=stop_timeout,
+            )
+
+    def loop(
+        self,
+        threads: int = 5,
+        reload: bool = False,
+        *,
+        app: Flask | None = None,
+        stop: threading.Event | None = None,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        """Run tasks and clean expired users here until ``stop`` is set or Ctrl-C (the ``loop``
+        command). ``reload`` is weblablib's flag: accepted, not supported (a warning). Holds no
+        devices (``labruntime loop --device ...`` does)."""
+        if reload:
+            log.warning("weblab.loop(reload=True): reloading is not supported; ignored")
+        state = get_state(app)
+        with state.app.app_context():
+            run_worker(
+                state.tasks,
+                threads=threads,
+                kind="loop",
+                stop=stop or threading.Event(),
+                cleaner=state.new_cleaner(),
+                stop_timeout=stop_timeout,
+            )
+
+    # -- settings -----------------------------------------------------------------------------
+    def _served_states(self) -> list[LabState]:
+        """The current app's state in an app context, else every app's (init_app order)."""
+        if has_app_context():
+            return [get_state()]
+        return [get_state(app) for app in self._apps]
+
+    def _setting(self, field: str, default: float) -> float:
+        states = self._served_states()
+        return float(getattr(states[0].config, field)) if states else default
+
+    def _set_setting(self, name: str, field: str, value: float) -> None:
+        states = self._served_states()
+        if not states:
+            raise WebLabNotInitializedError(
+                f"weblab.{name} cannot be set before init_app(app): set it after, or give the "
+                "WEBLAB_* key in app.config"
+            )
+        for state in states:
+            state.replace_config(**{field: value})
+
+    @property
+    def timeout(self) -> float:
+        """WEBLAB_TIMEOUT: seconds without a poll before the session ends (<= 0: never)."""
+        return self._setting("timeout", 15.0)
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        value = _seconds("timeout", value, minimum=-math.inf, strict=False)
+        self._set_setting("timeout", "timeout", value)
+
+    @property
+    def poll_interval(self) -> float:
+        """WEBLAB_POLL_INTERVAL: the RLMS asks again in this many seconds (0: never)."""
+        return self._setting("poll_interval", 5.0)
+
+    @poll_interval.setter
+    def poll_interval(self, value: float) -> None:
+        value = _seconds("poll_interval", value, minimum=0, strict=False)
+        self._set_setting("poll_interval", "poll_interval", value)
+
+    @property
+    def cleaner_thread_interval(self) -> float:
+        """WEBLAB_CLEANER_INTERVAL: at most this many seconds between cleaner passes."""
+        return self._setting("cleaner_interval", 5.0)
+
+    @cleaner_thread_interval.setter
+    def cleaner_thread_interval(self, value: float) -> None:
+        value = _seconds("cleaner_thread_interval", value, minimum=0, strict=True)
+        self._set_setting("cleaner_thread_interval", "cleaner_interval", value)
+
+    @property
+    def join_step_time(self) -> float:
+        """weblablib's polling step of ``task.join()``; kept for compatibility, unused (the
+        join here is woken by Redis when the task ends)."""
+        return self._join_step_time
+
+    @join_step_time.setter
+    def join_step_time(self, value: float) -> None:
+        self._join_step_time = _seconds("join_step_time", value, minimum=0, strict=True)
 
     # -- template helper --------------------------------------------------------------------
     def poll_script(self, logout_on_close: bool = False, callback: str | None = None) -> Markup:
@@ -250,7 +364,5 @@ def _save_request_data(response: Any) -> Any:
         try:
             user.store()
         except StoreUnavailableError as error:
-            from .views import store_unavailable_response
-
             return store_unavailable_response(error)
     return response

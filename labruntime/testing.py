@@ -142,7 +142,7 @@ class _HTTPTransport:
 
     def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Reply:
         kind = {"https": http.client.HTTPSConnection}.get(self.parts.scheme, _HTTPConnection)
-        conn = kind(self.parts.hostname, self.parts.port, timeout=self.timeout)
+        conn = kind(self.parts.hostname or "", self.parts.port, timeout=self.timeout)
         try:
             conn.request(method, self.parts.path + path, body=body, headers=headers)
             response = conn.getresponse()
@@ -270,7 +270,8 @@ class FakeRLMS:
         start, locale, style...). ``encoding`` "api0" sends both initial data as JSON strings,
         "form" as an urlencoded form (WebLab-Deusto's older forms).
         """
-        server_data = self.server_initial_data(**{"style": self.style, **slot})
+        options: Slot = {"style": self.style, **slot}
+        server_data = self.server_initial_data(**options)
         client_data = client_initial_data or {}
         if encoding == "json":
             body: dict[str, Any] = {"client_initial_data": client_data}
@@ -448,7 +449,7 @@ else:
         Without it a lab under test uses its embedded Redis in the instance folder, which
         keeps the tests' sessions after they end.
         """
-        from .embedded import EmbeddedRedis
+        from .store.embedded import EmbeddedRedis
 
         server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
         try:

@@ -1,6 +1,6 @@
 """Fixtures shared by the whole suite: one real Redis server for the session, keys apart per test.
 
-- ``embedded_redis``: an :class:`~labruntime.embedded.EmbeddedRedis` in a temporary folder,
+- ``embedded_redis``: an :class:`~labruntime.store.embedded.EmbeddedRedis` in a temporary folder,
   started once for the test session and stopped at its end (no process left behind).
 - ``redis_url``: its ``unix://`` URL (give it to WEBLAB_REDIS_URL).
 - ``redis_base``: a WEBLAB_REDIS_BASE unique to the test, so tests never see each other's keys;
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from labruntime.embedded import EmbeddedRedis
+from labruntime.store.embedded import EmbeddedRedis
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from labruntime.embedded import stop_embedded_redis
+from labruntime.store.embedded import stop_embedded_redis
 
 BIN = Path(sys.executable).parent
 LABRUNTIME = str(BIN / "labruntime")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from labruntime.embedded import (
+from labruntime.store.embedded import (
     EmbeddedRedis,
     EmbeddedRedisError,
     RedisServerNotFoundError,
@@ -32,7 +32,7 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from labruntime.embedded import EmbeddedRedis
+    from labruntime.store.embedded import EmbeddedRedis
     go = Path(sys.argv[2])
     deadline = time.monotonic() + 20
     while not go.exists() and time.monotonic() < deadline:

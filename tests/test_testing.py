@@ -14,6 +14,7 @@ import redis
 from flask import Flask, Response, jsonify
 
 from labruntime import WebLab, requires_active, weblab_user
+from labruntime.state import get_state
 from labruntime.testing import (
     FakeRLMS,
     ProtocolViolation,
@@ -58,7 +59,7 @@ def app(redis_url: str, redis_base: str, tmp_path: Path) -> Iterator[Flask]:
         )
 
     yield lab
-    lab.extensions["weblab"].store.close()
+    get_state(lab).shutdown()
 
 
 def test_api_and_test_calls(app: Flask) -> None:
@@ -127,7 +128,7 @@ def test_a_base_url_is_followed(redis_url: str, redis_base: str, tmp_path: Path,
             with pytest.raises(ProtocolViolation, match="HTTP 404"):  # not without the base
                 FakeRLMS(base_url, USER, PASSWORD).api()
     finally:
-        lab.extensions["weblab"].store.close()
+        get_state(lab).shutdown()
 
 
 def test_a_refused_start_raises_start_error(app: Flask) -> None:

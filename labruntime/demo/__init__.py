@@ -18,7 +18,7 @@ from typing import Any
 
 from labruntime.errors import InvalidConfigError
 
-from .app import DEFAULT_INSTANCE, DEMO_DEVICES, create_app
+from .app import DEFAULT_INSTANCE, DEMO_DEVICES, create_app, create_lab
 
 __all__ = ["create_app", "run_demo", "DEFAULT_INSTANCE", "DEMO_DEVICES"]
 
@@ -36,7 +36,7 @@ def run_demo(
     """Serve the demo, create a fake student and print the link to open."""
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise InvalidConfigError(f"port {port!r} is not a TCP port: give --port 1-65535")
-    app = create_app(instance_path)
+    app, weblab = create_lab(instance_path)
     shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     base = f"http://{shown_host}:{port}"
     with app.test_client() as client:
@@ -62,11 +62,11 @@ def run_demo(
     except KeyboardInterrupt:
         pass
     finally:
-        app.extensions["weblab"].weblab._stop_background(app, timeout=5)  # devices safe
+        weblab.shutdown(app, timeout=5)  # devices safe
         if app.config.get("WEBLAB_REDIS_URL"):
             echo("labruntime demo: stopped")
         else:
-            from labruntime.embedded import stop_embedded_redis
+            from labruntime.store.embedded import stop_embedded_redis
 
             stop_embedded_redis(app.instance_path)  # the demo leaves no server behind
             echo("labruntime demo: stopped (its Redis too; its data stays for next time)")

@@ -44,6 +44,11 @@ def create_app(instance_path: str | Path | None = None, **config: Any) -> Flask:
 
     ``config`` overrides any key, e.g. ``WEBLAB_DEVICES`` for a real board.
     """
+    return create_lab(instance_path, **config)[0]
+
+
+def create_lab(instance_path: str | Path | None = None, **config: Any) -> tuple[Flask, WebLab]:
+    """:func:`create_app`, and its ``WebLab`` (to ``shutdown()`` the lab)."""
     instance = Path(instance_path or DEFAULT_INSTANCE).resolve()
     app = Flask("labruntime.demo", instance_path=str(instance))
     app.config.update(
@@ -75,4 +80,4 @@ def create_app(instance_path: str | Path | None = None, **config: Any) -> Flask:
         return url_for("index")
 
     register_views(app, weblab, tasks)
-    return app
+    return app, weblab

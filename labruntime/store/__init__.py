@@ -1,10 +1,11 @@
 """All Redis access of labruntime: the only package that imports ``redis``.
 
-Modules: :mod:`.connection` (client, key prefix, error mapping: every ``redis`` connection
-error becomes a :class:`~labruntime.errors.StoreUnavailableError`), :mod:`.sessions`
-(session operations; the records are in :mod:`.session_records`), :mod:`.tasks` +
-:mod:`.tasks_lua` (tasks, workers, locks), :mod:`.devices` (device leases of device workers).
-JSON everywhere, never pickle.
+Modules: :mod:`.connection` (the one connection of a lab: client, key prefix, Lua scripts and
+error mapping, shared by every store: a ``redis`` connection error becomes a
+:class:`~labruntime.errors.StoreUnavailableError`), :mod:`.embedded` (the private Redis server
+used when WEBLAB_REDIS_URL is unset), one store per record kind: :mod:`.sessions`,
+:mod:`.tasks` (+ its Lua in :mod:`.tasks_lua`) and :mod:`.devices`, and :mod:`.records` (what
+they return). Stores return records, never raw hashes; JSON everywhere, never pickle.
 
 Key layout of the whole system (``B`` is WEBLAB_REDIS_BASE, so several labs share one Redis
 without meeting; ``P`` is ``B:``)::
@@ -30,19 +31,3 @@ without meeting; ``P`` is ``B:``)::
     P device:<name>:ack:<r> list holding the holder's reply to request <r>
     P devices:used:<sid>, P devices:revoked:<sid>, P device:<name>:safe
 """
-
-from __future__ import annotations
-
-from .connection import Connection
-from .sessions import SessionOps, SessionRecord, SessionState, valid_session_id
-
-__all__ = ["Connection", "Store", "SessionRecord", "SessionState", "valid_session_id"]
-
-
-class Store(SessionOps):
-    """The Redis connection of one lab plus the session operations.
-
-    ``url`` None means the embedded server in ``instance_path`` (started on first use). The
-    task layer (:class:`~labruntime.store.tasks.TaskStore`) and the device leases reuse
-    :attr:`redis`, :meth:`key` and :meth:`pipeline`.
-    """

@@ -1,17 +1,25 @@
-"""The Redis connection of one lab: the client, the key prefix, scripts and error mapping.
+"""The Redis connection of one lab, shared by every store: client, keys, scripts, errors.
 
-Every ``redis`` connection error becomes a :class:`~labruntime.errors.StoreUnavailableError`
-naming the server and what to check (``_wrap``); in embedded mode a dead server is restarted.
+The session, task and device stores (:mod:`.sessions`, :mod:`.tasks`, :mod:`.devices`) all
+talk Redis through one :class:`Connection` and one dialect:
+
+- keys: :meth:`Connection.key` puts every key under the lab's prefix (WEBLAB_REDIS_BASE);
+- scripts: :meth:`Connection.script` registers a Lua script once per client;
+- errors: :func:`guarded` (a class decorator on every store) turns a ``redis`` connection
+  error into :class:`~labruntime.errors.StoreUnavailableError` naming the server and what to
+  check; in embedded mode it first restarts a dead server and retries once.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -19,28 +27,11 @@ from redis.retry import Retry
 
 from labruntime.errors import StoreUnavailableError
 
-__all__ = ["Connection", "wrap"]
+__all__ = ["Connection", "guarded"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def wrap(method: Callable[..., T]) -> Callable[..., T]:
-    """Turn redis connection errors into StoreUnavailableError; heal the embedded server."""
-
-    @functools.wraps(method)
-    def wrapper(self: Connection, *args: Any, **kwargs: Any) -> T:
-        try:
-            return method(self, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            if not self._heal():
-                raise self._unavailable(error) from error
-        try:
-            return method(self, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise self._unavailable(error) from error
-
-    return wrapper
+C = TypeVar("C", bound=type)
 
 
 class Connection:
@@ -62,7 +53,7 @@ class Connection:
     def _resolve_url(self) -> str:
         if self.url:
             return self.url
-        from labruntime.embedded import EmbeddedRedisError, ensure_embedded_redis
+        from .embedded import EmbeddedRedisError, ensure_embedded_redis
 
         if not self.instance_path:
             raise StoreUnavailableError(
@@ -75,8 +66,8 @@ class Connection:
             raise StoreUnavailableError(f"the embedded Redis cannot start: {error}") from error
 
     @property
-    def redis(self) -> redis.Redis:
-        """The client (``decode_responses=True``), connected on first use."""
+    def client(self) -> redis.Redis:
+        """The client (``decode_responses=True``), connected on first use (stores only)."""
         if self._redis is None:
             with self._lock:
                 if self._redis is None:
@@ -91,25 +82,6 @@ class Connection:
                     )
         return self._redis
 
-    def _heal(self) -> bool:
-        """Embedded mode: restart a dead server (at most every 2 s). True if worth retrying."""
-        if self.url or time.monotonic() - self._last_heal < 2.0:
-            return False
-        self._last_heal = time.monotonic()
-        try:
-            self._resolve_url()
-        except StoreUnavailableError:
-            return False
-        log.warning("the embedded Redis was not answering; it has been started again")
-        return True
-
-    def _unavailable(self, error: Exception) -> StoreUnavailableError:
-        where = self.url or f"the embedded Redis in {self.instance_path}"
-        return StoreUnavailableError(
-            f"Redis is unavailable ({where}): {str(error).rstrip('.')}. Check that the server "
-            "is running and WEBLAB_REDIS_URL is right; labruntime reconnects when it is back"
-        )
-
     def close(self) -> None:
         """Close the connection pool (a new one opens on next use)."""
         if self._redis is not None:
@@ -121,12 +93,95 @@ class Connection:
         """A key under this lab's prefix: ``key("weblab", "live") == "B:weblab:live"``."""
         return ":".join((self.base, *parts))
 
+    @property
+    def prefix(self) -> str:
+        """What every key of this lab starts with: ``B:``."""
+        return self.base + ":"
+
     def pipeline(self, transaction: bool = True) -> Any:
         """A pipeline on the lab's connection."""
-        return self.redis.pipeline(transaction=transaction)
+        return self.client.pipeline(transaction=transaction)
 
-    def _script(self, name: str, source: str) -> Any:
-        script = self._scripts.get(name)
-        if script is None:
-            script = self._scripts[name] = self.redis.register_script(source)
+    def script(self, source: str) -> Any:
+        """The Lua ``source`` registered on the current client (cached; EVALSHA on call)."""
+        client = self.client
+        script = self._scripts.get(source)
+        if script is None or script.registered_client is not client:
+            script = self._scripts[source] = client.register_script(source)
         return script
+
+    @property
+    def where(self) -> str:
+        """The server, for messages: the URL with its password masked, or the embedded one."""
+        if not self.url:
+            return f"the embedded Redis in {self.instance_path}"
+        return _masked(self.url)
+
+    def unavailable(self, error: Exception) -> StoreUnavailableError:
+        """The StoreUnavailableError for a redis connection ``error``."""
+        return StoreUnavailableError(
+            f"Redis is unavailable ({self.where}): {str(error).rstrip('.')}. Check that the "
+            "server is running and WEBLAB_REDIS_URL is right; labruntime reconnects when it "
+            "is back"
+        )
+
+    def heal(self) -> bool:
+        """Embedded mode: restart a dead server (at most every 2 s). True if worth retrying."""
+        if self.url or time.monotonic() - self._last_heal < 2.0:
+            return False
+        self._last_heal = time.monotonic()
+        try:
+            self._resolve_url()
+        except StoreUnavailableError:
+            return False
+        log.warning("the embedded Redis was not answering; it has been started again")
+        return True
+
+    def ping(self) -> bool:
+        """True when the server answers (raises StoreUnavailableError when it does not)."""
+        try:
+            return bool(self.client.ping())
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            if not self.heal():
+                raise self.unavailable(error) from error
+        try:
+            return bool(self.client.ping())
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise self.unavailable(error) from error
+
+
+def _masked(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+class _HasConnection(Protocol):
+    _conn: Connection
+
+
+def _guard(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def wrapper(self: _HasConnection, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            if not self._conn.heal():
+                raise self._conn.unavailable(error) from error
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise self._conn.unavailable(error) from error
+
+    return wrapper
+
+
+def guarded(cls: C) -> C:
+    """Class decorator of a store (an object with ``_conn``): each public method maps redis
+    connection errors to StoreUnavailableError, healing the embedded server first."""
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.isfunction(value):
+            setattr(cls, name, _guard(value))
+    return cls

@@ -1,6 +1,6 @@
 """Device leases, control requests and session revocation in Redis (the device layer's keys).
 
-Key layout (``P`` is the task store's prefix, ``B:``)::
+Key layout (``P`` is the lab's prefix, ``B:``)::
 
     P device:<name>           the holder's lease (PX): JSON {worker, token, host, pid, url,
                               since}. Exactly one live holder per device name.
@@ -23,7 +23,7 @@ import secrets
 import time
 from typing import Any
 
-from labruntime.errors import StoreUnavailableError
+from .connection import Connection, guarded
 
 __all__ = ["DeviceStore"]
 
@@ -69,37 +69,23 @@ return 0
 ACK_TTL = 60  # seconds a reply to a control request is kept
 
 
+@guarded
 class DeviceStore:
-    """Device leases and control requests on a :class:`~labruntime.store.Store`."""
+    """Device leases and control requests, on the lab's :class:`~.connection.Connection`.
 
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self.prefix: str = store.key("")
-        self._scripts: dict[str, Any] = {}
+    Every public method raises StoreUnavailableError when Redis cannot be reached.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.prefix: str = conn.prefix
 
     @property
-    def redis(self) -> Any:
-        return self._store.redis
+    def _redis(self) -> Any:
+        return self._conn.client
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
-
-    def _script(self, name: str, body: str) -> Any:
-        script = self._scripts.get(name)
-        if script is None:
-            script = self._scripts[name] = self.redis.register_script(body)
-        return script
-
-    def _call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        import redis
-
-        try:
-            return func(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise StoreUnavailableError(
-                f"Redis is unavailable for the device leases: {error}. Check that the server "
-                "is running and WEBLAB_REDIS_URL is right"
-            ) from error
 
     # -- leases ----------------------------------------------------------------------------
     def acquire(
@@ -113,9 +99,8 @@ class DeviceStore:
     ) -> tuple[bool, dict[str, Any]]:
         """Take the lease of ``name``. (True, our lease incl. token) or (False, the holder)."""
         payload = json.dumps({**info, "worker": worker_id, "since": time.time()})
-        script = self._script("acquire", _ACQUIRE)
-        ok, text = self._call(
-            script,
+        script = self._conn.script(_ACQUIRE)
+        ok, text = script(
             keys=[self._k("device", name), self._k("device", name, "token")],
             args=[worker_id, int(lease * 1000), payload, "1" if take_over else "0"],
         )
@@ -124,30 +109,28 @@ class DeviceStore:
     def renew(self, names: list[str], worker_id: str, lease: float) -> dict[str, str]:
         """Renew our leases; returns {name: "lost"} for a lease another holder has now and
         {name: "lapsed"} for one nobody holds (this process stalled past the lease)."""
-        script = self._script("renew", _RENEW)
+        script = self._conn.script(_RENEW)
         failed: dict[str, str] = {}
         for name in names:
-            got = self._call(
-                script, keys=[self._k("device", name)], args=[worker_id, int(lease * 1000)]
-            )
+            got = script(keys=[self._k("device", name)], args=[worker_id, int(lease * 1000)])
             if int(got) != 1:
                 failed[name] = "lapsed" if int(got) == -1 else "lost"
         return failed
 
     def release(self, name: str, worker_id: str) -> bool:
-        script = self._script("release", _RELEASE)
-        return bool(self._call(script, keys=[self._k("device", name)], args=[worker_id]))
+        script = self._conn.script(_RELEASE)
+        return bool(script(keys=[self._k("device", name)], args=[worker_id]))
 
     def holder(self, name: str) -> dict[str, Any] | None:
         """The live holder of ``name`` (its lease JSON), or None."""
-        text = self._call(self.redis.get, self._k("device", name))
+        text = self._redis.get(self._k("device", name))
         return json.loads(text) if text else None
 
     def holders(self, names: list[str]) -> dict[str, dict[str, Any] | None]:
         """The live holder of each name (one MGET)."""
         if not names:
             return {}
-        values = self._call(self.redis.mget, [self._k("device", n) for n in names])
+        values = self._redis.mget([self._k("device", n) for n in names])
         return {n: (json.loads(v) if v else None) for n, v in zip(names, values, strict=True)}
 
     # -- control requests ------------------------------------------------------------------
@@ -156,66 +139,64 @@ class DeviceStore:
         req_id = secrets.token_hex(8)
         message = json.dumps({"id": req_id, "kind": kind, "device": name, **fields})
         key = self._k("device", name, "req")
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self._redis.pipeline(transaction=True)
         pipe.rpush(key, message)
         pipe.expire(key, ACK_TTL)  # requests nobody took in a minute are forgotten
-        self._call(pipe.execute)
+        pipe.execute()
         return req_id
 
     def wait_reply(self, name: str, req_id: str, timeout: float) -> dict[str, Any] | None:
         """Block up to ``timeout`` s for the holder's reply to ``req_id`` (None: no reply)."""
-        got = self._call(
-            self.redis.blpop, [self._k("device", name, "ack", req_id)], max(timeout, 0.01)
-        )
+        got = self._redis.blpop([self._k("device", name, "ack", req_id)], max(timeout, 0.01))
         return json.loads(got[1]) if got else None
 
     def next_request(self, names: list[str], timeout: float) -> dict[str, Any] | None:
         """Block up to ``timeout`` s for a request to any of ``names`` (the holder's loop)."""
         keys = [self._k("device", n, "req") for n in names]
-        got = self._call(self.redis.blpop, keys, max(timeout, 0.01))
+        got = self._redis.blpop(keys, max(timeout, 0.01))
         return json.loads(got[1]) if got else None
 
     def reply(self, name: str, req_id: str, reply: dict[str, Any]) -> None:
         key = self._k("device", name, "ack", req_id)
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self._redis.pipeline(transaction=True)
         pipe.rpush(key, json.dumps(reply))
         pipe.expire(key, ACK_TTL)
-        self._call(pipe.execute)
+        pipe.execute()
 
     def drop_requests(self, name: str) -> None:
         """Forget requests queued for a holder that is gone (a new holder starts clean)."""
-        self._call(self.redis.delete, self._k("device", name, "req"))
+        self._redis.delete(self._k("device", name, "req"))
 
     def record_safe(self, name: str, report: dict[str, Any]) -> None:
         """Keep the last SafeReport of ``name`` (for pages, tests and the HIL suites)."""
         text = json.dumps({**report, "at": time.time()})
-        self._call(self.redis.set, self._k("device", name, "safe"), text)
+        self._redis.set(self._k("device", name, "safe"), text)
 
     def last_safe(self, name: str) -> dict[str, Any] | None:
-        text = self._call(self.redis.get, self._k("device", name, "safe"))
+        text = self._redis.get(self._k("device", name, "safe"))
         return json.loads(text) if text else None
 
     # -- sessions --------------------------------------------------------------------------
     def mark_used(self, session_id: str | None, names: list[str], ttl: float) -> None:
         key = self._k("devices", "used", session_id or "")
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self._redis.pipeline(transaction=True)
         pipe.sadd(key, *names)
         pipe.expire(key, max(1, int(ttl)))
-        self._call(pipe.execute)
+        pipe.execute()
 
     def used(self, session_id: str | None) -> list[str]:
         key = self._k("devices", "used", session_id or "")
-        return sorted(self._call(self.redis.smembers, key))
+        return sorted(self._redis.smembers(key))
 
     def revoke(self, session_id: str | None, ttl: float) -> None:
         """The session may start no more device tasks (its dispose has begun)."""
         key = self._k("devices", "revoked", session_id or "")
-        self._call(self.redis.set, key, "1", ex=max(1, int(ttl)))
+        self._redis.set(key, "1", ex=max(1, int(ttl)))
 
     def revoked(self, session_id: str | None) -> bool:
         if not session_id:
             return False
-        return bool(self._call(self.redis.exists, self._k("devices", "revoked", session_id)))
+        return bool(self._redis.exists(self._k("devices", "revoked", session_id)))
 
     def forget_session(self, session_id: str | None) -> None:
-        self._call(self.redis.delete, self._k("devices", "used", session_id or ""))
+        self._redis.delete(self._k("devices", "used", session_id or ""))

@@ -1,6 +1,6 @@
-"""Sessions in Redis: the Lua scripts and the session operations of the Store.
+"""Sessions in Redis: :class:`SessionStore`, its Lua scripts and the session id check.
 
-The records themselves (:class:`SessionRecord`...) are in :mod:`.session_records`.
+The records it returns (:class:`~.records.SessionRecord`...) are in :mod:`.records`.
 
 Costs: a student's request is one EVALSHA (poll + read the whole hash); a status, or a bulk
 status of up to 500 sessions, is one EVALSHA of HMGETs; the cleaner reads one ZRANGEBYSCORE.
@@ -10,20 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
-from .connection import Connection
-from .connection import wrap as _wrap
-from .session_records import STUDENT_FIELDS, TIME_FIELDS, SessionRecord, SessionState, StudentFields
+from .connection import Connection, guarded
+from .records import SessionRecord, SessionState
 
-__all__ = [
-    "STUDENT_FIELDS",
-    "TIME_FIELDS",
-    "SessionOps",
-    "SessionRecord",
-    "SessionState",
-    "StudentFields",
-    "valid_session_id",
-]
+__all__ = ["SessionStore", "valid_session_id"]
 
 # Session ids are create_token() strings; anything else (":", "*", spaces, huge) is unknown.
 _SESSION_ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
@@ -91,33 +83,43 @@ return 1
 """
 
 
-class SessionOps(Connection):
-    """The session operations (mixed into :class:`~labruntime.store.Store`)."""
+@guarded
+class SessionStore:
+    """The sessions of one lab, on its :class:`~.connection.Connection`.
+
+    Every public method raises StoreUnavailableError when Redis cannot be reached.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    @property
+    def _redis(self) -> Any:
+        return self._conn.client
+
+    def _key(self, *parts: str) -> str:
+        return self._conn.key(*parts)
+
+    def _pipeline(self) -> Any:
+        return self._conn.pipeline()
 
     def _session_key(self, session_id: str) -> str:
-        return self.key("weblab", "session", session_id)
+        return self._key("weblab", "session", session_id)
 
     @property
     def _live_key(self) -> str:
-        return self.key("weblab", "live")
+        return self._key("weblab", "live")
 
     # -- sessions ---------------------------------------------------------------------------
-    @_wrap
-    def ping(self) -> bool:
-        """True when the server answers."""
-        return bool(self.redis.ping())
-
-    @_wrap
     def create_session(self, record: SessionRecord, *, check_at: float, ttl: float) -> None:
         """Write a new session and schedule the cleaner's look at it (one round trip)."""
-        pipe = self.pipeline()
+        pipe = self._pipeline()
         key = self._session_key(record.session_id)
         pipe.hset(key, mapping=record.to_hash())
         pipe.expire(key, max(1, int(ttl)))
         pipe.zadd(self._live_key, {record.session_id: check_at})
         pipe.execute()
 
-    @_wrap
     def load_session(
         self, session_id: str, *, poll_at: float | None = None, timeout: float = 0.0
     ) -> SessionRecord | None:
@@ -125,32 +127,30 @@ class SessionOps(Connection):
         if not valid_session_id(session_id):
             return None
         if poll_at is None:
-            h = self.redis.hgetall(self._session_key(session_id))
+            h = self._redis.hgetall(self._session_key(session_id))
         else:
-            reply = self._script("poll", _POLL_AND_GET)(
+            reply = self._conn.script(_POLL_AND_GET)(
                 keys=[self._session_key(session_id), self._live_key],
                 args=[repr(poll_at), repr(timeout), session_id, "1"],
             )
             h = dict(zip(reply[::2], reply[1::2], strict=True))
         return SessionRecord.from_hash(session_id, h) if h else None
 
-    @_wrap
     def poll(self, session_id: str, *, now: float, timeout: float) -> bool:
         """Record a poll; False when the session does not exist."""
         if not valid_session_id(session_id):
             return False
-        reply = self._script("poll", _POLL_AND_GET)(
+        reply = self._conn.script(_POLL_AND_GET)(
             keys=[self._session_key(session_id), self._live_key],
             args=[repr(now), repr(timeout), session_id, "0"],
         )
         return bool(reply)
 
-    @_wrap
     def session_states(self, session_ids: Iterable[str]) -> list[SessionState | None]:
         """Status fields of many sessions in one round trip (one Lua call)."""
         ids = list(session_ids)
         keys = [self._session_key(i) for i in ids if valid_session_id(i)]
-        packed = self._script("states", _STATES)(keys=keys).split(";") if keys else []
+        packed = self._conn.script(_STATES)(keys=keys).split(";") if keys else []
         found = iter(packed)
         states: list[SessionState | None] = []
         for session_id in ids:
@@ -167,83 +167,71 @@ class SessionOps(Connection):
                 )
         return states
 
-    @_wrap
     def save_data(self, session_id: str, data_json: str) -> bool:
         """Replace the lab's data of a session; False if the session is gone."""
         if not valid_session_id(session_id):
             return False
-        script = self._script("set_if_exists", _SET_IF_EXISTS)
+        script = self._conn.script(_SET_IF_EXISTS)
         return bool(script(keys=[self._session_key(session_id)], args=["data", data_json]))
 
-    @_wrap
     def mark_exited(self, session_id: str, now: float) -> bool:
         """The student logged out: status says -1 and the cleaner looks at it now."""
         if not valid_session_id(session_id):
             return False
-        script = self._script("set_if_exists", _SET_IF_EXISTS)
+        script = self._conn.script(_SET_IF_EXISTS)
         done = bool(script(keys=[self._session_key(session_id)], args=["exited", "1"]))
         if done:
-            self.redis.zadd(self._live_key, {session_id: now}, xx=True)
+            self._redis.zadd(self._live_key, {session_id: now}, xx=True)
         return done
 
-    @_wrap
     def begin_dispose(self, session_id: str, now: float, reason: str) -> str:
         """Move an active session to "disposing". Returns "started", "missing" or its status."""
         if not valid_session_id(session_id):
             return "missing"
-        return self._script("begin_dispose", _BEGIN_DISPOSE)(
+        return self._conn.script(_BEGIN_DISPOSE)(
             keys=[self._session_key(session_id), self._live_key],
             args=[repr(now), reason, session_id],
         )
 
-    @_wrap
     def claim_dispose(self, session_id: str, claim: str) -> bool:
         """Atomically win the right to run on_dispose (exactly one caller ever wins)."""
-        script = self._script("claim", _CLAIM)
+        script = self._conn.script(_CLAIM)
         return bool(script(keys=[self._session_key(session_id)], args=[claim]))
 
-    @_wrap
     def reschedule(self, session_id: str, at: float) -> None:
         """Ask the cleaner to look at a session again at ``at``."""
-        self.redis.zadd(self._live_key, {session_id: at})
+        self._redis.zadd(self._live_key, {session_id: at})
 
-    @_wrap
     def finish_dispose(self, session_id: str, now: float, keep_for: float) -> None:
         """The session becomes an expired user, kept ``keep_for`` seconds."""
         key = self._session_key(session_id)
-        pipe = self.pipeline()
+        pipe = self._pipeline()
         pipe.hset(key, mapping={"status": "expired", "ended_at": repr(now)})
         pipe.expire(key, max(1, int(keep_for)))
         pipe.zrem(self._live_key, session_id)
         pipe.execute()
 
-    @_wrap
     def forget_live(self, session_id: str) -> None:
         """Drop a session id from the cleaner's set (its record is gone)."""
-        self.redis.zrem(self._live_key, session_id)
+        self._redis.zrem(self._live_key, session_id)
 
-    @_wrap
     def due_sessions(self, now: float, limit: int = 500) -> list[str]:
         """Session ids the cleaner must look at now."""
-        return self.redis.zrangebyscore(self._live_key, "-inf", repr(now), start=0, num=limit)
+        return self._redis.zrangebyscore(self._live_key, "-inf", repr(now), start=0, num=limit)
 
-    @_wrap
     def next_due(self) -> float | None:
         """When the cleaner must next look (None: no live session)."""
-        first = self.redis.zrange(self._live_key, 0, 0, withscores=True)
+        first = self._redis.zrange(self._live_key, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
-    @_wrap
     def live_session_ids(self) -> list[str]:
         """Every session id still live (active or disposing)."""
-        return self.redis.zrange(self._live_key, 0, -1)
+        return self._redis.zrange(self._live_key, 0, -1)
 
-    @_wrap
     def set_fake_session(self, session_id: str) -> None:
         """Remember the session made by ``fake new``."""
-        self.redis.set(self.key("weblab", "fake"), session_id)
+        self._redis.set(self._key("weblab", "fake"), session_id)
 
-    @_wrap
     def get_fake_session(self) -> str | None:
         """The session made by the last ``fake new``, if any."""
-        return self.redis.get(self.key("weblab", "fake"))
+        return self._redis.get(self._key("weblab", "fake"))

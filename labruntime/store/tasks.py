@@ -31,18 +31,14 @@ already final, so a late result cannot overwrite ``worker-lost`` or ``dispose-ti
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
-import redis
-
-from labruntime.errors import StoreUnavailableError
-
+from .connection import Connection, guarded
+from .records import TaskRecord, error_info
 from .tasks_lua import (
     CLAIM,
     ENQUEUE,
@@ -56,70 +52,9 @@ from .tasks_lua import (
     STOP,
 )
 
+__all__ = ["StopListener", "TaskStore"]
+
 log = logging.getLogger(__name__)
-
-SUBMITTED, RUNNING, DONE, FAILED = "submitted", "running", "done", "failed"
-FINAL_STATES = (DONE, FAILED)
-
-
-def error_info(code: str, cls: str, message: str) -> dict[str, str]:
-    """The ``error`` of a failed task: ``{"code", "class", "message"}``."""
-    return {"code": code, "class": cls, "message": message}
-
-
-@dataclass
-class TaskRecord:
-    """One task as stored (decoded from JSON)."""
-
-    task_id: str
-    name: str
-    session_id: str | None
-    status: str
-    pool: str = "default"
-    args: list[Any] = field(default_factory=list)
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    result: Any = None
-    error: dict[str, str] | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    stopping: bool = False
-    progress: dict[str, Any] | None = None
-    worker: str | None = None
-    created: float | None = None
-    started: float | None = None
-    finished: float | None = None
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATES
-
-    @classmethod
-    def from_hash(cls, task_id: str, raw: dict[str, str]) -> TaskRecord:
-        def loads(key: str, default: Any) -> Any:
-            value = raw.get(key)
-            return default if value in (None, "") else json.loads(value)
-
-        def number(key: str) -> float | None:
-            value = raw.get(key)
-            return float(value) if value else None
-
-        return cls(
-            task_id=task_id,
-            name=raw.get("name", ""),
-            session_id=raw.get("session") or None,
-            status=raw.get("status", ""),
-            pool=raw.get("pool") or "default",
-            args=loads("args", []),
-            kwargs=loads("kwargs", {}),
-            result=loads("result", None),
-            error=loads("error", None),
-            data=loads("data", {}),
-            stopping=raw.get("stopping") == "1",
-            progress=loads("progress", None),
-            worker=raw.get("worker") or None,
-            created=number("created"),
-            started=number("started"),
-            finished=number("finished"),
-        )
 
 
 def _text(value: Any) -> str:
@@ -131,59 +66,25 @@ def _pairs(flat: Iterable[Any]) -> dict[str, str]:
     return dict(zip(items[0::2], items[1::2], strict=True))
 
 
-def _available(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Redis connection errors become StoreUnavailableError (a ConnectionError too)."""
-
-    @functools.wraps(method)
-    def wrapper(self: TaskStore, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            unavailable = getattr(self._store, "_unavailable", None)
-            if unavailable is not None:
-                raise unavailable(error) from error
-            raise StoreUnavailableError(
-                f"Redis is unavailable: {error}. Check that the server is running"
-            ) from error
-
-    return wrapper
-
-
-def _guard_public_methods(cls: type) -> type:
-    for name, value in list(vars(cls).items()):
-        if callable(value) and not name.startswith("_"):
-            setattr(cls, name, _available(value))
-    return cls
-
-
-@_guard_public_methods
+@guarded
 class TaskStore:
-    """All Redis access of the task layer. Takes the session layer's ``Store``.
+    """All Redis access of the task layer, on the lab's :class:`~.connection.Connection`.
 
     ``expires`` is WEBLAB_TASK_EXPIRES: how long a finished task stays readable. Every public
     method raises StoreUnavailableError when Redis cannot be reached.
     """
 
-    def __init__(self, store: Any, expires: int = 3600) -> None:
-        self._store = store
-        self.prefix: str = store.key("")
+    def __init__(self, conn: Connection, expires: int = 3600) -> None:
+        self._conn = conn
+        self.prefix: str = conn.prefix
         self.expires = max(1, int(expires))
-        self._client: Any = None
-        self._scripts: dict[str, Any] = {}
 
     @property
-    def redis(self) -> Any:
-        """The session layer's client (it may replace it after close())."""
-        return self._store.redis
+    def _redis(self) -> Any:
+        return self._conn.client
 
     def _script(self, body: str) -> Any:
-        client = self.redis
-        if client is not self._client:
-            self._client, self._scripts = client, {}
-        script = self._scripts.get(body)
-        if script is None:
-            script = self._scripts[body] = client.register_script(PREAMBLE + body)
-        return script
+        return self._conn.script(PREAMBLE + body)
 
     # -- keys -------------------------------------------------------------------------------
     def _k(self, *parts: str) -> str:
@@ -214,13 +115,13 @@ class TaskStore:
         return bool(self._script(ENQUEUE)(args=argv))
 
     def get(self, task_id: str) -> TaskRecord | None:
-        raw = self.redis.hgetall(self._k("task", task_id))
+        raw = self._redis.hgetall(self._k("task", task_id))
         return TaskRecord.from_hash(task_id, _pairs_dict(raw)) if raw else None
 
     def _get_many(self, ids: list[str]) -> list[TaskRecord]:
         if not ids:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         for task_id in ids:
             pipe.hgetall(self._k("task", task_id))
         records = []
@@ -233,13 +134,13 @@ class TaskStore:
         """Every task of the session still stored, oldest first."""
         ids = [
             _text(i)
-            for i in self.redis.zrange(self._k("tasks", "session", session_id or ""), 0, -1)
+            for i in self._redis.zrange(self._k("tasks", "session", session_id or ""), 0, -1)
         ]
         return self._get_many(ids)
 
     def unfinished_ids(self, session_id: str | None) -> list[str]:
         return [
-            _text(i) for i in self.redis.smembers(self._k("tasks", "unfinished", session_id or ""))
+            _text(i) for i in self._redis.smembers(self._k("tasks", "unfinished", session_id or ""))
         ]
 
     def unfinished_tasks(self, session_id: str | None) -> list[TaskRecord]:
@@ -247,14 +148,14 @@ class TaskStore:
         return sorted(records, key=lambda r: (r.created or 0.0, r.task_id))
 
     def store_data(self, task_id: str, data_json: str) -> None:
-        self.redis.hset(self._k("task", task_id), "data", data_json)
+        self._redis.hset(self._k("task", task_id), "data", data_json)
 
     def set_progress(self, task_id: str, progress_json: str) -> None:
         """Store a running task's progress (device operations report it)."""
-        self.redis.hset(self._k("task", task_id), "progress", progress_json)
+        self._redis.hset(self._k("task", task_id), "progress", progress_json)
 
     def queue_length(self, pool: str = "default") -> int:
-        return int(self.redis.llen(self._k("tasks", "queue", pool)))
+        return int(self._redis.llen(self._k("tasks", "queue", pool)))
 
     # -- workers ---------------------------------------------------------------------------
     def take(self, pool: str, worker_id: str, timeout: float) -> str | None:
@@ -263,9 +164,9 @@ class TaskStore:
         src = self._k("tasks", "queue", pool)
         dst = self._k("worker", worker_id, "processing")
         if timeout <= 0:
-            value = self.redis.lmove(src, dst, "RIGHT", "LEFT")
+            value = self._redis.lmove(src, dst, "RIGHT", "LEFT")
         else:
-            value = self.redis.blmove(src, dst, timeout, "RIGHT", "LEFT")
+            value = self._redis.blmove(src, dst, timeout, "RIGHT", "LEFT")
         return None if value is None else _text(value)
 
     def claim(self, task_id: str, worker_id: str, lease: float) -> TaskRecord | None:
@@ -309,7 +210,7 @@ class TaskStore:
 
     def requeue(self, task_id: str, worker_id: str, pool: str = "default") -> None:
         """Give back an id the worker took but will not run (it is shutting down)."""
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self._redis.pipeline(transaction=True)
         pipe.lrem(self._k("worker", worker_id, "processing"), 1, task_id)
         pipe.rpush(self._k("tasks", "queue", pool), task_id)
         pipe.execute()
@@ -317,17 +218,17 @@ class TaskStore:
     def processing_ids(self, worker_id: str) -> list[str]:
         """Ids the worker took from a queue and has not claimed yet."""
         return [
-            _text(i) for i in self.redis.lrange(self._k("worker", worker_id, "processing"), 0, -1)
+            _text(i) for i in self._redis.lrange(self._k("worker", worker_id, "processing"), 0, -1)
         ]
 
     def retire(self, worker_id: str) -> int:
         """A worker leaving: drop its lease, fail what it still runs, requeue what it took."""
-        self.redis.delete(self._k("worker", worker_id))
+        self._redis.delete(self._k("worker", worker_id))
         return self.reap(worker_id, force=True)
 
     def stop_listener(self, worker_id: str) -> StopListener:
         """Subscribe to the worker's stop channel (do it before taking tasks)."""
-        return StopListener(self.redis, self.stop_channel(worker_id))
+        return StopListener(self._redis, self.stop_channel(worker_id))
 
     def heartbeat(self, worker_id: str, lease: float, info: dict[str, Any]) -> list[str]:
         """Renew the worker's lease and its tasks' lock leases; return ids flagged stopping."""
@@ -335,10 +236,10 @@ class TaskStore:
         return [_text(i) for i in self._script(HEARTBEAT)(args=argv)]
 
     def workers(self) -> list[str]:
-        return [_text(w) for w in self.redis.smembers(self._k("workers"))]
+        return [_text(w) for w in self._redis.smembers(self._k("workers"))]
 
     def worker_alive(self, worker_id: str) -> bool:
-        return bool(self.redis.exists(self._k("worker", worker_id)))
+        return bool(self._redis.exists(self._k("worker", worker_id)))
 
     def reap(self, worker_id: str, *, force: bool = False) -> int:
         """If the worker's lease is gone (or ``force``), fail its running tasks with
@@ -352,7 +253,7 @@ class TaskStore:
         ids = self.workers()
         if not ids:
             return 0
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         for wid in ids:
             pipe.exists(self._k("worker", wid))
         total = 0
@@ -369,26 +270,26 @@ class TaskStore:
         """Block until the task is final or ``timeout`` (seconds, > 0) passes. Wakes on the
         task's done list, without consuming it, so many waiters can share it."""
         key = self._k("task", task_id, "done")
-        return self.redis.blmove(key, key, max(timeout, 0.001), "RIGHT", "LEFT") is not None
+        return self._redis.blmove(key, key, max(timeout, 0.001), "RIGHT", "LEFT") is not None
 
     def wait_session_event(self, session_id: str | None, timeout: float) -> bool:
         """Block until one of the session's tasks finishes (or ``timeout``)."""
         key = self._k("tasks", "finished", session_id or "")
-        return self.redis.blpop([key], max(timeout, 0.001)) is not None
+        return self._redis.blpop([key], max(timeout, 0.001)) is not None
 
     # -- dispose ---------------------------------------------------------------------------
     def dispose_started(self, session_id: str | None) -> float:
         """Time of the session's first dispose step (recorded now if this is the first)."""
         key = self._k("tasks", "dispose", session_id or "")
         now = time.time()
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         pipe.set(key, repr(now), nx=True, ex=self.expires)
         pipe.get(key)
         _, value = pipe.execute()
         return float(_text(value)) if value is not None else now
 
     def clear_dispose(self, session_id: str | None) -> None:
-        self.redis.delete(self._k("tasks", "dispose", session_id or ""))
+        self._redis.delete(self._k("tasks", "dispose", session_id or ""))
 
     def fail_unfinished(self, session_id: str | None, error: dict[str, str]) -> int:
         argv = [self.prefix, session_id or "", repr(time.time()), self.expires, json.dumps(error)]

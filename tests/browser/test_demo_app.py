@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from labruntime.demo import create_app
+from labruntime.state import get_state
 from labruntime.testing import FakeRLMS
 
 
@@ -26,7 +27,7 @@ def demo(tmp_path: Path, redis_url: str, redis_base: str) -> Iterator[Any]:
         WEBLAB_AUTOCLEAN_THREAD=False,
     )
     yield app
-    app.extensions["weblab"].weblab._stop_background(app, timeout=10)
+    get_state(app).shutdown(timeout=10)
 
 
 def _student(app: Any, **slot: Any) -> tuple[FakeRLMS, Any, str]:
@@ -127,8 +128,6 @@ def test_state_follows_a_given_task_of_the_session_only(demo):
 
 
 def test_logout_while_programming_stops_the_task_and_drives_the_board_safe(demo):
-    from labruntime.device_worker import HOLDER_KEY
-
     rlms, client, session_id = _student(demo)
     task_id = client.post("/program", data={"example": "pattern"}).get_json()["task_id"]
     deadline = time.monotonic() + 10
@@ -138,7 +137,7 @@ def test_logout_while_programming_stops_the_task_and_drives_the_board_safe(demo)
     client.post("/leave")
     disposing = time.time()
     assert rlms.dispose(session_id)["message"] == "Deleted"
-    task = demo.extensions["weblab"].weblab._task_store(demo).get(task_id)
+    task = get_state(demo).tasks.store.get(task_id)
     assert task.status == "failed" and task.error["class"] == "OperationCancelled", task
-    report = demo.extensions[HOLDER_KEY].store.last_safe("board")
+    report = get_state(demo).devices.store.last_safe("board")
     assert report["ok"] and report["at"] >= disposing and report["state"]["progmode"] is False

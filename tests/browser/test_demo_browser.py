@@ -16,7 +16,7 @@ import pytest
 
 from labruntime.demo import create_app
 from labruntime.demo.lab_tasks import LED_OUT
-from labruntime.device_worker import HOLDER_KEY
+from labruntime.state import get_state
 from labruntime.testing import FakeRLMS, serve_app
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ BAD_HEX = GOOD_LINE + ":04001000E1F7F7CF4F\n:00000001FF\n"  # line 2: checksum o
 def demo_app(tmp_path: Path, redis_url: str, redis_base: str) -> Any:
     app = create_app(tmp_path / "demo", WEBLAB_REDIS_URL=redis_url, WEBLAB_REDIS_BASE=redis_base)
     yield app
-    app.extensions["weblab"].weblab._stop_background(app, timeout=10)
+    get_state(app).shutdown(timeout=10)
 
 
 def _fraction(page: Any) -> float:
@@ -148,10 +148,11 @@ def test_student_session_in_a_browser(demo_app, browser_page, artifacts):
 
 def _assert_devices_safe(app: Any, since: float) -> None:
     """The web process holds the devices: each was driven safe (and checked) after ``since``."""
-    holder = app.extensions[HOLDER_KEY]
+    devices = get_state(app).devices
     for name in ("board", "led"):
-        report = holder.store.last_safe(name)
+        report = devices.store.last_safe(name)
         assert report is not None and report["ok"], (name, report)
         assert report["at"] >= since, (name, report)
-    assert holder.store.last_safe("board")["state"]["progmode"] is False
-    assert holder.devices["led"].output(LED_OUT).value is False
+    assert devices.store.last_safe("board")["state"]["progmode"] is False
+    assert devices.holder is not None
+    assert devices.holder.devices["led"].output(LED_OUT).value is False

@@ -128,7 +128,7 @@ def import_lab(name: str) -> ModuleType:
 
 def forget_lab(module: ModuleType) -> None:
     """Stop a lab's threads and drop its module."""
-    module.weblab._stop_background(module.app)
+    module.weblab.shutdown(module.app)
     sys.modules.pop(module.__name__, None)
 
 

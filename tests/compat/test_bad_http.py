@@ -75,7 +75,7 @@ def lab(redis_url, tmp_path_factory):
         module = import_lab("minimal_lab")
     with serve_app(module.app) as base_url:
         yield ServedLab(module, base_url, FakeRLMS(base_url, RLMS_USER, RLMS_PASSWORD))
-    module.weblab._stop_background(module.app)
+    module.weblab.shutdown(module.app)
     forget_lab(module)
     client = redis.Redis.from_url(redis_url)
     try:
@@ -236,7 +236,7 @@ def _send_chunked(base_url, path, chunks):
 
 def test_chunked_body_over_the_rlms_cap_is_a_json_413(lab):
     """No Content-Length (chunked): the 1 MB cap of the RLMS routes is checked while reading."""
-    from labruntime.http_guard import MAX_RLMS_BODY
+    from labruntime.sessions.http_guard import MAX_RLMS_BODY
 
     chunks = [b" " * 65536] * (MAX_RLMS_BODY // 65536 + 2)
     status, kind, body = _send_chunked(lab.base_url, S, chunks)

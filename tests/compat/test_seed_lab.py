@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from labruntime.state import get_state
 from labruntime.testing import StartError
 
 pytestmark = pytest.mark.slow
@@ -204,7 +205,7 @@ def test_served_under_a_script_name(serve_lab):
 
 def test_start_refused_when_on_start_fails(serve_lab, load_lab):
     module = load_lab("seed_lab")
-    module.weblab._on_start = None
+    get_state(module.app).hooks.on_start = None  # the seed lab's own is replaced
 
     @module.weblab.on_start
     def broken(client_data, server_data):

@@ -164,7 +164,7 @@ def make_app(redis_url, redis_base, tmp_path):
     for app in made:
         state = app.extensions.get("weblab")
         if state is not None:
-            state.store.close()
+            state.shutdown()
 
 
 def test_poll_interval_zero_is_accepted(make_app):
@@ -172,12 +172,12 @@ def test_poll_interval_zero_is_accepted(make_app):
     from labruntime.testing import FakeRLMS
 
     app = make_app(WEBLAB_POLL_INTERVAL=0)
-    WebLab(app)
+    weblab = WebLab(app)
     rlms = FakeRLMS.for_app(app)
     started = rlms.start({}, assigned_time=60)
     assert rlms.status(started.session_id) == 0
     with app.app_context():
-        assert app.extensions["weblab"].weblab.clean_expired_users(app) == 0  # still active
+        assert weblab.clean_expired_users(app) == 0  # still active
     assert rlms.dispose(started.session_id)["message"] == "Deleted"
     assert rlms.status(started.session_id) == -1
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import redis
 
+from labruntime.state import LabState, get_state
 from labruntime.testing import FakeRLMS
 
 HERE = Path(__file__).parent
@@ -100,22 +101,22 @@ class DevLab:
         finally:
             ctx.pop()
 
+    @property
+    def state(self) -> LabState:
+        return get_state(self.app)
+
     def last_safe(self, name: str) -> dict[str, Any] | None:
-        text = self.redis.get(f"{self.base}:device:{name}:safe")
-        return json.loads(text) if text else None
+        return self.state.devices.store.last_safe(name)
 
     def holder(self, name: str) -> dict[str, Any] | None:
-        text = self.redis.get(f"{self.base}:device:{name}")
-        return json.loads(text) if text else None
+        return self.state.devices.store.holder(name)
 
     def start(self) -> DevLab:
-        self.weblab._start_task_workers(self.app)
+        self.state.start_task_threads()
         return self
 
     def close(self) -> None:
-        self.weblab._stop_task_workers(self.app, timeout=5)
-        self.weblab._stop_background(self.app)
-        self.app.extensions["weblab"].store.close()
+        self.weblab.shutdown(self.app, timeout=5)
         self.redis.close()
 
 

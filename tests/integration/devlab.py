@@ -14,8 +14,7 @@ from typing import Any
 
 from flask import Flask
 
-from labruntime import WebLab, current_devices, require_time
-from labruntime.task_handle import current_task_stopping
+from labruntime import WebLab, current_devices, current_task_stopping, require_time
 
 
 def create_app(

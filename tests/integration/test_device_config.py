@@ -44,7 +44,7 @@ def test_good_device_names_are_kept(tmp_path):
     app = _lab_from_toml(
         tmp_path, '[WEBLAB_DEVICES]\nboard_1 = "sim:arduino"\nled-2 = "gpio:17?factory=mock"\n'
     )
-    from labruntime.globals import get_state
+    from labruntime.state import get_state
 
     assert dict(get_state(app).config.devices) == {
         "board_1": "sim:arduino",

@@ -8,7 +8,7 @@ import time
 
 
 def _holder(lab):
-    return lab.app.extensions["labruntime.device_holder"]
+    return lab.state.devices.holder
 
 
 def _wait(predicate, timeout: float = 5.0) -> bool:

@@ -37,7 +37,7 @@ def test_program_device_runs_with_progress_and_result(devlab_factory, hex_30k):
 def test_stop_cancels_the_device_operation_and_the_board_is_safe(
     devlab_factory, hex_30k, hex_small, caplog
 ):
-    caplog.set_level(logging.INFO, logger="labruntime.runner")
+    caplog.set_level(logging.INFO, logger="labruntime.tasks.runner")
     lab = devlab_factory()
     sid = lab.start_session()
     task = lab.delay(sid, "program_device", hex_30k)
@@ -63,7 +63,7 @@ def test_dispose_drives_the_used_devices_safe(devlab_factory):
     report = lab.last_safe("led")
     assert report is not None and report["ok"], report
     assert report["state"], report
-    assert lab.app.extensions["labruntime.device_holder"].devices["led"].value is False
+    assert lab.state.devices.holder.devices["led"].value is False
 
 
 def test_current_devices_names_the_declared_devices(devlab_factory):
@@ -119,7 +119,7 @@ def test_a_disposing_session_starts_no_device_task(devlab_factory):
     while running.retrieve().submitted:
         time.sleep(0.02)
     with lab.app.app_context():  # as in the RLMS view or the cleaner
-        outcome = lab.weblab._dispose(lab.app, sid, "test")  # revoke, stop, still busy
+        outcome = lab.state.dispose(sid, "test")  # revoke, stop, still busy
     assert outcome.retry_in, outcome
     assert lab.rlms.status(sid) > 0  # the RLMS sees a positive status while dispose runs
     with pytest.raises(DeviceUnavailableError, match="ending"):
@@ -233,7 +233,7 @@ def test_a_device_that_failed_to_reach_safe_admits_nothing_until_safe_again(
     with pytest.raises(DeviceUnavailableError, match="did not reach their safe state"):
         lab.delay(nxt, "light")
     flaky_scheme.broken = False
-    lab.app.extensions["labruntime.device_holder"].safe("led")  # e.g. a worker restart
+    lab.state.devices.holder.safe("led")  # e.g. a worker restart
     assert lab.delay(nxt, "light").join(timeout=10).done
 
 

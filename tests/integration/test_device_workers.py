@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from labruntime import InvalidConfigError
-from labruntime.device_worker import parse_device_options
+from labruntime.devices.option import parse_device_options
 from labruntime.drivers.sim.arduino import SimulatedArduino
 
 BOARD = "sim:arduino?baud=115200&part=atmega328p"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from labruntime.device_tasks import ProgressWriter, device_pool, pools_for
+from labruntime.devices.progress import ProgressWriter
+from labruntime.devices.routing import device_pool, pools_for
 from labruntime.drivers import Progress
 
 

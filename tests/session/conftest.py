@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from flask import Flask, url_for
 
-from labruntime import WebLab, weblab_user
+from labruntime import CurrentUser, ExpiredUser, WebLab, weblab_user
+from labruntime.state import LabState, get_state
 from tests._labs import PASSWORD, USER, lab_app
 
 
@@ -76,7 +77,7 @@ class Lab:
         """Decorator: swap one of the default hooks (a lab may register each hook once)."""
 
         def decorator(func):
-            setattr(self.weblab, f"_{name}", None)
+            setattr(self.state.hooks, name, None)
             return getattr(self.weblab, name)(func)
 
         return decorator
@@ -85,8 +86,13 @@ class Lab:
     server_data = staticmethod(server_data)
 
     @property
-    def state(self):
-        return self.app.extensions["weblab"]
+    def state(self) -> LabState:
+        return get_state(self.app)
+
+    def user(self, session_id: str) -> CurrentUser | ExpiredUser | None:
+        """The session's user as the lab would load it (None: no such session)."""
+        with self.app.app_context():
+            return self.state.load_user(session_id)
 
 
 @pytest.fixture
@@ -128,8 +134,7 @@ def make_lab(redis_url: str, redis_base: str, tmp_path) -> Iterator[Callable[...
 
     yield factory
     for lab in labs:
-        lab.weblab._stop_background(lab.app)
-        lab.state.store.close()
+        lab.weblab.shutdown(lab.app)
 
 
 class _Trips:

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from flask.cli import ScriptInfo
 
-from labruntime.cli import main, weblab_group
+from labruntime.cli.main import main, weblab_group
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from labruntime.demo import create_app
-from labruntime.embedded import EmbeddedRedis, stop_embedded_redis
+from labruntime.state import get_state
+from labruntime.store.embedded import EmbeddedRedis, stop_embedded_redis
 from labruntime.testing import FakeRLMS
 from tests._processes import stop_processes
 
@@ -44,8 +45,7 @@ def test_demo_lab_flow(tmp_path, redis_url, redis_base):
     assert student.post("/led", json={"on": True}).status_code == 302  # back, not the LED
     assert rlms.dispose(started.session_id)["message"] == "Deleted"
     assert (tmp_path / "demo" / "secret_key").stat().st_mode & 0o077 == 0
-    app.extensions["weblab"].weblab._stop_background(app, timeout=10)
-    app.extensions["weblab"].store.close()
+    get_state(app).shutdown(timeout=10)
 
 
 def _free_port() -> int:

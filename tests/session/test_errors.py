@@ -9,7 +9,7 @@ from flask import Flask
 
 import labruntime
 from labruntime import errors
-from labruntime.globals import get_state
+from labruntime.state import get_state
 
 
 @pytest.mark.parametrize(

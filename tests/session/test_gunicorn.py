@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from labruntime.embedded import stop_embedded_redis
+from labruntime.store.embedded import stop_embedded_redis
 from labruntime.testing import FakeRLMS
 from tests._processes import stop_processes
 

@@ -106,6 +106,6 @@ def test_many_students_at_once(make_lab):
         for session_id in ids:
             rlms.dispose(session_id)
         with lab.app.app_context():
-            visits = [lab.weblab._load_user(i).data["visits"] for i in ids]
+            visits = [lab.state.load_user(i).data["visits"] for i in ids]
         assert visits == [6] * 20
     assert sorted(lab.disposed) == sorted(ids)

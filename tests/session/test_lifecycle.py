@@ -9,6 +9,7 @@ import time
 import pytest
 
 from labruntime import WebLab, weblab_user
+from labruntime.state import get_state
 from tests._labs import PASSWORD, USER, lab_app
 
 
@@ -72,7 +73,7 @@ def test_on_dispose_exactly_once_under_races(make_lab):
     def rlms():
         barrier.wait()
         with lab.app.app_context():
-            results.append(lab.weblab._dispose(lab.app, sid, "rlms").done)
+            results.append(lab.state.dispose(sid, "rlms").done)
 
     def cleaner():
         barrier.wait()
@@ -99,7 +100,7 @@ def test_on_dispose_data_changes_are_kept(make_lab):
     sid = lab.new_session()
     lab.dispose(sid)
     with lab.app.app_context():
-        assert lab.weblab._load_user(sid).data == {"started": True, "result": 42}
+        assert lab.state.load_user(sid).data == {"started": True, "result": 42}
 
 
 def test_on_dispose_raising_still_ends_session(make_lab):
@@ -114,21 +115,23 @@ def test_on_dispose_raising_still_ends_session(make_lab):
     assert lab.status(sid) == -1
 
 
-class BusyLab(WebLab):
-    """A lab whose session work takes a while to end (the task layer's seam)."""
+class BusyWork:
+    """Session work that takes two dispose rounds to end (in place of the task step)."""
 
-    busy_rounds = 2
+    def __init__(self) -> None:
+        self.busy_rounds = 2
 
-    def _dispose_steps(self, session_id: str) -> float | None:
+    def __call__(self, session_id: str) -> float | None:
         if self.busy_rounds:
             self.busy_rounds -= 1
             return 2.5
         return None
 
 
-def test_dispose_waits_for_work(redis_url, redis_base):
+def test_dispose_waits_for_work(redis_url, redis_base, monkeypatch):
     app = lab_app("busy", redis_url, redis_base)
-    weblab = BusyLab(app)
+    weblab = WebLab(app)
+    monkeypatch.setattr(get_state(app).tasks, "dispose_steps", BusyWork())
     disposed = []
     weblab.on_dispose(lambda: disposed.append(weblab_user.session_id))
     weblab.initial_url(lambda: "/")
@@ -147,11 +150,11 @@ def test_dispose_waits_for_work(redis_url, redis_base):
     assert client.post(f"/callback/{sid}/poll").get_json()["success"] is False
     with app.app_context():
         assert weblab.clean_expired_users(app) == 0  # not due yet: retry scheduled
-        assert weblab._dispose(app, sid, "rlms").retry_in == 2.5
+        assert get_state(app).dispose(sid, "rlms").retry_in == 2.5
     done = client.post(f"/weblab/sessions/{sid}", json={"action": "delete"}, auth=auth)
     assert done.get_json() == {"message": "Deleted"}
     assert disposed == [sid]
-    app.extensions["weblab"].store.close()
+    weblab.shutdown(app)
 
 
 def test_two_labs_on_one_redis_stay_apart(make_lab, redis_base):
@@ -165,7 +168,7 @@ def test_two_labs_on_one_redis_stay_apart(make_lab, redis_base):
     assert lab_a.disposed == [] and lab_b.disposed == []
     assert lab_a.weblab.clean_expired_users(lab_a.app) == 1
     assert lab_a.disposed == [sid]
-    redis = lab_a.state.store.redis
+    redis = lab_a.state.connection.client
     assert all(k.startswith(redis_base + ":") for k in redis.scan_iter(f"{redis_base}:*"))
     assert not list(redis.scan_iter(f"{redis_base}b:*"))
 

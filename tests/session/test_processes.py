@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from labruntime.embedded import stop_embedded_redis
+from labruntime.state import get_state
+from labruntime.store.embedded import stop_embedded_redis
 
 LAB = """
 import os
@@ -106,7 +107,7 @@ def test_cleaner_in_another_process(crosslab, redis_url):
     )
     assert reply.get_json() == {"message": "Not found"}
     assert (folder / "disposed.log").read_text().count(sid) == 1
-    lab.app.extensions["weblab"].store.close()
+    lab.weblab.shutdown(lab.app)
 
 
 @pytest.mark.slow
@@ -116,8 +117,9 @@ def test_embedded_store_shared_between_processes_and_restarts(crosslab):
     sid = _start(lab.app)
     code = (
         "import sys, crosslab\n"
+        "from labruntime.state import get_state\n"
         "with crosslab.app.app_context():\n"
-        "    user = crosslab.weblab._load_user(sys.argv[1])\n"
+        "    user = get_state().load_user(sys.argv[1])\n"
         "    print(type(user).__name__, user.username)\n"
     )
     seen = run(sys.executable, "-c", code, sid)
@@ -136,12 +138,12 @@ def test_embedded_store_shared_between_processes_and_restarts(crosslab):
     )
     assert made.returncode == 0, made.stderr
     fake_id = made.stdout.split()[1]
-    lab.app.extensions["weblab"].store.close()
+    get_state(lab.app).connection.close()
     assert stop_embedded_redis(folder / "inst")  # a restart of the machine's Redis
     with lab.app.app_context():
-        assert lab.weblab._load_user(fake_id).username == "bob"  # started again, from disk
-        assert lab.weblab._load_user(sid).username == "ann"
-    lab.app.extensions["weblab"].store.close()
+        assert get_state(lab.app).load_user(fake_id).username == "bob"  # started again, from disk
+        assert get_state(lab.app).load_user(sid).username == "ann"
+    lab.weblab.shutdown(lab.app)
 
 
 @pytest.mark.slow
@@ -155,7 +157,7 @@ def test_embedded_server_restarted_after_crash(crosslab):
     status = lab.app.test_client().get(f"/weblab/sessions/{sid}/status", auth=("u", "p"))
     assert status.status_code == 200
     assert status.get_json()["should_finish"] in (5, -1)  # -1 if the last write was lost
-    lab.app.extensions["weblab"].store.close()
+    lab.weblab.shutdown(lab.app)
 
 
 def test_cli_errors_are_one_line(crosslab, redis_url, monkeypatch):

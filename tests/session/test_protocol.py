@@ -77,7 +77,7 @@ def test_slot_length_string_or_number(make_lab, length):
     lab = make_lab()
     sid = lab.new_session(sd=lab.server_data(length=length))
     with lab.app.app_context():
-        user = lab.weblab._load_user(sid)
+        user = lab.state.load_user(sid)
     assert 299 < user.time_left <= float(length)
 
 
@@ -112,7 +112,7 @@ def test_every_start_time_form(make_lab, index):
     expected = int(start) if extra.pop("_whole", False) else start
     sid = lab.new_session(sd=lab.server_data(length=300, **extra))
     with lab.app.app_context():
-        user = lab.weblab._load_user(sid)
+        user = lab.state.load_user(sid)
     assert user.max_date == pytest.approx(expected + 300, abs=0.01)
     assert user.time_left == pytest.approx(expected + 300 - time.time(), abs=1)
 
@@ -128,7 +128,7 @@ def test_timestamp_preferred_over_start(make_lab):
     )
     sid = lab.new_session(sd=sd)
     with lab.app.app_context():
-        assert lab.weblab._load_user(sid).time_left == pytest.approx(250, abs=1)
+        assert lab.state.load_user(sid).time_left == pytest.approx(250, abs=1)
 
 
 def test_bad_start_time_is_a_clear_error(make_lab):
@@ -149,7 +149,7 @@ def test_initial_data_as_json_strings_in_json_or_a_form(make_lab, encoding):
     sid = reply.get_json()["session_id"]
     assert lab.started == [({"code": "x"}, lab.server_data())]
     with lab.app.app_context():
-        assert lab.weblab._load_user(sid).back == "http://rlms/back"
+        assert lab.state.load_user(sid).back == "http://rlms/back"
 
 
 def test_bad_initial_data_json(make_lab):
@@ -176,7 +176,7 @@ def test_on_start_dict_becomes_data(make_lab):
     lab = make_lab()
     sid = lab.new_session()
     with lab.app.app_context():
-        assert lab.weblab._load_user(sid).data == {"started": True}
+        assert lab.state.load_user(sid).data == {"started": True}
 
 
 def test_status_values(make_lab):

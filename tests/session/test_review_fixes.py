@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from flask.cli import ScriptInfo
 
 from labruntime import WebLab
-from labruntime.cli import weblab_group
+from labruntime.cli.main import weblab_group
 from labruntime.errors import InvalidConfigError
-from labruntime.http_guard import MAX_RLMS_BODY
+from labruntime.sessions.http_guard import MAX_RLMS_BODY
 
 from .conftest import basic
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from labruntime.config import load_config
-from labruntime.sessions import SessionManager, StartRequest, parse_start_request
-from labruntime.store import Store
+from labruntime.sessions.manager import SessionManager
+from labruntime.sessions.start_request import StartRequest, parse_start_request
+from labruntime.store.connection import Connection
+from labruntime.store.sessions import SessionStore
 
 
 class Clock:
@@ -23,14 +25,14 @@ def manager(redis_url, redis_base):
         cfg = load_config(
             {"SECRET_KEY": "k", "WEBLAB_USERNAME": "u", "WEBLAB_PASSWORD": "p", **config}
         )
-        store = Store(redis_url, redis_base)
-        made.append(store)
-        return SessionManager(store, cfg, clock=Clock())
+        connection = Connection(redis_url, redis_base)
+        made.append(connection)
+        return SessionManager(SessionStore(connection), cfg, clock=Clock())
 
-    made: list[Store] = []
+    made: list[Connection] = []
     yield make
-    for store in made:
-        store.close()
+    for connection in made:
+        connection.close()
 
 
 def start(manager: SessionManager, length: float = 100) -> str:
@@ -138,9 +140,9 @@ def test_failing_steps_do_not_block_the_end(manager, caplog):
 
 
 def test_every_student_field_goes_from_the_rlms_to_the_user(manager):
-    from labruntime.start_request import RLMS_KEYS
-    from labruntime.store.sessions import STUDENT_FIELDS
-    from labruntime.users import make_user
+    from labruntime.sessions.start_request import RLMS_KEYS
+    from labruntime.sessions.users import make_user
+    from labruntime.store.records import STUDENT_FIELDS
 
     assert set(RLMS_KEYS) | {"back"} == set(STUDENT_FIELDS)  # one list: nothing left unread
     sessions = manager()

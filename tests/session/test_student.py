@@ -83,7 +83,7 @@ def test_expired_user_goes_back_and_is_kept(make_lab):
     reply = lab.client.get("/lab/")
     assert reply.status_code == 302 and reply.headers["Location"] == "http://rlms/back"
     assert lab.client.get("/results").data == b"ExpiredUser False 1 http://rlms/back"
-    ttl = lab.state.store.redis.ttl(lab.state.store.key("weblab", "session", sid))
+    ttl = lab.state.connection.client.ttl(lab.state.connection.key("weblab", "session", sid))
     assert 3590 < ttl <= 3600
 
 
@@ -92,15 +92,15 @@ def test_expired_users_timeout(make_lab):
     sid = lab.new_session()
     lab.dispose(sid)
     with lab.app.app_context():
-        assert isinstance(lab.weblab._load_user(sid), ExpiredUser)
+        assert isinstance(lab.state.load_user(sid), ExpiredUser)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         with lab.app.app_context():
-            if lab.weblab._load_user(sid) is None:
+            if lab.state.load_user(sid) is None:
                 break
         time.sleep(0.1)
     with lab.app.app_context():
-        assert lab.weblab._load_user(sid) is None
+        assert lab.state.load_user(sid) is None
 
 
 def test_user_attributes(make_lab):
@@ -186,15 +186,15 @@ def test_data_saved_only_when_changed(make_lab, count_round_trips):
     assert trips.count == 2  # one before, one after (nested change detected)
     lab.client.get("/nested")
     with lab.app.app_context():
-        assert lab.weblab._load_user(sid).data["log"] == [1, 1]
+        assert lab.state.load_user(sid).data["log"] == [1, 1]
 
 
 def test_data_store_and_retrieve(make_lab):
     lab = make_lab()
     sid = lab.new_session()
     with lab.app.app_context():
-        first = lab.weblab._load_user(sid)
-        second = lab.weblab._load_user(sid)
+        first = lab.state.load_user(sid)
+        second = lab.state.load_user(sid)
         first.data["x"] = 1
         first.data.store()
         assert "x" not in second.data
@@ -309,17 +309,17 @@ def test_socket_decorators_skip_handler_when_check_fails(make_lab):
 
 
 def test_bind_user_outside_requests(make_lab):
-    from labruntime.globals import bind_user
+    from labruntime.sessions.binding import bind_user
 
     lab = make_lab()
     sid = lab.new_session()
     with lab.app.app_context():
         assert isinstance(weblab_user._get_current_object(), AnonymousUser)
-        user = lab.weblab._load_user(sid)
+        user = lab.state.load_user(sid)
         with bind_user(user):
             assert weblab_user.session_id == sid
             weblab_user.data["from_task"] = True
-        assert lab.weblab._load_user(sid).data["from_task"] is True
+        assert lab.state.load_user(sid).data["from_task"] is True
 
 
 def test_poll_route_replies(make_lab):
@@ -361,22 +361,22 @@ def test_locale_is_kept_as_sent(make_lab, sent, kept):
     lab = make_lab()
     sid = lab.new_session(sd=lab.server_data(**{"request.locale": sent}))
     with lab.app.app_context():
-        assert lab.weblab._load_user(sid).locale == kept
+        assert lab.state.load_user(sid).locale == kept
 
 
 def test_update_data_is_deprecated_but_works(make_lab):
     lab = make_lab()
     sid = lab.new_session()
     with lab.app.app_context():
-        user = lab.weblab._load_user(sid)
+        user = lab.state.load_user(sid)
         with pytest.warns(DeprecationWarning, match="data.store"):
             user.update_data({"old": "style"})
-        assert lab.weblab._load_user(sid).data == {"old": "style"}
+        assert lab.state.load_user(sid).data == {"old": "style"}
 
 
 def test_user_str(make_lab):
     lab = make_lab()
     sid = lab.new_session()
     with lab.app.app_context():
-        assert sid in str(lab.weblab._load_user(sid))
+        assert sid in str(lab.state.load_user(sid))
     assert str(AnonymousUser()) == "<AnonymousUser>"

@@ -14,6 +14,8 @@ import pytest
 import redis
 from flask import Flask, session
 
+from labruntime.state import LabState, get_state
+from labruntime.store.connection import Connection
 from labruntime.store.tasks import TaskStore
 from labruntime.testing import FakeRLMS
 
@@ -21,24 +23,23 @@ HERE = Path(__file__).parent
 LABAPP = HERE / "labapp.py"
 
 
-class _KeyedRedis:
-    """The two things TaskStore needs from the session layer's Store: a client and key()."""
-
-    def __init__(self, client: redis.Redis, base: str) -> None:
-        self.redis = client
-        self.base = base
-
-    def key(self, *parts: str) -> str:
-        return ":".join((self.base, *parts))
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client on the test's Redis, to look at the keys the stores write."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @pytest.fixture
 def task_store(redis_url: str, redis_base: str) -> Iterator[TaskStore]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
+    connection = Connection(redis_url, redis_base)
     try:
-        yield TaskStore(_KeyedRedis(client, redis_base), expires=60)
+        yield TaskStore(connection, expires=60)
     finally:
-        client.close()
+        connection.close()
 
 
 def load_labapp() -> ModuleType:
@@ -76,13 +77,15 @@ class Lab:
     def runs(self, task_id: str) -> int:
         return int(self.redis.hget(f"{self.base}:test:runs", task_id) or 0)
 
+    @property
+    def state(self) -> LabState:
+        return get_state(self.app)
+
     def start_workers(self) -> None:
-        self.weblab._start_task_workers(self.app)
+        self.state.start_task_threads()
 
     def close(self) -> None:
-        self.weblab._stop_task_workers(self.app, timeout=5)
-        self.weblab._stop_background(self.app)
-        self.app.extensions["weblab"].store.close()
+        self.weblab.shutdown(self.app, timeout=5)
         self.redis.close()
 
 

@@ -15,9 +15,8 @@ from typing import Any
 import redis
 from flask import Flask, jsonify, session
 
-from labruntime import WebLab, weblab_user
-from labruntime.cli_tasks import loop_command, run_tasks_command
-from labruntime.task_handle import current_task, current_task_stopping
+from labruntime import WebLab, current_task, current_task_stopping, weblab_user
+from labruntime.cli.tasks import loop_command, run_tasks_command
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for _labs
 from _labs import lab_config, runner_threads  # noqa: E402

@@ -72,7 +72,7 @@ def test_1000_tasks_run_exactly_once(lab_factory, redis_url, redis_base) -> None
         assert set(runs) == set(ids)
         assert {int(n) for n in runs.values()} == {1}
         with lab.app.app_context():
-            store = lab.weblab._task_store()
+            store = lab.state.tasks.store
             for session_id in sessions:
                 records = store.session_tasks(session_id)
                 assert len(records) == PER_SESSION

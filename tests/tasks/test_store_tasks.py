@@ -6,6 +6,8 @@ import json
 import threading
 import time
 
+import redis
+
 from labruntime.store.tasks import TaskStore
 
 
@@ -66,10 +68,12 @@ def test_stop_before_start_never_starts(task_store: TaskStore) -> None:
     assert task_store.stop("a") is None
 
 
-def test_stop_running_publishes_to_its_worker(task_store: TaskStore) -> None:
+def test_stop_running_publishes_to_its_worker(
+    task_store: TaskStore, redis_client: redis.Redis
+) -> None:
     _enqueue(task_store, "a")
     task_store.claim("a", "w1", 5)
-    pubsub = task_store.redis.pubsub()
+    pubsub = redis_client.pubsub()
     pubsub.subscribe(task_store.stop_channel("w1"))
     pubsub.get_message(timeout=1)
     assert task_store.stop("a") == "running"
@@ -79,7 +83,7 @@ def test_stop_running_publishes_to_its_worker(task_store: TaskStore) -> None:
     assert task_store.heartbeat("w1", 5, {}) == ["a"]
 
 
-def test_reap_dead_worker(task_store: TaskStore) -> None:
+def test_reap_dead_worker(task_store: TaskStore, redis_client: redis.Redis) -> None:
     lock = task_store.lock_key("work", "global", None)
     _enqueue(task_store, "a", lock=lock)
     _enqueue(task_store, "b")
@@ -92,7 +96,7 @@ def test_reap_dead_worker(task_store: TaskStore) -> None:
     assert task_store.reap_dead() == 1
     rec = task_store.get("a")
     assert rec.status == "failed" and rec.error["code"] == "worker-lost"
-    assert task_store.redis.get(lock) is None
+    assert redis_client.get(lock) is None
     assert task_store.get("b").status == "submitted"
     assert task_store.take("default", "w2", 0) == "b"  # requeued, never started
     assert task_store.workers() == []
@@ -127,11 +131,13 @@ def test_fail_unfinished_and_session_listing(task_store: TaskStore) -> None:
     assert not task_store.finish("a", "done", worker_id="w1", result_json="1")
 
 
-def test_finished_tasks_expire_after_task_expires(task_store: TaskStore) -> None:
+def test_finished_tasks_expire_after_task_expires(
+    task_store: TaskStore, redis_client: redis.Redis
+) -> None:
     _enqueue(task_store, "a")
     key = task_store.prefix + "task:a"
-    assert task_store.redis.ttl(key) == -1  # unfinished: kept
+    assert redis_client.ttl(key) == -1  # unfinished: kept
     task_store.claim("a", "w1", 5)
     task_store.finish("a", "done", worker_id="w1", result_json="1")
-    assert 0 < task_store.redis.ttl(key) <= task_store.expires == 60
-    assert 0 < task_store.redis.ttl(task_store.prefix + "tasks:session:s1") <= 60
+    assert 0 < redis_client.ttl(key) <= task_store.expires == 60
+    assert 0 < redis_client.ttl(task_store.prefix + "tasks:session:s1") <= 60

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from labruntime import TaskArgumentError
 from labruntime.errors import AlreadyRunningError, TimeoutError
-from labruntime.tasks import TaskArgumentError
 
 
 def test_delay_join_result_and_user(lab) -> None:
@@ -167,13 +167,12 @@ def test_reading_stopping_in_a_tight_loop_costs_no_round_trips(lab) -> None:
 
 
 def test_pool_tasks_run_only_on_workers_of_that_pool(lab) -> None:
-    from labruntime.worker import WorkerGroup
+    from labruntime.tasks.worker import WorkerGroup
 
     with lab.as_session(lab.start_session()):
         task = lab.tasks["on_device"].delay()
         assert not task.join(timeout=0.3, error_on_timeout=False).finished  # default pool only
-        store = lab.weblab._task_store(lab.app)
-        group = WorkerGroup(lab.weblab, lab.app, store, 1, pools=("device:sim",)).start()
+        group = WorkerGroup(lab.state.tasks, 1, pools=("device:sim",)).start()
         try:
             assert task.join(timeout=5).result == "ran on the device's worker"
         finally:
@@ -183,8 +182,8 @@ def test_pool_tasks_run_only_on_workers_of_that_pool(lab) -> None:
 def test_an_id_stranded_by_a_lost_reply_goes_back_to_its_queue(lab) -> None:
     with lab.as_session(lab.start_session()):
         task = lab.tasks["on_device"].delay()  # nobody serves this pool here
-        store = lab.weblab._task_store(lab.app)
-        (group,) = lab.app.extensions["labruntime.tasks"].workers
+        store = lab.state.tasks.store
+        (group,) = lab.state.workers
         # what a BLMOVE whose reply was lost leaves behind: the id in our processing list
         assert store.take("device:sim", group.worker_id, 0) == task.task_id
         assert store.queue_length("device:sim") == 0

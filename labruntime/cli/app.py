@@ -1,0 +1,78 @@
+"""Loading the lab for a CLI command: errors as one clean line, never a traceback.
+
+:func:`app_command` is for commands that only read or change state (``fake``,
+``clean-expired-users``, ``redis``, ``device status``): the app is marked ``no_background``, so
+a request made through its test client starts no cleaner or task thread in the CLI process.
+:func:`worker_command` is for ``run-tasks`` and ``loop``, which run tasks on purpose. Both call
+the command with the lab's :class:`~labruntime.state.LabState`, inside its app context, and
+end a labruntime or device error as one line (exit 1).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from flask import Flask
+from flask.cli import NoAppException, ScriptInfo
+
+from labruntime.drivers import DriverError
+from labruntime.errors import WebLabError
+from labruntime.state import LabState, get_state
+
+__all__ = ["app_command", "lab_state", "load_app", "worker_command"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def load_app() -> Flask:
+    """The lab of ``--app``/FLASK_APP; a missing or broken lab is a one-line ClickException."""
+    ctx = click.get_current_context()
+    info = ctx.find_object(ScriptInfo) or ctx.ensure_object(ScriptInfo)
+    try:
+        return info.load_app()
+    except NoAppException as error:
+        raise click.ClickException(
+            f"{error.format_message()} (give the lab with --app module:app or FLASK_APP)"
+        ) from None
+    except WebLabError as error:
+        raise click.ClickException(f"the lab cannot start: {error}") from None
+
+
+def lab_state(app: Flask) -> LabState:
+    """The lab's state; a ClickException when the app does not use labruntime's WebLab."""
+    try:
+        return get_state(app)
+    except WebLabError as error:
+        raise click.ClickException(
+            f"{error} (this command needs a lab using labruntime's WebLab)"
+        ) from None
+
+
+def _command(func: F, *, background: bool) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        app = load_app()
+        state = lab_state(app)
+        if not background:
+            # a CLI process never runs the web process's cleaner or task threads (hardware!)
+            state.no_background = True
+        try:
+            with app.app_context():
+                return func(state, *args, **kwargs)
+        except (WebLabError, DriverError, OSError) as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def app_command(func: F) -> F:
+    """Run ``func(state, ...)`` in the lab's app context; no background threads here."""
+    return _command(func, background=False)
+
+
+def worker_command(func: F) -> F:
+    """Run ``func(state, ...)`` in the lab's app context: the worker commands."""
+    return _command(func, background=True)

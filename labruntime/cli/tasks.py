@@ -1,0 +1,172 @@
+"""The task commands: ``run-tasks`` (run what is queued, then exit) and ``loop`` (run tasks and
+clean expired users until SIGTERM). Both work as ``labruntime --app X ...`` and
+``flask --app X weblab ...``.
+
+On SIGTERM (or Ctrl-C) a worker stops taking tasks, raises ``stopping`` on the ones it runs
+(which cancels their device operations), waits for them up to ``--stop-timeout`` seconds,
+drives its devices safe, releases them and exits 0.
+
+``--device NAME`` (URL from WEBLAB_DEVICES), ``--device NAME=URL`` or ``--device URL`` (the
+lab's only device), repeatable: the worker opens and holds these devices and runs the tasks
+that need them (see :mod:`labruntime.devices.option`). A device another process holds: exit 1
+with a message naming the holder.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+import click
+
+from labruntime.devices.option import parse_device_options
+from labruntime.state import LabState
+from labruntime.tasks.worker import WorkerGroup, WorkerOutcome, run_worker
+
+from .app import worker_command
+
+log = logging.getLogger(__name__)
+
+__all__ = ["loop_command", "run_tasks_command"]
+
+
+def _on_signals(event: threading.Event) -> None:
+    def handler(signum: int, frame: Any) -> None:
+        event.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _run(
+    state: LabState,
+    *,
+    kind: str,
+    threads: int,
+    drain: bool,
+    pools: tuple[str, ...],
+    devices: tuple[str, ...],
+    stop_timeout: float,
+    on_started: Any,
+) -> WorkerOutcome:
+    """Run the worker (the same runner as ``WebLab.run_tasks()``/``loop()``); a device another
+    holder took meanwhile ends the command with an error (exit 1: systemd restarts it)."""
+    stop = threading.Event()
+    _on_signals(stop)
+    bindings = parse_device_options(dict(state.config.devices), devices) if devices else None
+    if bindings:
+        click.echo(f"{kind}: holding device(s) {', '.join(sorted(bindings))}")
+    outcome = run_worker(
+        state.tasks,
+        threads=threads,
+        kind=kind,
+        stop=stop,
+        drain=drain,
+        pools=pools,
+        devices=bindings,
+        cleaner=None if drain else state.new_cleaner(),
+        stop_timeout=stop_timeout,
+        on_started=on_started,
+    )
+    if outcome.lost:
+        raise click.ClickException(
+            f"device(s) {', '.join(outcome.lost)} were taken by another holder while this "
+            "worker stalled; it stopped. Check that one worker per device runs "
+            "(`labruntime device status`)"
+        )
+    return outcome
+
+
+_DEVICE = click.option(
+    "--device",
+    "devices",
+    multiple=True,
+    metavar="[NAME=]URL|NAME",
+    help="Hold this device and run the tasks that need it (repeat it).",
+)
+
+_POOL = click.option(
+    "--pool",
+    "pools",
+    multiple=True,
+    default=("default",),
+    show_default=True,
+    help="Queue(s) to take tasks from (repeat it; threads are spread over the pools).",
+)
+
+
+@click.command("run-tasks")
+@click.option(
+    "--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Tasks in parallel."
+)
+@click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
+@_POOL
+@_DEVICE
+@worker_command
+def run_tasks_command(
+    state: LabState,
+    threads: int,
+    stop_timeout: float,
+    pools: tuple[str, ...],
+    devices: tuple[str, ...],
+) -> None:
+    """Run the tasks queued now, then exit (for cron, or WEBLAB_NO_THREAD setups)."""
+    outcome = _run(
+        state,
+        kind="run-tasks",
+        threads=threads,
+        drain=True,
+        pools=pools,
+        devices=devices,
+        stop_timeout=stop_timeout,
+        on_started=None,
+    )
+    click.echo("run-tasks: the queue is empty" if not outcome.stopped else "run-tasks: stopped")
+
+
+@click.command("loop")
+@click.option(
+    "--threads", default=5, show_default=True, type=click.IntRange(min=1), help="Tasks in parallel."
+)
+@click.option(
+    "--reload/--no-reload",
+    default=False,
+    help="weblablib's flag, accepted; --reload only warns: restart the worker to load new code.",
+)
+@click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
+@_POOL
+@_DEVICE
+@worker_command
+def loop_command(
+    state: LabState,
+    threads: int,
+    reload: bool,
+    stop_timeout: float,
+    pools: tuple[str, ...],
+    devices: tuple[str, ...],
+) -> None:
+    """Run tasks and clean expired users until SIGTERM."""
+    if reload:
+        # a reloader would kill running tasks (and their devices) mid-operation on each edit
+        click.echo(
+            "Warning: loop --reload is not supported (ignored): restart it for new code", err=True
+        )
+
+    def started(group: WorkerGroup) -> None:
+        click.echo(f"loop: worker {group.worker_id}, {threads} thread(s); SIGTERM to stop")
+
+    outcome = _run(
+        state,
+        kind="loop",
+        threads=threads,
+        drain=False,
+        pools=pools,
+        devices=devices,
+        stop_timeout=stop_timeout,
+        on_started=started,
+    )
+    click.echo(
+        "loop: stopped" if outcome.clean else "loop: stopped; some tasks did not end in time"
+    )

@@ -1,0 +1,247 @@
+"""Session logic: start, status, poll, logout, dispose and one cleaner pass. No Flask here.
+
+:class:`SessionManager` takes a :class:`~labruntime.store.sessions.SessionStore`, the config
+and a clock; the lab's ``on_dispose`` and the task layer's dispose steps are passed in as plain
+callables by the lab's state (:mod:`labruntime.state`). The start request itself is read by
+:mod:`.start_request`; the thread running the passes is :mod:`.cleaner`.
+
+Dispose, whatever started it (RLMS, logout, poll timeout, slot over, cleaner)::
+
+    begin_dispose (active -> disposing, atomic)  ->  steps(session_id): busy? retry later
+    -> claim (HSETNX, exactly one winner across processes) -> on_dispose -> expired user
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from labruntime.config import WebLabConfig
+from labruntime.errors import StoreUnavailableError
+from labruntime.store.records import SessionRecord, SessionState
+from labruntime.store.sessions import SessionStore
+
+from .start_request import StartRequest, slot_times
+
+__all__ = ["SessionManager", "DisposeOutcome", "create_token"]
+
+log = logging.getLogger(__name__)
+STALE_CLAIM_MARGIN = 60.0  # a claim older than dispose timeout + this is from a dead process
+BUSY_RETRY = 1.0  # seconds the RLMS waits when another process is running on_dispose
+
+
+def create_token(size: int | None = None) -> str:
+    """A random URL-safe token (session ids, secrets) of ``size`` random bytes (default 32)."""
+    if size is None:
+        size = 32
+    return base64.urlsafe_b64encode(os.urandom(size)).decode("ascii").rstrip("=")
+
+
+@dataclass(frozen=True)
+class DisposeOutcome:
+    """found False: unknown or already disposed. retry_in: still busy, ask again then."""
+
+    found: bool
+    retry_in: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.found and self.retry_in is None
+
+
+class SessionManager:
+    """Start / status / poll / dispose of sessions, on a SessionStore, with an injectable clock."""
+
+    def __init__(
+        self, store: SessionStore, config: WebLabConfig, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+
+    def _event(self, event: str, session_id: str, message: str, **fields: Any) -> None:
+        if self.config.log_session_lifecycle:
+            extra = {"event": event, "session_id": session_id, **fields}
+            log.info("%s session %s %s", event, session_id, message, extra={"weblab": extra})
+
+    # -- start ------------------------------------------------------------------------------
+    def create(self, request: StartRequest, session_id: str | None = None) -> SessionRecord:
+        """Store a new active session from a start request."""
+        now = self.clock()
+        start, length = slot_times(request.server_data, now)
+        record = SessionRecord(
+            session_id=session_id or create_token(),
+            **request.student_fields(),
+            client_data=request.client_data,
+            server_data=request.server_data,
+            start_date=start,
+            max_date=start + length,
+            last_poll=now,
+        )
+        ttl = max(60.0, record.max_date - now + self.config.expired_users_timeout + 3600)
+        self.store.create_session(record, check_at=self._check_at(record, now), ttl=ttl)
+        self._event(
+            "start", record.session_id, f"for {record.username!r}, {length:g} s",
+            username=record.username, length=length,
+        )  # fmt: skip
+        return record
+
+    def _check_at(self, record: SessionRecord | SessionState, last_poll: float) -> float:
+        if self.config.timeout > 0:
+            return min(record.max_date, last_poll + self.config.timeout)
+        return record.max_date
+
+    # -- status -----------------------------------------------------------------------------
+    def should_finish(self, state: SessionState | SessionRecord | None, now: float) -> int:
+        """-1 finish now; N > 0 ask again in N seconds; 0 (WEBLAB_POLL_INTERVAL=0) do not ask."""
+        if state is None or state.status == "expired" or state.exited:
+            return -1
+        if state.status == "disposing":
+            return 1
+        left = state.max_date - now
+        timed_out = self.config.timeout > 0 and now - state.last_poll > self.config.timeout
+        if left <= 0 or timed_out:
+            return -1
+        if self.config.poll_interval == 0:
+            return 0  # WebLab-Deusto will not ask again (the lab ends the session itself)
+        return max(1, math.ceil(min(self.config.poll_interval, left)))
+
+    def is_active(self, record: SessionRecord, now: float) -> bool:
+        """Active for the student: not disposing/ended, slot not over, still polling."""
+        return record.status == "active" and self.should_finish(record, now) >= 0
+
+    def status(self, session_id: str) -> int:
+        """One session's should_finish (one round trip)."""
+        return self.should_finish(self.store.session_states([session_id])[0], self.clock())
+
+    def bulk_status(self, session_ids: list[str], timeout: float | None = None) -> dict[str, int]:
+        """should_finish of many sessions, 500 per pipelined round trip, stops at ``timeout``."""
+        started = time.monotonic()
+        result: dict[str, int] = {}
+        for first in range(0, len(session_ids), 500):
+            if first and timeout is not None and time.monotonic() - started >= timeout:
+                break
+            chunk = session_ids[first : first + 500]
+            now = self.clock()
+            for sid, state in zip(chunk, self.store.session_states(chunk), strict=True):
+                result[sid] = self.should_finish(state, now)
+        return result
+
+    # -- student ----------------------------------------------------------------------------
+    def load(self, session_id: str, *, poll: bool) -> SessionRecord | None:
+        """The session (one round trip), recording a poll when ``poll``."""
+        if poll:
+            return self.store.load_session(
+                session_id, poll_at=self.clock(), timeout=self.config.timeout
+            )
+        return self.store.load_session(session_id)
+
+    def poll(self, session_id: str) -> bool:
+        """The student is still there."""
+        return self.store.poll(session_id, now=self.clock(), timeout=self.config.timeout)
+
+    def logout(self, session_id: str) -> bool:
+        """The student left: status answers -1 and the cleaner disposes it."""
+        done = self.store.mark_exited(session_id, self.clock())
+        if done:
+            self._event("logout", session_id, "by the student")
+        return done
+
+    # -- dispose ----------------------------------------------------------------------------
+    def dispose(
+        self,
+        session_id: str,
+        reason: str,
+        steps: Callable[[str], float | None],
+        on_dispose: Callable[[SessionRecord], None],
+    ) -> DisposeOutcome:
+        """Run the dispose steps; on_dispose runs exactly once per session, in one process."""
+        now = self.clock()
+        begun = self.store.begin_dispose(session_id, now, reason)
+        if begun == "missing":
+            self.store.forget_live(session_id)
+            return DisposeOutcome(found=False)
+        if begun == "expired":
+            return DisposeOutcome(found=False)
+        if begun == "started":
+            self._event("dispose", session_id, f"started ({reason})", reason=reason)
+        record = self.store.load_session(session_id)
+        if record is None:
+            return DisposeOutcome(found=False)
+        if record.dispose_claim:
+            return self._claimed_elsewhere(record, now)
+        try:
+            busy = steps(session_id)
+        except StoreUnavailableError:
+            raise
+        except Exception:
+            log.exception("session %s: the dispose steps failed; ending it anyway", session_id)
+            busy = None
+        if busy is not None and busy > 0:
+            self.store.reschedule(session_id, now + busy)
+            self._event("dispose", session_id, f"waits {busy:g} s for work", busy=busy)
+            return DisposeOutcome(found=True, retry_in=busy)
+        if not self.store.claim_dispose(session_id, f"{create_token(8)} {now!r}"):
+            return DisposeOutcome(found=True, retry_in=BUSY_RETRY)
+        try:
+            on_dispose(record)
+        except StoreUnavailableError:
+            raise
+        except Exception:
+            log.exception("on_dispose of session %s raised; the session ends anyway", session_id)
+        self.store.finish_dispose(session_id, self.clock(), self.config.expired_users_timeout)
+        self._event("dispose", session_id, "done", reason=record.reason or reason)
+        return DisposeOutcome(found=True)
+
+    def _claimed_elsewhere(self, record: SessionRecord, now: float) -> DisposeOutcome:
+        try:
+            claimed_at = float((record.dispose_claim or "").split()[-1])
+        except (ValueError, IndexError):
+            claimed_at = now
+        if now - claimed_at > self.config.dispose_timeout + STALE_CLAIM_MARGIN:
+            log.warning(
+                "session %s: the process running on_dispose died; marking it ended",
+                record.session_id,
+            )
+            self.store.finish_dispose(record.session_id, now, self.config.expired_users_timeout)
+            return DisposeOutcome(found=True)
+        self.store.reschedule(record.session_id, now + BUSY_RETRY)
+        return DisposeOutcome(found=True, retry_in=BUSY_RETRY)
+
+    def _reason(self, state: SessionState, now: float) -> str:
+        if state.status == "disposing":
+            return "retry"
+        if state.exited:
+            return "logout"
+        if now >= state.max_date:
+            return "slot over"
+        return "timeout"
+
+    def clean(
+        self,
+        steps: Callable[[str], float | None],
+        on_dispose: Callable[[SessionRecord], None],
+    ) -> int:
+        """One cleaner pass: dispose every session whose time is over. Returns how many ended."""
+        now = self.clock()
+        due = self.store.due_sessions(now)
+        ended = 0
+        for sid, state in zip(due, self.store.session_states(due), strict=True):
+            if state is None:
+                self.store.forget_live(sid)
+                continue
+            if state.status == "active" and self.should_finish(state, now) >= 0:
+                self.store.reschedule(sid, self._check_at(state, state.last_poll))
+                continue
+            reason = self._reason(state, now)
+            if reason == "timeout":
+                self._event("timeout", sid, "stopped polling", reason=reason)
+            if self.dispose(sid, reason, steps, on_dispose).done:
+                ended += 1
+        return ended

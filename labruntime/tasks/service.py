@@ -1,0 +1,138 @@
+"""The task layer of one lab: :class:`TaskService` (``state.tasks``).
+
+``@weblab.task(unique=None | 'global' | 'user')`` wraps a function in a
+:class:`~.decorator.TaskWrapper`: calling it runs the function here and now; ``.delay(*args,
+**kwargs)`` queues it and returns a :class:`~.handle.WebLabTask` handle; ``.run_sync(...)`` is
+delay + join. Arguments, results and data are JSON. The service answers ``WebLab``'s task API
+(``get_task``, ``tasks``, ``join_tasks``...), gives the runner what a task runs with (its user,
+its devices) and runs the task step of a session's dispose (:mod:`.dispose`). Where tasks run:
+:mod:`.worker`; storage: :mod:`labruntime.store.tasks`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, has_request_context, session
+
+from labruntime.config import WebLabConfig
+from labruntime.devices.service import DeviceService
+from labruntime.sessions.binding import bound_user
+from labruntime.sessions.users import AnonymousUser, WebLabUser
+from labruntime.store.records import TaskRecord
+from labruntime.store.tasks import TaskStore
+
+from .decorator import TaskRegistry, TaskWrapper
+from .dispose import dispose_steps
+from .handle import WebLabTask, running_task
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TaskService", "task_name"]
+
+
+def task_name(func_or_name: Any) -> str:
+    """The task name of a function, a task (TaskWrapper) or a name."""
+    if isinstance(func_or_name, str):
+        return func_or_name
+    if isinstance(func_or_name, TaskWrapper):
+        return func_or_name.func.__name__
+    name = getattr(func_or_name, "__name__", None)
+    if not isinstance(name, str):
+        raise TypeError(f"expected a task function, a task or its name, got {func_or_name!r}")
+    return name
+
+
+class TaskService:
+    """Tasks of one lab: queries, what a task runs with, dispose."""
+
+    def __init__(
+        self,
+        app: Flask,
+        config: WebLabConfig,
+        store: TaskStore,
+        registry: TaskRegistry,
+        devices: DeviceService,
+        load_user: Callable[[str], WebLabUser | None],
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.store = store
+        self.registry = registry
+        self.devices = devices
+        self._load_user = load_user
+
+    # -- context ----------------------------------------------------------------------------
+    def session_id(self) -> str | None:
+        """The session tasks belong to here: the running task's, else the bound user's
+        (on_start, on_dispose), else the request's (the student's cookie)."""
+        ctx = running_task()
+        if ctx is not None:
+            return ctx.handle.session_id
+        bound = bound_user()
+        if bound is not None:
+            return bound.session_id
+        if not has_request_context():
+            return None
+        return session.get(self.config.session_id_name) or None
+
+    def user_for(self, session_id: str | None) -> WebLabUser:
+        """The user a task of ``session_id`` runs as (anonymous without a session)."""
+        user = self._load_user(session_id) if session_id else None
+        return user if user is not None else AnonymousUser()
+
+    def handle(self, record: TaskRecord) -> WebLabTask:
+        return WebLabTask(self.store, record)
+
+    # -- queries ----------------------------------------------------------------------------
+    def get_task(self, identifier: Any) -> WebLabTask | None:
+        """The task of the current session with this id, or the latest one of this function or
+        name. None when there is none (or it belongs to another session)."""
+        session_id = self.session_id()
+        if isinstance(identifier, str):
+            record = self.store.get(identifier)
+            if record is not None and record.session_id == session_id:
+                return self.handle(record)
+        try:
+            name = task_name(identifier)
+        except TypeError:
+            return None
+        tasks = self.get_tasks(name)
+        return tasks[-1] if tasks else None
+
+    def tasks(self) -> list[WebLabTask]:
+        """Every task of the current session still stored (oldest first)."""
+        return [self.handle(r) for r in self.store.session_tasks(self.session_id())]
+
+    def running_tasks(self) -> list[WebLabTask]:
+        """The current session's tasks not finished yet (submitted or running)."""
+        return [self.handle(r) for r in self.store.unfinished_tasks(self.session_id())]
+
+    def get_tasks(self, func_or_name: Any) -> list[WebLabTask]:
+        name = task_name(func_or_name)
+        return [task for task in self.tasks() if task.name == name]
+
+    def get_running_tasks(self, func_or_name: Any) -> list[WebLabTask]:
+        name = task_name(func_or_name)
+        return [task for task in self.running_tasks() if task.name == name]
+
+    def join_tasks(self, func_or_name: Any, timeout: float | None, stop: bool) -> None:
+        """Wait (up to ``timeout`` seconds overall) for the unfinished tasks of this name;
+        ``stop=True`` raises their ``stopping`` flag first."""
+        tasks = self.get_running_tasks(func_or_name)
+        if stop:
+            for task in tasks:
+                task.stop()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for task in tasks:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            task.join(timeout=left, error_on_timeout=False)
+
+    # -- dispose ----------------------------------------------------------------------------
+    def dispose_steps(self, session_id: str) -> float | None:
+        """The task step of a dispose (see :func:`.dispose.dispose_steps`)."""
+        self.devices.revoke(session_id, self.config.dispose_timeout)
+        return dispose_steps(self.store, session_id, self.config.dispose_timeout)
