@@ -112,10 +112,6 @@ class SimAvrBoard(Stk500Programmer):
     """``sim:avr``: Programmer (native STK500 on the twin's pty), pins, and the UART console."""
 
     scheme = "sim"
-    #: a page write keeps Optiboot busy 4.5 ms on the twin (the harness's --spm-ms)
-    page_write_seconds = 0.0045
-    #: Optiboot 4.4 flashes the LED 3 times (6 x 62.5 ms) before it listens
-    bootloader_flash_seconds = 0.375
 
     def __init__(
         self, url: str | DeviceURL, *, twin: AvrTwin, timeout: float = 1.0, **kwargs: Any
@@ -136,13 +132,14 @@ class SimAvrBoard(Stk500Programmer):
 
     # -- programming ------------------------------------------------------------------------
     def _reset(self, op: Operation) -> None:
-        # the DTR auto-reset of an Uno: the pulse, then the same settle time as the dtr path
+        # the DTR auto-reset of an Uno: the twin's reset line; the edge is now. The short settle
+        # keeps the first GET_SYNC out of Optiboot's 65 ms start-up, as the dtr path does
         self.twin.reset()
         op.wait_cancelled(_RESET_SETTLE)
 
-    def _estimate(self, img: Any, verify: bool) -> float:
-        start = self.twin.startup_ms / 1000 + self.bootloader_flash_seconds
-        return super()._estimate(img, verify) + start
+    def _reset_seconds(self) -> float:
+        """Seconds a reset takes before its edge (for the estimate): the twin's is immediate."""
+        return _RESET_SETTLE
 
     def _write(self, op: Operation, source: Any, img: Any, verify: bool) -> None:
         try:

@@ -46,7 +46,8 @@
  *   rx <hex bytes>                  put bytes on the RX line (after what the pty sent)
  *   pin <P> <n> <0|1>               drive input pin Pn externally
  *   quit
- * The process exits when fd 3 reaches EOF or its parent dies.
+ * The process exits on "quit", and when the control socket reaches EOF (the driver's process
+ * ended, however it ended).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -59,7 +60,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -531,9 +531,9 @@ int main(int argc, char **argv)
 	if (!boot || !link || !freq || !line_baud)
 		usage();
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() == 1)
-		return 0;
+	/* no PR_SET_PDEATHSIG: it fires when the *thread* that started us ends, and a lab may open
+	 * the device in a thread that does not live as long as the device. The control socket is
+	 * close-on-exec in the driver, so its EOF (or EPIPE) means the driver's process is gone. */
 	signal(SIGPIPE, SIG_IGN);
 	fcntl(CTL_FD, F_SETFL, fcntl(CTL_FD, F_GETFL) | O_NONBLOCK);
 	avr_global_logger_set(logger);

@@ -14,7 +14,9 @@ opening it resets the chip as an Uno's DTR line does, and Optiboot answers::
         twin.sim_seconds                          # simulated time since power-on
 
 Process model: one harness per twin, in a private run folder (the tty symlink and the
-harness's log). The harness dies with its parent (PR_SET_PDEATHSIG) and when the socket closes;
+harness's log). The harness exits within a millisecond of its control socket closing, which
+happens when this process ends however it ends (the socket is close-on-exec, and a child
+forked without exec closes its copy at once, so no other process keeps it open);
 :meth:`stop` asks it to quit, kills it after 2 s, and removes the folder. Folders left by a
 process that died without stopping are removed by the next :meth:`start`.
 """
@@ -32,6 +34,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -193,6 +196,7 @@ class AvrTwin:
             raise DeviceIOError(f"cannot start the AVR twin ({harness}): {exc}") from exc
         theirs.close()
         self._sock = ours
+        _twins.add(self)
         self._started_wall = time.monotonic()
         self._reader = threading.Thread(target=self._read_events, name="avr-twin", daemon=True)
         self._reader.start()
@@ -470,6 +474,21 @@ class AvrTwin:
             "rx_lost": self.rx_lost,
             "host_open": self.host_open,
         }
+
+
+_twins: weakref.WeakSet[AvrTwin] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    """In a child forked without exec: drop the parent's twins (their sockets, their process)."""
+    for twin in list(_twins):
+        sock, twin._sock, twin._proc, twin._dir, twin._link = twin._sock, None, None, None, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def remove_stale_run_dirs() -> int:

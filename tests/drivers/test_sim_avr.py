@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,3 +196,55 @@ def test_unavailable_twin_names_the_install_command(
     ok, why = twin_available(cache_dir=tmp_path / "empty-cache")
     assert not ok
     assert "apt-get install simavr libsimavr-dev gcc" in why
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().split(") ")[-1].startswith("Z"):
+                    return True  # exited, waiting for its parent (init) to reap it
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_the_harness_outlives_the_thread_that_opened_it(cache: Path) -> None:
+    opened: list[SimAvrBoard] = []
+    thread = threading.Thread(
+        target=lambda: opened.append(open_device("sim:avr", cache_dir=cache))  # type: ignore[arg-type]
+    )
+    thread.start()
+    thread.join()
+    board = opened[0]
+    try:
+        time.sleep(0.2)
+        assert board.twin.running
+        board.program(BLINK)
+    finally:
+        board.close()
+
+
+def test_no_orphan_when_the_owning_process_is_killed(cache: Path) -> None:
+    script = (
+        "import sys, time\n"
+        "from labruntime.drivers.registry import open_device\n"
+        f"board = open_device('sim:avr', cache_dir={str(cache)!r})\n"
+        "print(board.twin._proc.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        harness = int(owner.stdout.readline())
+        assert not _gone(harness, 0.2)
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(5)
+        assert _gone(harness, 2.0)
+    finally:
+        owner.kill()
+        owner.wait(5)
+        if owner.stdout is not None:
+            owner.stdout.close()
