@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from labruntime.cli_devices import device_group, sim_group
+from labruntime.cli.devices import device_group, sim_group
 from labruntime.drivers import SimulatedArduino
 from labruntime.drivers.image import FirmwareImage
 

@@ -33,7 +33,7 @@ def test_import_loads_no_driver_dependency_until_a_simulator_is_asked_for() -> N
 LIGHT_PROBE = """
 import json, sys
 import labruntime.drivers
-import labruntime.hil  # the pytest plugin, loaded in every pytest run through its entry point
+import labruntime.pytest_plugin.hil  # the pytest plugin: every pytest run loads it (entry point)
 import labruntime
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("flask", "redis", "werkzeug"))
 print(json.dumps({"heavy": heavy, "labruntime": sorted(m for m in sys.modules
@@ -48,7 +48,10 @@ def test_import_labruntime_drivers_and_the_hil_plugin_load_neither_flask_nor_red
     seen = json.loads(out.stdout)
     assert seen["heavy"] == []
     assert "labruntime.extension" not in seen["labruntime"]
-    assert "labruntime.drivers" in seen["labruntime"] and "labruntime.hil" in seen["labruntime"]
+    assert (
+        "labruntime.drivers" in seen["labruntime"]
+        and "labruntime.pytest_plugin.hil" in seen["labruntime"]
+    )
 
 
 def test_lab_code_reaches_images_and_the_simulator_from_the_package() -> None:
