@@ -49,7 +49,8 @@ from ..parts import get_part
 from ..stk500 import Stk500Programmer
 from ..urls import DeviceURL, opt_float, opt_int, opt_str, parse_device_url, reject_unknown
 from .avr_build import BOOTLOADERS, Bootloader, bootloader_from_file, twin_available
-from .avr_twin import AvrTwin, PinEdge, parse_pin
+from .avr_pins import PinEdge, parse_pin
+from .avr_twin import AvrTwin
 
 __all__ = ["GRAMMAR", "SimAvrBoard", "TwinPin", "open_url", "twin_available", "validate"]
 

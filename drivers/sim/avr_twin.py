@@ -27,7 +27,6 @@ import contextlib
 import glob
 import logging
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -37,13 +36,13 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DeviceIOError, DeviceTimeoutError
 from .avr_build import Bootloader, build_bootloader, build_harness
+from .avr_pins import PinEdge, parse_pin
 
-__all__ = ["AvrTwin", "PinEdge", "parse_pin"]
+__all__ = ["AvrTwin", "remove_stale_run_dirs"]
 
 log = logging.getLogger(__name__)
 
@@ -51,38 +50,6 @@ _RUN_PREFIX = "labruntime-avr-"
 _READY_TIMEOUT = 10.0
 _TAP_LIMIT = 1 << 20  # bytes of UART output kept for a reader that is not reading
 _EDGE_LIMIT = 100_000  # port changes kept per port
-
-#: Arduino Uno pin numbers -> ATmega328P port pins
-_ARDUINO_PINS = {
-    **{str(n): ("D", n) for n in range(8)},
-    **{str(n): ("B", n - 8) for n in range(8, 14)},
-    **{f"A{n}": ("C", n) for n in range(6)},
-}
-_PIN_RE = re.compile(r"^P?([A-L])([0-7])$", re.IGNORECASE)
-
-
-def parse_pin(name: str | int) -> tuple[str, int]:
-    """``"PB5"``, ``"B5"``, ``13``, ``"D13"`` or ``"A0"`` (Uno numbering) -> ``("B", 5)``."""
-    text = str(name).strip().upper()
-    if text.startswith("D") and text[1:].isdigit():
-        text = text[1:]
-    if text in _ARDUINO_PINS:
-        return _ARDUINO_PINS[text]
-    match = _PIN_RE.match(text)
-    if not match:
-        raise KeyError(
-            f"{name!r} is not a pin: give a port pin (PB5) or an Arduino Uno pin (13, D13, A0)"
-        )
-    return match.group(1), int(match.group(2))
-
-
-@dataclass(frozen=True)
-class PinEdge:
-    """A pin's level changed at ``seconds`` of simulated time (``cycle`` CPU cycles)."""
-
-    cycle: int
-    seconds: float
-    level: bool
 
 
 class AvrTwin:

@@ -26,7 +26,8 @@ from labruntime.drivers.errors import DeviceClosedError, DeviceTimeoutError, Dev
 from labruntime.drivers.registry import open_device, validate_device_url
 from labruntime.drivers.sim import avr_build
 from labruntime.drivers.sim.avr import SimAvrBoard, twin_available
-from labruntime.drivers.sim.avr_twin import AvrTwin, parse_pin
+from labruntime.drivers.sim.avr_pins import parse_pin
+from labruntime.drivers.sim.avr_twin import AvrTwin
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 BLINK = FIRMWARE / "blink.hex"  # PB5 (Arduino pin 13) toggles every 100 ms
