@@ -133,6 +133,21 @@ def test_an_stk500_device_on_the_twins_port_programs_it(board: SimAvrBoard) -> N
     assert board.pin(13).wait_for(True, timeout=2)
 
 
+def test_a_blank_chip_that_crashed_is_programmed_after_a_reset(board: SimAvrBoard) -> None:
+    # power-on with an empty flash: Optiboot starts the "program" (0xFFFF all the way up to
+    # the bootloader, which starts it again), leaking stack until the core stops
+    assert board.twin.wait_until(lambda: board.twin.halted is not None, timeout=5)
+    assert board.program(BLINK).verified
+    assert board.pin(13).wait_for(True, timeout=2) and board.twin.halted is None
+
+
+def test_a_baud_rate_the_bootloader_does_not_use_gets_no_answer(cache: Path) -> None:
+    with open_device("sim:avr?baudrate=57600&sync_timeout=1", cache_dir=cache) as board:
+        assert isinstance(board, SimAvrBoard)
+        with pytest.raises(DeviceTimeoutError, match="no answer from the bootloader"):
+            board.program(BLINK)
+
+
 def test_opening_the_port_resets_the_chip_and_its_receiver_holds_three_bytes(
     cache: Path,
 ) -> None:
