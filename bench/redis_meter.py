@@ -11,11 +11,13 @@ Used by both sides of a side-by-side benchmark (labruntime in this venv, weblabl
 - ``commands``: the delta of ``total_commands_processed`` (a pipeline of 500 HMGET counts
   500; a Lua script counts 1 for the EVALSHA plus the commands it runs).
 - ``round_trips``: counted at the socket by :class:`CountingProxy`, a separate process that
-  sits on a unix socket between the client and the server and counts, per connection, each
-  burst the client sends after the server has answered (a pipeline sent in one go is one,
-  whatever its size or however the kernel splits it). Only code whose client connects to the
-  proxy's URL is counted, so a benchmark times its code on the direct URL and counts its round
-  trips in a separate pass through the proxy.
+  sits on a unix socket between the client and the server, reads the RESP stream both ways
+  and counts, per connection, each time the client sends while every command it sent before
+  has been answered: a client that waits for its replies before sending again starts a new
+  round trip; a pipeline is one, however large, however the kernel splits it, and even when
+  the server starts answering its first commands before the last ones arrived. Only code
+  whose client connects to the proxy's URL is counted, so a benchmark times its code on the
+  direct URL and counts its round trips in a separate pass through the proxy.
 """
 
 from __future__ import annotations
@@ -183,8 +185,71 @@ class CountingProxy:
         result[0] = self.round_trips() - before
 
 
+def _value_end(buffer: bytes, start: int) -> int:
+    """Where the RESP value (RESP2 or RESP3) at ``start`` ends, or -1 if it is incomplete.
+    A line that does not start with a RESP type is an inline command (one line)."""
+    line_end = buffer.find(b"\r\n", start)
+    if line_end < 0:
+        return -1
+    kind, head, end = buffer[start : start + 1], buffer[start + 1 : line_end], line_end + 2
+    if kind in (b"$", b"=", b"!"):  # blob string, verbatim string, blob error
+        size = int(head)
+        if size < 0:
+            return end
+        return end + size + 2 if end + size + 2 <= len(buffer) else -1
+    if kind in (b"*", b"~", b">", b"%", b"|"):  # array, set, push, map, attribute
+        items = int(head) * (2 if kind in (b"%", b"|") else 1) + (1 if kind == b"|" else 0)
+        for _ in range(max(items, 0)):
+            end = _value_end(buffer, end)
+            if end < 0:
+                return -1
+        return end
+    return end  # + - : _ , # ( and inline commands: one line
+
+
+def _complete_values(buffer: bytes) -> tuple[int, bytes]:
+    """(how many complete values ``buffer`` starts with, what is left after them)."""
+    count, position = 0, 0
+    while position < len(buffer):
+        end = _value_end(buffer, position)
+        if end < 0:
+            break
+        count, position = count + 1, end
+    return count, buffer[position:]
+
+
+class _Pair:
+    """One client connection and its upstream connection (both non-blocking), what waits to be
+    written to each, and the RESP bookkeeping."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
+        self.client, self.upstream = client, upstream
+        self.outbox = {client: bytearray(), upstream: bytearray()}
+        self.sent = b""  # the client's incomplete command
+        self.received = b""  # the server's incomplete reply
+        self.outstanding = 0  # commands sent, not answered yet
+        self.in_trip = False
+
+    def from_client(self, data: bytes) -> int:
+        """Queue for the server; 1 if this starts a new round trip."""
+        new = 0 if self.in_trip else 1
+        self.in_trip = True
+        commands, self.sent = _complete_values(self.sent + data)
+        self.outstanding += commands
+        self.outbox[self.upstream] += data
+        return new
+
+    def from_server(self, data: bytes) -> None:
+        replies, self.received = _complete_values(self.received + data)
+        self.outstanding = max(0, self.outstanding - replies)  # (pub/sub pushes: no command)
+        if not self.outstanding and not self.sent:
+            self.in_trip = False
+        self.outbox[self.client] += data
+
+
 def _serve_proxy(target_url: str, listen: str, control: str) -> None:
-    """The proxy process: one thread, a selector over every socket."""
+    """The proxy process: one thread, a selector over non-blocking sockets, so a client that
+    writes a large pipeline before reading never waits on the proxy."""
     family, address, _ = _address(target_url)
     selector = selectors.DefaultSelector()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -198,38 +263,62 @@ def _serve_proxy(target_url: str, listen: str, control: str) -> None:
     os.rename(control + ".tmp", control)  # appears once both sockets listen
     selector.register(ctrl, selectors.EVENT_READ, ("control", None))
     total = 0
-    # per connection pair: [client, upstream, last direction was the client's request]
+
+    def close(pair: _Pair) -> None:
+        for sock in (pair.client, pair.upstream):
+            with contextlib.suppress(KeyError, ValueError):
+                selector.unregister(sock)
+            sock.close()
+
+    def flush(pair: _Pair, sock: socket.socket) -> None:
+        """Write what waits for ``sock``; watch it for writing while some is left."""
+        box = pair.outbox[sock]
+        if box:
+            with contextlib.suppress(BlockingIOError):
+                del box[: sock.send(box)]
+        kind = "client" if sock is pair.client else "server"
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if box else 0)
+        selector.modify(sock, events, (kind, pair))
+
     while True:
-        for key, _ in selector.select():
+        for key, events in selector.select():
             kind, pair = key.data
             if kind == "accept":
                 client, _ = server.accept()
                 upstream = socket.socket(family, socket.SOCK_STREAM)
                 upstream.connect(address)
-                pair = [client, upstream, False]
+                client.setblocking(False)
+                upstream.setblocking(False)
+                pair = _Pair(client, upstream)
                 selector.register(client, selectors.EVENT_READ, ("client", pair))
                 selector.register(upstream, selectors.EVENT_READ, ("server", pair))
-            elif kind == "control":
+                continue
+            if kind == "control":
                 conn, _ = ctrl.accept()
                 conn.sendall(f"{total}\n".encode())
                 conn.close()
-            else:
-                source = key.fileobj
-                data = source.recv(1 << 20)  # type: ignore[union-attr]
-                if not data:
-                    for sock in pair[:2]:
-                        with contextlib.suppress(KeyError, ValueError):
-                            selector.unregister(sock)
-                        sock.close()
-                    continue
-                if kind == "client":
-                    if not pair[2]:
-                        total += 1
-                        pair[2] = True
-                    pair[1].sendall(data)
-                else:
-                    pair[2] = False
-                    pair[0].sendall(data)
+                continue
+            sock = key.fileobj
+            if sock.fileno() < 0:  # closed earlier in this round
+                continue
+            try:
+                if events & selectors.EVENT_WRITE:
+                    flush(pair, sock)  # type: ignore[arg-type]
+                if events & selectors.EVENT_READ:
+                    data = sock.recv(1 << 20)  # type: ignore[union-attr]
+                    if not data:
+                        close(pair)
+                        continue
+                    if kind == "client":
+                        total += pair.from_client(data)
+                        flush(pair, pair.upstream)
+                    else:
+                        pair.from_server(data)
+                        flush(pair, pair.client)
+            except BlockingIOError:
+                continue
+            except OSError:  # one side went away: close both
+                close(pair)
 
 
 if __name__ == "__main__":
