@@ -8,6 +8,7 @@
 #  - A virtual environment in .venv with labruntime (editable) and its test extras, plus the
 #    browser extra (playwright) where it has wheels (x86_64, aarch64); elsewhere the browser
 #    tests skip.
+#  - Then the checks: ruff (lint, format), mypy (types), pytest (tests/ and hil_tests/).
 # Extra arguments go to pytest, e.g.  bash tools/test.sh -k sessions -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,5 +56,6 @@ esac
 .venv/bin/python -m pip install -q --disable-pip-version-check -e "$extras"
 .venv/bin/ruff check --quiet .
 .venv/bin/ruff format --check --quiet .
+.venv/bin/python -m mypy  # the [tool.mypy] section of pyproject.toml: labruntime, drivers included
 suites=(tests); [ -d hil_tests ] && suites+=(hil_tests)
 .venv/bin/python -m pytest -q "${suites[@]}" "$@"
