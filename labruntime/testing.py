@@ -170,7 +170,7 @@ class _FlaskTransport:
 
 
 class FakeRLMS:
-    """Speaks PROTOCOL.md to one lab like WebLab-Deusto's HttpExperiment (or LabsLand).
+    """Speaks docs/protocol.md to one lab like WebLab-Deusto's HttpExperiment (or LabsLand).
 
     ``target`` is the URL the RLMS is configured with (everything before ``/weblab/sessions``)
     or a Flask app (then ``script_name`` and ``prefix`` place the lab, no network).

@@ -1,6 +1,6 @@
 """The RLMS's start request: the initial data, the student's fields and the slot times.
 
-Every form of PROTOCOL.md is accepted: the initial data as objects or JSON strings, the slot
+Every form of docs/protocol.md is accepted: the initial data as objects or JSON strings, the slot
 start as a timestamp, a UTC date or a local date. A bad request raises
 :class:`~labruntime.errors.InvalidStartRequestError` naming the field and the expected form.
 """
@@ -86,7 +86,7 @@ def _parse_datetime(text: str, naive_is_utc: bool) -> float:
 
 
 def slot_times(server_data: Mapping[str, Any], now: float) -> tuple[float, float]:
-    """(start, length) in seconds from server_initial_data, every form of PROTOCOL.md."""
+    """(start, length) in seconds from server_initial_data, every form of docs/protocol.md."""
     raw_length = server_data.get("priority.queue.slot.length")
     try:
         length = float(raw_length)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""HTTP: the RLMS blueprint (PROTOCOL.md) and the student's callback, poll and logout.
+"""HTTP: the RLMS blueprint (docs/protocol.md) and the student's callback, poll and logout.
 
 Thin: parse, call the lab's state (:mod:`labruntime.state`), reply. Every RLMS reply is JSON with
 ``Content-Type: application/json``; errors become replies only here.

@@ -1,4 +1,4 @@
-"""The RLMS side of PROTOCOL.md, quirks included, through Flask's test client."""
+"""The RLMS side of docs/protocol.md, quirks included, through Flask's test client."""
 
 from __future__ import annotations
 
