@@ -153,6 +153,7 @@ class SimAvrBoard(Stk500Programmer):
         state = super()._drive_safe()
         if not self._in_progmode:
             self._close_port()
+        released = self.twin.release_driven()  # a button a previous user held
         with self._console_cond:
             dropped = len(self._console)
             self._console.clear()
@@ -160,6 +161,7 @@ class SimAvrBoard(Stk500Programmer):
             {
                 "port": "closed" if self._ser is None else "open",
                 "console_dropped_bytes": dropped,
+                "released_pins": released,
                 "running": self.twin.running,
                 "sim_seconds": round(self.twin.sim_seconds, 3),
             }

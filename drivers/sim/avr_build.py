@@ -131,6 +131,17 @@ def _run(cmd: list[str], what: str, install: str) -> None:
         )
 
 
+def _make_root(root: Path) -> Path:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TwinUnavailableError(
+            f"cannot create the AVR twin's build cache {root}: {exc}. Point LABRUNTIME_CACHE_DIR "
+            "at a writable folder (e.g. the lab's instance folder)"
+        ) from exc
+    return root
+
+
 def _publish(build: Path, final: Path) -> Path:
     os.replace(build, final)  # atomic: a concurrent build of the same file wins or loses whole
     return final
@@ -154,7 +165,7 @@ def build_harness(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     with _lock:
         if final.exists():
             return final
-        root.mkdir(parents=True, exist_ok=True)
+        _make_root(root)
         with tempfile.TemporaryDirectory(dir=root, prefix=".build-") as tmp:
             out = Path(tmp) / "avr_twin"
             _run(
@@ -197,7 +208,7 @@ def build_bootloader(
     final = root / f"optiboot-{mcu}-{f_cpu}-{key}.bin"
     with _lock:
         if not final.exists():
-            root.mkdir(parents=True, exist_ok=True)
+            _make_root(root)
             with tempfile.TemporaryDirectory(dir=root, prefix=".build-") as tmp:
                 obj, elf, hexfile = (Path(tmp) / n for n in ("o.o", "o.elf", "o.hex"))
                 what = f"the Optiboot bootloader for {mcu}"
@@ -248,8 +259,7 @@ def bootloader_from_file(
                 f"the bootloader {path} spans 0x{img.base:X}-0x{img.end:X}: not a boot section "
                 f"of {mcu} (it must end by 0x{base + size:X})"
             )
-    root = cache_root(cache_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    root = _make_root(cache_root(cache_dir))
     final = root / f"bootloader-{_digest(img.data, hex(img.base).encode())}.bin"
     if not final.exists():
         tmp = final.with_suffix(f".{os.getpid()}.tmp")

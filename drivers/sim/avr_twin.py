@@ -261,6 +261,13 @@ class AvrTwin:
             self._driven[(port, bit)] = bool(level)
         self._send(f"pin {port} {bit} {int(bool(level))}")
 
+    def release_driven(self) -> list[str]:
+        """Stop driving every input driven with :meth:`drive`; the pins released."""
+        pins = [f"P{port}{bit}" for port, bit in list(self._driven)]
+        for pin in pins:
+            self.drive(pin, None)
+        return pins
+
     # -- state ------------------------------------------------------------------------------
     @property
     def sim_seconds(self) -> float:

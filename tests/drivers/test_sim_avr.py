@@ -163,6 +163,15 @@ def test_opening_the_port_resets_the_chip_and_its_receiver_holds_three_bytes(
             assert twin.rx_lost == lost + 7  # 3 held (2-byte FIFO + shift register), 7 overrun
 
 
+def test_safe_releases_a_driven_input(board: SimAvrBoard) -> None:
+    button = board.pin(2)  # PD2, an input of the blank chip
+    button.drive(True)
+    assert (button.mode, button.value) == ("in", True)
+    report = board.safe()
+    assert report.ok and report.state["released_pins"] == ["PD2"]
+    assert button.value is False
+
+
 def test_close_stops_the_process_and_removes_its_folder(cache: Path) -> None:
     board = open_device("sim:avr", cache_dir=cache)
     assert isinstance(board, SimAvrBoard)
