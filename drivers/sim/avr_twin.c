@@ -33,7 +33,8 @@
  * --ctl-fd (3 by default, a socket) carries text lines both ways. Events (cycles are simulated CPU cycles since
  * start, never reset):
  *   ready <pts> <freq>              once, when the pty is ready
- *   port <P> <ddr hex> <port hex> <cycle>   a PORTx/DDRx register changed
+ *   port <P> <ddr hex> <port hex> <cycle>   a PORTx/DDRx register changed (at most 20 per
+ *                                   loop pass; a pin toggled faster is reported by its state)
  *   tx <cycle> <hex bytes>          bytes the AVR sent on its UART
  *   time <cycle>                    every 50 ms of wall time
  *   reset <cycle> <ext|wdt|power>   the chip (re)started executing after a reset
@@ -169,9 +170,16 @@ static void emit(const char *fmt, ...)
 
 static void logger(avr_t *a, const int level, const char *fmt, va_list ap)
 {
+	/* a program that makes simavr complain in a loop must not fill the disk */
+	static long written;
 	(void)a;
-	if (level <= LOG_WARNING)
-		vfprintf(stderr, fmt, ap);
+	if (level > LOG_WARNING || written > 65536)
+		return;
+	int n = vfprintf(stderr, fmt, ap);
+	if (n > 0)
+		written += n;
+	if (written > 65536)
+		fprintf(stderr, "avr_twin: log truncated\n");
 }
 
 /* -- the UART line ---------------------------------------------------------------------- */
@@ -289,6 +297,9 @@ static uint8_t spm_read(struct avr_t *a, avr_io_addr_t addr, void *param)
 }
 
 /* -- pins --------------------------------------------------------------------------------- */
+#define MAX_PORT_EVENTS 20 /* per millisecond of simulated time; beyond, only the state each 1 ms */
+static int port_events;
+
 static void port_changed(struct avr_irq_t *irq, uint32_t value, void *param)
 {
 	(void)irq;
@@ -302,7 +313,10 @@ static void port_changed(struct avr_irq_t *irq, uint32_t value, void *param)
 		port = (uint8_t)value;
 	p->cur_ddr = ddr;
 	p->cur_port = port;
+	if (port_events >= MAX_PORT_EVENTS)
+		return; /* a pin toggled faster than anyone watches: report_ports() sends the state */
 	if (ddr != p->ddr || port != p->port) {
+		port_events++;
 		p->ddr = ddr;
 		p->port = port;
 		emit("port %c %02x %02x %llu\n", p->io->name, ddr, port, (unsigned long long)cycles());
@@ -604,7 +618,6 @@ int main(int argc, char **argv)
 	emit("reset %llu power\n", (unsigned long long)cycles());
 	flush_out();
 
-	const uint64_t tick_ns = 1000000;        /* poll I/O every 1 ms of simulated time */
 	const uint64_t max_lag_ns = 50000000;    /* drop a debt larger than 50 ms */
 	uint64_t t0 = now_ns(), c0 = cycles(), last_time_event = t0;
 	int quit = 0;
@@ -658,6 +671,9 @@ int main(int argc, char **argv)
 			}
 		}
 		flush_tx();
+		if (port_events >= MAX_PORT_EVENTS)
+			report_ports();
+		port_events = 0;
 		if (rx_lost != rx_lost_reported) {
 			rx_lost_reported = rx_lost;
 			emit("overrun %llu %lu\n", (unsigned long long)cycles(), rx_lost);
@@ -679,7 +695,6 @@ int main(int argc, char **argv)
 		struct pollfd fds[2] = {{.fd = CTL_FD, .events = POLLIN}, {.fd = master_fd, .events = POLLIN}};
 		int nfds = slave_open ? 2 : 1;
 		int r = poll(fds, (nfds_t)nfds, timeout_ms);
-		(void)tick_ns;
 		if (r > 0) {
 			if (fds[0].revents & (POLLIN | POLLHUP | POLLERR))
 				quit = read_ctl();
