@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base import open_with_lease
-from ..errors import DeviceTimeoutError, DeviceURLError
+from ..errors import DeviceIOError, DeviceTimeoutError, DeviceURLError
 from ..operations import Operation
 from ..parts import get_part
 from ..stk500 import Stk500Programmer
@@ -139,7 +139,7 @@ class SimAvrBoard(Stk500Programmer):
         op.wait_cancelled(_RESET_SETTLE)
 
     def _reset_seconds(self) -> float:
-        """Seconds a reset takes before its edge (for the estimate): the twin's is immediate."""
+        """Seconds a reset adds (for the estimate): the edge is immediate, then the settle."""
         return _RESET_SETTLE
 
     def _write(self, op: Operation, source: Any, img: Any, verify: bool) -> None:
@@ -150,6 +150,7 @@ class SimAvrBoard(Stk500Programmer):
                 self._close_port()
 
     def _drive_safe(self) -> dict[str, Any]:
+        self._check_twin()
         state = super()._drive_safe()
         if not self._in_progmode:
             self._close_port()
@@ -179,6 +180,13 @@ class SimAvrBoard(Stk500Programmer):
         info["twin"] = self.twin.describe()
         info["pins"] = [pin.describe() for pin in self._pins.values()]
         return info
+
+    def _check_twin(self) -> None:
+        if not self.twin.running:
+            raise DeviceIOError(
+                f"{self.label}: the twin's simulator process is gone "
+                f"({self.twin.log_tail(3) or 'no message'}); open the device again"
+            )
 
     # -- pins -------------------------------------------------------------------------------
     def pin(self, name: str | int) -> TwinPin:
@@ -227,8 +235,10 @@ class SimAvrBoard(Stk500Programmer):
             while not ready():
                 op.check()
                 left = deadline - time.monotonic()
-                if left <= 0 or not self.twin.running:
+                if left <= 0:
                     return False
+                if not self.twin.running:
+                    self._check_twin()
                 self._console_cond.wait(min(left, 0.5))
             return True
 

@@ -22,7 +22,12 @@ import pytest
 import serial
 
 from labruntime.drivers.capabilities import Console, DigitalInput, Programmer
-from labruntime.drivers.errors import DeviceClosedError, DeviceTimeoutError, DeviceURLError
+from labruntime.drivers.errors import (
+    DeviceClosedError,
+    DeviceIOError,
+    DeviceTimeoutError,
+    DeviceURLError,
+)
 from labruntime.drivers.registry import open_device, validate_device_url
 from labruntime.drivers.sim import avr_build
 from labruntime.drivers.sim.avr import SimAvrBoard, twin_available
@@ -170,6 +175,17 @@ def test_safe_releases_a_driven_input(board: SimAvrBoard) -> None:
     report = board.safe()
     assert report.ok and report.state["released_pins"] == ["PD2"]
     assert button.value is False
+
+
+def test_a_dead_simulator_is_reported_not_hidden(board: SimAvrBoard) -> None:
+    proc = board.twin._proc
+    assert proc is not None
+    proc.kill()
+    proc.wait(5)
+    report = board.safe()
+    assert not report.ok and "simulator process is gone" in report.detail
+    with pytest.raises(DeviceIOError, match="open the device again"):
+        board.readline(timeout=1)
 
 
 def test_close_stops_the_process_and_removes_its_folder(cache: Path) -> None:
