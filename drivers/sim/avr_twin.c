@@ -79,8 +79,7 @@
 
 typedef struct {
 	avr_ioport_t *io;
-	uint8_t ddr, port;      /* last values reported */
-	uint8_t cur_ddr, cur_port;
+	uint8_t ddr, port; /* last values reported */
 } port_state_t;
 
 static int CTL_FD = 3;
@@ -302,8 +301,6 @@ static int port_events;
 
 static void port_changed(struct avr_irq_t *irq, uint32_t value, void *param)
 {
-	(void)irq;
-	(void)value;
 	port_state_t *p = param;
 	uint8_t ddr = avr->data[p->io->r_ddr], port = avr->data[p->io->r_port];
 	/* the register being written may not be stored yet: the IRQ carries its new value */
@@ -311,8 +308,6 @@ static void port_changed(struct avr_irq_t *irq, uint32_t value, void *param)
 		ddr = (uint8_t)value;
 	else
 		port = (uint8_t)value;
-	p->cur_ddr = ddr;
-	p->cur_port = port;
 	if (port_events >= MAX_PORT_EVENTS)
 		return; /* a pin toggled faster than anyone watches: report_ports() sends the state */
 	if (ddr != p->ddr || port != p->port) {
@@ -685,13 +680,8 @@ int main(int argc, char **argv)
 		flush_out();
 
 		check_slave();
-		/* sleep until the simulation is due again or something arrives */
-		uint64_t due_cycles = cycles() + freq / 1000 > target ? cycles() + freq / 1000 - target : 0;
-		int timeout_ms = 0;
-		if (cycles() >= target)
-			timeout_ms = (int)(due_cycles * 1000 / freq);
-		if (timeout_ms > 1)
-			timeout_ms = 1;
+		/* caught up with the wall clock: sleep 1 ms, or less if something arrives */
+		int timeout_ms = cycles() >= target ? 1 : 0;
 		struct pollfd fds[2] = {{.fd = CTL_FD, .events = POLLIN}, {.fd = master_fd, .events = POLLIN}};
 		int nfds = slave_open ? 2 : 1;
 		int r = poll(fds, (nfds_t)nfds, timeout_ms);

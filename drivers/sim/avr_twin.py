@@ -348,7 +348,7 @@ class AvrTwin:
             return data
 
     def add_output_listener(self, listener: Callable[[bytes], None]) -> None:
-        """Call ``listener(data, )`` (in the reader thread) for every chunk the chip sends."""
+        """Call ``listener(data)`` (in the reader thread) for every chunk the chip sends."""
         self._tap_listeners.append(listener)
 
     # -- events -----------------------------------------------------------------------------
