@@ -213,13 +213,15 @@ def percentile(values: list[float], q: float) -> float:
 
 class Row(NamedTuple):
     """One line of a table: the figure ``key`` (flattened), labelled; ``floor``: the key in
-    the floors dict of what the machine does at best for it (None: no floor)."""
+    the floors dict of what the machine does at best for it (None: no floor); ``compare``
+    False: no ratio (a count that is neither better nor worse)."""
 
     key: str
     label: str
     higher_better: bool = False
     floor: str | None = None
     digits: int = 2
+    compare: bool = True  # False: no ratio (a count that is neither better nor worse)
 
 
 def print_table(
@@ -247,7 +249,7 @@ def print_table(
         b = _spread(theirs, row.key)
         floor = floors.get(row.floor) if row.floor else None
         ratio = "-"
-        if a and b and a.median and b.median:
+        if row.compare and a and b and a.median and b.median:
             value = a.median / b.median if row.higher_better else b.median / a.median
             ratio = f"{value:.2f}x"
         line = f"{row.label:{width}} {_cell(a, row.digits):>22} {_cell(b, row.digits):>22}"

@@ -151,7 +151,7 @@ ROWS = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=quick_or_full(1, 3))
-    parser.add_argument("--samples", type=int, default=quick_or_full(15, 100))
+    parser.add_argument("--samples", type=int, default=quick_or_full(10, 100))
     parser.add_argument("--gap", type=float, default=1.0, help="longest random pause (s)")
     parser.add_argument("--tasks", type=int, default=quick_or_full(200, 1000))
     parser.add_argument("--side", choices=["labruntime", "weblablib"], help=argparse.SUPPRESS)
