@@ -7,31 +7,19 @@ how to point the suites at a real rig.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests._helpers import load_module
+
 #: Large enough to cancel mid-write (64 pages of an ATmega328P), small enough to stay quick.
 LARGE_IMAGE_BYTES = 8 * 1024
 
 
-def _load_firmware() -> ModuleType:
-    name = "labruntime_hil_firmware"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("firmware.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-firmware = _load_firmware()
+firmware = load_module(Path(__file__).with_name("firmware.py"), "labruntime_hil_firmware")
 
 
 @pytest.fixture(scope="session")

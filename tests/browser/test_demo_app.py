@@ -16,6 +16,7 @@ import pytest
 from labruntime.demo import create_app
 from labruntime.state import get_state
 from labruntime.testing import FakeRLMS
+from tests._helpers import wait_for
 
 
 @pytest.fixture
@@ -38,18 +39,17 @@ def _student(app: Any, **slot: Any) -> tuple[FakeRLMS, Any, str]:
     return rlms, client, started.session_id
 
 
-def _wait_program(client: Any, timeout: float = 15.0) -> tuple[dict[str, Any], list[Any]]:
+def _follow_program(client: Any, timeout: float = 15.0) -> tuple[dict[str, Any], list[Any]]:
     """Poll /state like the page (but faster) until the task ends; every progress seen."""
     seen: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ended() -> dict[str, Any] | None:
         program = client.get("/state").get_json()["program"]
         if program["progress"] and program["progress"] not in seen:
             seen.append(program["progress"])
-        if program["status"] in ("done", "failed"):
-            return program, seen
-        time.sleep(0.05)
-    raise AssertionError(f"the programming task did not end in {timeout} s: {program}")
+        return program if program["status"] in ("done", "failed") else None
+
+    return wait_for(ended, timeout, "the programming task to end"), seen
 
 
 @pytest.mark.slow
@@ -60,7 +60,7 @@ def test_program_example_reports_progress_and_result(demo):
     reply = client.post("/program", data={"example": "pattern"})
     assert reply.status_code == 200, reply.get_json()
     assert reply.get_json()["firmware"] == {"source": "pattern.hex", "size": 8192}
-    program, seen = _wait_program(client)
+    program, seen = _follow_program(client)
     assert program["status"] == "done", program
     assert program["result"]["bytes"] == 8192 and program["result"]["verified"] is True
     stages = [p["stage"] for p in seen]
@@ -71,7 +71,7 @@ def test_program_example_reports_progress_and_result(demo):
 def test_admission_refuses_what_cannot_finish_in_time(demo):
     _, client, _ = _student(demo, assigned_time=4)
     assert client.post("/program", data={"example": "pattern"}).status_code == 200
-    program, seen = _wait_program(client)
+    program, seen = _follow_program(client)
     assert program["status"] == "failed" and seen == []
     assert program["error"]["class"] == "NotEnoughTimeError"
     assert "needs about" in program["error"]["message"]
@@ -119,7 +119,7 @@ def test_slot_over_ends_the_page(demo):
 def test_state_follows_a_given_task_of_the_session_only(demo):
     _, client, _ = _student(demo)
     first = client.post("/program", data={"example": "blink"}).get_json()["task_id"]
-    assert _wait_program(client)[0]["status"] == "done"
+    assert _follow_program(client)[0]["status"] == "done"
     second = client.post("/program", data={"example": "blink"}).get_json()["task_id"]
     assert client.get(f"/state?task={first}").get_json()["program"]["id"] == first
     assert client.get("/state").get_json()["program"]["id"] == second

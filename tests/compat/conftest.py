@@ -9,7 +9,6 @@ copy of one on the test's Redis prefix; ``served`` serves it over real HTTP and 
 from __future__ import annotations
 
 import http.cookiejar
-import importlib.util
 import json
 import sys
 import urllib.error
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 
 from labruntime.testing import FakeRLMS, serve_app
+from tests._helpers import load_module
 
 LABS = Path(__file__).parent / "labs"
 RLMS_USER, RLMS_PASSWORD = "weblabdeusto", "secret"
@@ -117,13 +117,7 @@ class ServedLab:
 
 def import_lab(name: str) -> ModuleType:
     """Import a fresh copy of ``labs/<name>.py`` (it reads the LAB_* environment variables)."""
-    module_name = f"compat_{name}_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(module_name, LABS / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module(LABS / f"{name}.py", f"compat_{name}_{uuid.uuid4().hex[:8]}")
 
 
 def forget_lab(module: ModuleType) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from labruntime.state import get_state
 from labruntime.testing import StartError
+from tests._helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -20,15 +21,11 @@ def _student(lab, **slot):
     return started, browser
 
 
-def _wait(browser, task_id, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        page = browser.get(f"/lab/task/{task_id}")
-        assert page.status == 200, page.text[:300]
-        if page.json()["finished"]:
-            return page.json()
-        time.sleep(0.05)
-    raise AssertionError(f"task {task_id} did not finish in {timeout} s")
+def _finished(browser, task_id):
+    """The task's page once it says finished (None before)."""
+    page = browser.get(f"/lab/task/{task_id}")
+    assert page.status == 200, page.text[:300]
+    return page.json() if page.json()["finished"] else None
 
 
 @pytest.mark.parametrize("style", ["weblabdeusto", "labsland"])
@@ -39,7 +36,7 @@ def test_program_device_delay_then_follow_it(serve_lab, style):
     assert queued["status"] in ("submitted", "running", "done")
     assert queued["name"] == "program_device"
     assert queued["result"] is None or queued["status"] == "done"
-    done = _wait(browser, queued["task_id"])
+    done = wait_for(lambda: _finished(browser, queued["task_id"]), 15, "the task to finish")
     assert done["status"] == "done"
     assert done["result"] == len("my-own-code")
     assert done["error"] is None
@@ -60,7 +57,7 @@ def test_program_device_refuses_when_time_is_short(serve_lab):
     lab = serve_lab("seed_lab")
     _, browser = _student(lab, assigned_time=8)
     queued = browser.post("/lab/program").json()
-    failed = _wait(browser, queued["task_id"])
+    failed = wait_for(lambda: _finished(browser, queued["task_id"]), 15, "the task to finish")
     assert failed["status"] == "failed"
     assert failed["result"] is None
     assert failed["error"]["code"] == "exception"
@@ -110,7 +107,7 @@ def test_dispose_once_then_expired_user_keeps_results(serve_lab):
     started, browser = _student(lab, assigned_time=120)
     me = browser.get("/lab/me").json()
     task_id = browser.post("/lab/program", {"code": "xyz"}).json()["task_id"]
-    _wait(browser, task_id)
+    wait_for(lambda: _finished(browser, task_id), 15, "the task to finish")
     assert lab.rlms.dispose(started.session_id)["message"] == "Deleted"
     assert lab.rlms.dispose(started.session_id) == {"message": "Not found"}
     disposes = [e for e in lab.events() if e["event"] == "dispose"]
@@ -164,7 +161,7 @@ def test_tasks_are_per_session(serve_lab):
     _, alice = _student(lab, username="alice")
     _, bob = _student(lab, username="bob")
     task_id = alice.post("/lab/program").json()["task_id"]
-    _wait(alice, task_id)
+    wait_for(lambda: _finished(alice, task_id), 15, "the task to finish")
     assert bob.get(f"/lab/task/{task_id}").status == 404
     assert bob.get("/lab/tasks").json() == {"tasks": [], "running": []}
     assert alice.get("/lab/tasks").json() == {"tasks": ["program_device"], "running": []}

@@ -3,13 +3,11 @@ process or served by worker subprocesses, with simulated boards and an image to 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +18,7 @@ import redis
 
 from labruntime.state import LabState, get_state
 from labruntime.testing import FakeRLMS
+from tests._helpers import load_module, wait_for
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -27,13 +26,7 @@ ROOT = HERE.parents[1]
 
 def _firmware() -> ModuleType:
     """hil_tests/firmware.py (the blink program and test images), loaded by path."""
-    name = "labruntime_hil_firmware"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "hil_tests" / "firmware.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_module(ROOT / "hil_tests" / "firmware.py", "labruntime_hil_firmware")
 
 
 BOARD = "sim:arduino?baud=115200&part=atmega328p"
@@ -42,13 +35,7 @@ LABRUNTIME = str(Path(sys.executable).parent / "labruntime")
 
 
 def load_devlab() -> ModuleType:
-    name = "labruntime_tests_devlab"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / "devlab.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_module(HERE / "devlab.py", "labruntime_tests_devlab")
 
 
 @pytest.fixture(autouse=True)
@@ -157,11 +144,15 @@ class Worker:
         return self.log.read_text()
 
     def wait_for(self, text: str, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"worker never said {text!r}:\n{self.output()}")
-            time.sleep(0.05)
+        """Until the worker says ``text``; fails at once if it exits first."""
+
+        def said() -> bool:
+            if text in self.output():
+                return True
+            assert self.proc.poll() is None, f"worker never said {text!r}:\n{self.output()}"
+            return False
+
+        wait_for(said, timeout, lambda: f"the worker to say {text!r}:\n{self.output()}")
 
     def terminate(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:

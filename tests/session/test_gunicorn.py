@@ -16,6 +16,7 @@ import pytest
 
 from labruntime.store.embedded import stop_embedded_redis
 from labruntime.testing import FakeRLMS
+from tests._helpers import wait_for
 from tests._processes import stop_processes
 
 LAB = """
@@ -58,15 +59,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_up(url: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url) as reply:
-                reply.read()
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} never answered")
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url) as reply:
+            reply.read()
+            return True
+    except OSError:
+        return False
 
 
 @pytest.mark.slow
@@ -88,7 +87,8 @@ def test_sessions_shared_by_gunicorn_workers(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_up(f"{base}/weblab/sessions/api", time.monotonic() + 30)
+        api = f"{base}/weblab/sessions/api"
+        wait_for(lambda: _answers(api), 30, f"{api} to answer", interval=0.1)
         rlms = FakeRLMS(base, "u", "p")
         pids: set[int] = set()
         errors: list[BaseException] = []

@@ -10,23 +10,15 @@ import pytest
 
 from labruntime import WebLab, weblab_user
 from labruntime.state import get_state
+from tests._helpers import wait_for
 from tests._labs import PASSWORD, USER, lab_app
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_cleaner_thread_ends_finished_slot(make_lab):
     lab = make_lab(WEBLAB_AUTOCLEAN_THREAD=True, WEBLAB_CLEANER_INTERVAL=0.1)
     sid = lab.new_session(sd=lab.server_data(length=0.4))
     assert lab.state.cleaner is not None and lab.state.cleaner.is_alive()
-    assert wait_for(lambda: lab.disposed == [sid])
+    wait_for(lambda: lab.disposed == [sid], 5, "the cleaner to end the session")
     time.sleep(0.3)
     assert lab.disposed == [sid]
     assert lab.status(sid) == -1
@@ -36,7 +28,7 @@ def test_cleaner_thread_ends_poll_timeout(make_lab, caplog):
     caplog.set_level(logging.INFO, logger="labruntime.sessions")
     lab = make_lab(WEBLAB_AUTOCLEAN_THREAD=True, WEBLAB_CLEANER_INTERVAL=0.1, WEBLAB_TIMEOUT=0.3)
     sid = lab.new_session()
-    assert wait_for(lambda: lab.disposed == [sid])
+    wait_for(lambda: lab.disposed == [sid], 5, "the cleaner to end the session")
     events = [r.weblab["event"] for r in caplog.records if hasattr(r, "weblab")]
     assert events[:2] == ["start", "timeout"] and "dispose" in events
 
@@ -196,7 +188,7 @@ def test_cleaner_thread_survives_redis_down(make_lab, tmp_path, caplog):
         WEBLAB_CLEANER_INTERVAL=0.1,
     )
     lab.client.get("/weblab/sessions/api")
-    assert wait_for(lambda: "cleaner: Redis is unavailable" in caplog.text)
+    wait_for(lambda: "cleaner: Redis is unavailable" in caplog.text, 5, "the cleaner to warn")
     assert lab.state.cleaner.is_alive()
 
 

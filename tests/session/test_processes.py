@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 
 from labruntime.state import get_state
 from labruntime.store.embedded import stop_embedded_redis
+from tests._helpers import load_module
 
 LAB = """
 import os
@@ -58,12 +58,7 @@ def crosslab(tmp_path, redis_base, monkeypatch):
             monkeypatch.setenv("LAB_REDIS_URL", redis_url)
         else:
             monkeypatch.delenv("LAB_REDIS_URL", raising=False)
-        spec = importlib.util.spec_from_file_location(
-            f"crosslab_{id(env)}", tmp_path / "crosslab.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+        return load_module(tmp_path / "crosslab.py", f"crosslab_{id(env)}", fresh=True)
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

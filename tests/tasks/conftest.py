@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +16,7 @@ from labruntime.state import LabState, get_state
 from labruntime.store.connection import Connection
 from labruntime.store.tasks import TaskStore
 from labruntime.testing import FakeRLMS
+from tests._helpers import load_module
 
 HERE = Path(__file__).parent
 LABAPP = HERE / "labapp.py"
@@ -44,13 +43,7 @@ def task_store(redis_url: str, redis_base: str) -> Iterator[TaskStore]:
 
 def load_labapp() -> ModuleType:
     """tests/tasks/labapp.py as a module (the test folder is not a package)."""
-    name = "labruntime_tests_tasks_labapp"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, LABAPP)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_module(LABAPP, "labruntime_tests_tasks_labapp")
 
 
 class Lab:

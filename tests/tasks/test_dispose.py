@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 
 from labruntime.testing import FakeRLMS
+from tests._helpers import wait_for
 
 
-def _wait_running(task, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not task.retrieve().running:
-        assert time.monotonic() < deadline, f"{task} did not start"
-        task.join(timeout=0.02, error_on_timeout=False)
+def _started(task) -> bool:
+    return task.retrieve().running
 
 
 def test_dispose_stops_and_waits_for_tasks(lab) -> None:
@@ -21,7 +19,7 @@ def test_dispose_stops_and_waits_for_tasks(lab) -> None:
     with lab.as_session(sid):
         task = lab.tasks["until_stopped"].delay(20)
         queued = lab.tasks["add"].delay(1, 2).join(timeout=5)
-        _wait_running(task)
+        wait_for(lambda: _started(task), 5, f"{task} to start")
     start = time.monotonic()
     reply = lab.rlms.dispose(sid)
     assert reply["message"] == "Deleted"
@@ -40,7 +38,7 @@ def test_dispose_answers_ask_again_then_times_out(lab_factory) -> None:
     sid = lab.start_session()
     with lab.as_session(sid):
         stubborn = lab.tasks["ignore_stop"].delay(4)
-        _wait_running(stubborn)
+        wait_for(lambda: _started(stubborn), 5, f"{stubborn} to start")
     rlms = FakeRLMS.for_app(lab.app, style="labsland", max_dispose_wait=10)
     first = rlms.request("POST", sid, {"action": "delete"})
     body = first.json()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers import wait_for
 from tests._processes import stop_processes
 
 HERE = Path(__file__).parent
@@ -27,14 +28,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_port(port: int, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"gunicorn did not listen on {port} within {seconds} s")
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.mark.slow
@@ -53,7 +49,7 @@ def test_1000_tasks_run_exactly_once(lab_factory, redis_url, redis_base) -> None
         subprocess.Popen([*loop, "--threads", "3"], env=loop_env, stdout=subprocess.DEVNULL),
     ]
     try:
-        _wait_port(port, 20)
+        wait_for(lambda: _listening(port), 20, f"gunicorn to listen on {port}")
 
         def enqueue(session_id: str) -> list[str]:
             url = f"http://127.0.0.1:{port}/test/enqueue/{session_id}/{PER_SESSION}"

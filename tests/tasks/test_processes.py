@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers import wait_for
+
 LABAPP = Path(__file__).parent / "labapp.py"
 FLASK = [sys.executable, "-m", "flask", "--app", str(LABAPP)]
 
@@ -37,14 +39,6 @@ def spawn(redis_url: str, redis_base: str) -> Iterator:
             proc.communicate(timeout=10)
 
 
-def _wait(predicate, seconds: float, what: str) -> float:
-    start = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - start < seconds, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return time.monotonic() - start
-
-
 def test_kill_9_marks_running_task_worker_lost_and_frees_lock(lab_factory, spawn) -> None:
     lab = lab_factory(threads=0, start=False)
     sid = lab.start_session()
@@ -52,12 +46,12 @@ def test_kill_9_marks_running_task_worker_lost_and_frees_lock(lab_factory, spawn
         task = lab.tasks["only_one"].delay(60)
         queued = lab.tasks["add"].delay(2, 2)
         worker = spawn("loop", "--threads", "1")
-        _wait(lambda: lab.runs(task.task_id) == 1, 15, "the loop process to start the task")
+        wait_for(lambda: lab.runs(task.task_id) == 1, 15, "the loop process to start the task")
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(5)
         killed_at = time.monotonic()
         spawn("loop", "--threads", "1")  # a live worker reaps the dead one
-        _wait(lambda: task.retrieve().failed, 10, "worker-lost")
+        wait_for(lambda: task.retrieve().failed, 10, "worker-lost")
         assert time.monotonic() - killed_at < 10
         assert task.error["code"] == "worker-lost"
         assert lab.runs(task.task_id) == 1  # never re-run
@@ -71,7 +65,7 @@ def test_sigterm_stops_running_tasks_and_exits_0(lab_factory, spawn) -> None:
     with lab.as_session(lab.start_session()):
         task = lab.tasks["until_stopped"].delay(60)
         worker = spawn("loop", "--threads", "2")
-        _wait(lambda: task.retrieve().running, 15, "the loop process to start the task")
+        wait_for(lambda: task.retrieve().running, 15, "the loop process to start the task")
         worker.send_signal(signal.SIGTERM)
         output, _ = worker.communicate(timeout=10)
         assert worker.returncode == 0, output
@@ -98,7 +92,7 @@ def test_join_does_not_wait_forever_on_a_dead_worker(lab_factory, spawn) -> None
     with lab.as_session(lab.start_session()):
         task = lab.tasks["until_stopped"].delay(60)
         worker = spawn("loop", "--threads", "1")
-        _wait(lambda: lab.runs(task.task_id) == 1, 15, "the loop process to start the task")
+        wait_for(lambda: lab.runs(task.task_id) == 1, 15, "the loop process to start the task")
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(5)
         start = time.monotonic()
@@ -123,7 +117,7 @@ def test_sigterm_deadline_then_exit_0_even_if_a_task_ignores_stop(lab_factory, s
     with lab.as_session(lab.start_session()):
         task = lab.tasks["ignore_stop"].delay(30)
         worker = spawn("loop", "--threads", "1", "--stop-timeout", "1")
-        _wait(lambda: task.retrieve().running, 15, "the loop process to start the task")
+        wait_for(lambda: task.retrieve().running, 15, "the loop process to start the task")
         start = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         output, _ = worker.communicate(timeout=10)

@@ -1,0 +1,54 @@
+"""What many tests need: loading a lab file as a module, and waiting for a condition.
+
+Tests import them as ``from tests._helpers import load_module, wait_for``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def load_module(path: Path, name: str | None = None, *, fresh: bool = False) -> ModuleType:
+    """The Python file ``path`` as a module named ``name`` (default: its stem), loaded once
+    and kept in ``sys.modules`` (``fresh=True``: loaded again, e.g. after its environment
+    changed)."""
+    name = name or path.stem
+    if not fresh and name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, f"cannot load {path}"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float = 5.0,
+    what: str | Callable[[], str] = "the condition",
+    interval: float = 0.05,
+) -> T:
+    """Call ``condition()`` until it returns something true, and return that; fail the test
+    naming ``what`` (a text, or a function giving one, e.g. a log) after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            said = what() if callable(what) else what
+            raise AssertionError(f"still waiting for {said} after {timeout:g} s")
+        time.sleep(interval)
