@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labruntime.drivers.image import parse_ihex
+
+if TYPE_CHECKING:
+    from labruntime import WebLab
 
 __all__ = ["LED_IN", "LED_OUT", "DemoTasks", "register_tasks"]
 
@@ -32,7 +35,7 @@ class DemoTasks:
     read_led: Any
 
 
-def register_tasks(weblab: Any) -> DemoTasks:
+def register_tasks(weblab: WebLab) -> DemoTasks:
     """Declare the demo's tasks on ``weblab``."""
     from labruntime import current_devices, require_time
 

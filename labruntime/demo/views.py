@@ -14,7 +14,14 @@ from typing import Any
 
 from flask import Flask, jsonify, render_template, request, url_for
 
-from labruntime import WebLabError, logout, requires_active, requires_login, weblab_user
+from labruntime import (
+    WebLab,
+    WebLabError,
+    logout,
+    requires_active,
+    requires_login,
+    weblab_user,
+)
 
 from .firmware import EXAMPLES, FirmwareError, example, from_upload
 from .lab_tasks import LED_IN, LED_OUT, DemoTasks
@@ -29,7 +36,7 @@ def _refuse(message: str, status: int = 400) -> Any:
     return jsonify(error=message), status
 
 
-def _task_state(weblab: Any, task_id: str | None) -> dict[str, Any] | None:
+def _task_state(weblab: WebLab, task_id: str | None) -> dict[str, Any] | None:
     """The programming task as the page shows it (None before the first Program)."""
     task = weblab.get_task(task_id) if task_id else None
     if task is None:
@@ -50,7 +57,7 @@ def _led_state() -> dict[str, Any]:
     return {"on": data.get("led"), "switches": int(data.get("switches", 0))}
 
 
-def register_views(app: Flask, weblab: Any, tasks: DemoTasks) -> None:
+def register_views(app: Flask, weblab: WebLab, tasks: DemoTasks) -> None:
     """Add the demo's routes to ``app``."""
 
     @app.route("/")
