@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -49,15 +50,21 @@ def _run(
     pools: tuple[str, ...],
     devices: tuple[str, ...],
     stop_timeout: float,
-    on_started: Any,
+    on_started: Callable[[WorkerGroup], object] | None = None,
+    on_stopping: Callable[[], object] | None = None,
 ) -> WorkerOutcome:
     """Run the worker (the same runner as ``WebLab.run_tasks()``/``loop()``); a device another
     holder took meanwhile ends the command with an error (exit 1: systemd restarts it)."""
     stop = threading.Event()
     _on_signals(stop)
     bindings = parse_device_options(dict(state.config.devices), devices) if devices else None
-    if bindings:
-        click.echo(f"{kind}: holding device(s) {', '.join(sorted(bindings))}")
+
+    def started(group: WorkerGroup) -> None:
+        if bindings:  # said once they are held: scripts and tests wait for this line
+            click.echo(f"{kind}: holding device(s) {', '.join(sorted(bindings))}")
+        if on_started is not None:
+            on_started(group)
+
     outcome = run_worker(
         state.tasks,
         threads=threads,
@@ -68,7 +75,8 @@ def _run(
         devices=bindings,
         cleaner=None if drain else state.new_cleaner(),
         stop_timeout=stop_timeout,
-        on_started=on_started,
+        on_started=started,
+        on_stopping=on_stopping,
     )
     if outcome.lost:
         raise click.ClickException(
@@ -166,6 +174,7 @@ def loop_command(
         devices=devices,
         stop_timeout=stop_timeout,
         on_started=started,
+        on_stopping=lambda: click.echo("loop: stopping (no new tasks; running ones asked to stop)"),
     )
     click.echo(
         "loop: stopped" if outcome.clean else "loop: stopped; some tasks did not end in time"

@@ -7,7 +7,7 @@ one in the calling process, for ``run-tasks`` and ``loop`` (the commands and ``W
 methods of the same names alike). Threads of a group:
 
 - runners: block on the queue (BLMOVE, so a ``.delay()`` wakes one within milliseconds), claim
-  the task atomically, run it (see :mod:`labruntime.runner`), store its final state;
+  the task atomically, run it (see :mod:`.runner`), store its final state;
 - heartbeat: renews the lease every HEARTBEAT seconds (and the unique locks of the tasks it
   runs), re-reads their stop flags (a safety net for lost pub/sub messages), and reaps dead
   workers: their running tasks fail with ``worker-lost`` within LEASE + HEARTBEAT seconds;
@@ -78,6 +78,11 @@ class WorkerGroup:
         self._service: list[threading.Thread] = []
         self._listener: Any = None
         self.started = False
+        # drain mode: called once, when a runner first finds its queue empty, to close
+        # admission (a device holder's leases); runners then take what was queued meanwhile
+        self.close_admission: Callable[[], object] | None = None
+        self._admission_closed = threading.Event()
+        self._admission_lock = threading.Lock()
 
     def add_pools(self, pools: list[str]) -> None:
         """Also take tasks from ``pools`` (before start(): the device pools of a holder)."""
@@ -157,8 +162,19 @@ class WorkerGroup:
                 log.warning("cannot flag task %s as stopping", task_id, exc_info=True)
 
     # -- threads ---------------------------------------------------------------------------
+    def _close_admission(self) -> None:
+        """Drain mode: no new task may be queued for us (once; the others wait for it)."""
+        with self._admission_lock:
+            if not self._admission_closed.is_set():
+                if self.close_admission is not None:
+                    self.close_admission()
+                self._admission_closed.set()
+
     def _runner_loop(self, pool: str) -> None:
         while not self._no_more.is_set():
+            # drain mode ends on an empty queue seen *after* admission closed: a task admitted
+            # before that is in the queue by then (admission and queueing are one Lua step)
+            closed = self._admission_closed.is_set()
             try:
                 task_id = self.store.take(pool, self.worker_id, 0 if self.drain else TAKE_BLOCK)
             except Exception:  # noqa: BLE001 - Redis restarting: wait and retry
@@ -167,7 +183,15 @@ class WorkerGroup:
                 continue
             if task_id is None:
                 if self.drain:
-                    return
+                    if closed:
+                        return
+                    try:
+                        self._close_admission()
+                    except Exception:  # noqa: BLE001 - Redis restarting: retry on next pass
+                        log.warning(
+                            "worker %s: cannot close admission", self.worker_id, exc_info=True
+                        )
+                        self._no_more.wait(1.0)
                 continue
             if self._no_more.is_set():
                 self.store.requeue(task_id, self.worker_id, pool)
@@ -272,13 +296,15 @@ def run_worker(
     cleaner: _Cleaner | None = None,
     stop_timeout: float = 30.0,
     on_started: Callable[[WorkerGroup], object] | None = None,
+    on_stopping: Callable[[], object] | None = None,
 ) -> WorkerOutcome:
     """Run this process as a worker until ``stop`` is set (or, with ``drain``, until the queue
     is empty): ``run-tasks`` (drain) and ``loop`` (with the cleaner).
 
     ``devices`` ({name: url}) are held first (a busy one raises DeviceBusyError); if another
     holder takes one of them (this process stalled past its lease), ``stop`` is set.
-    ``on_started(group)`` is called once everything runs. Ctrl-C stops it like ``stop``.
+    ``on_started(group)`` is called once everything runs, ``on_stopping()`` when ``stop`` is
+    set (not when a drained queue ends it). Ctrl-C stops it like ``stop``.
     """
     group = WorkerGroup(tasks, threads, drain=drain, kind=kind, pools=pools)
     holder = None
@@ -287,6 +313,8 @@ def run_worker(
             holder = tasks.devices.hold(devices, group.worker_id)
             holder.on_lost = lambda names: stop.set()
             group.add_pools(holder.pools)
+            if drain:  # no admitted task left without a runner: close, drain, then release
+                group.close_admission = holder.close_admission
         group.start()
         if cleaner is not None:
             cleaner.start()
@@ -301,6 +329,8 @@ def run_worker(
         except KeyboardInterrupt:
             log.info("worker %s: interrupted, stopping", group.worker_id)
             stop.set()
+        if stop.is_set() and on_stopping is not None:
+            on_stopping()
     finally:
         lost = sorted(holder.lost) if holder is not None else []
         try:
