@@ -336,7 +336,8 @@ def run_worker(
         try:
             clean = group.stop(stop_timeout)
         finally:
-            tasks.devices.release()
+            if holder is not None:  # only the devices held here (not the web process's own)
+                tasks.devices.release()
             if cleaner is not None:
                 cleaner.stop()
     return WorkerOutcome(clean=clean, stopped=stop.is_set(), lost=lost)
