@@ -3,6 +3,10 @@
 ``@requires_active`` runs a view only for an active student (an expired one goes back to the
 RLMS's ``back`` link, anyone else gets the forbidden page); ``@requires_login`` for any student
 with a session. The ``socket_*`` variants disconnect a Socket.IO client instead.
+
+Both decorators also refuse (403) a state-changing request (POST, PUT, PATCH, DELETE) that
+another site's page sent: a forged form or ``fetch`` carrying the student's cookie. The lab's
+own pages are not concerned (same origin).
 """
 
 from __future__ import annotations
@@ -11,14 +15,17 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Response, redirect, render_template
+from flask import Response, jsonify, redirect, render_template, request
 
 from labruntime.globals import current_user, socket_user
 from labruntime.state import get_state
 
+from .http_guard import cross_site_problem
+from .start_request import safe_back
 from .users import WebLabUser
 
 __all__ = [
+    "cross_site_response",
     "forbidden_response",
     "logout",
     "poll",
@@ -41,11 +48,24 @@ def forbidden_response() -> Any:
     return Response("Access forbidden", 403, mimetype="text/plain")
 
 
+def cross_site_response(problem: str) -> Any:
+    """403 for a state-changing request another site sent (JSON to a JSON client)."""
+    message = f"Refused: {problem}. Use the laboratory's own page."
+    if request.is_json or request.accept_mimetypes.best == "application/json":
+        reply = jsonify(error=True, message=message)
+        reply.status_code = 403
+        return reply
+    return Response(message, 403, mimetype="text/plain")
+
+
 def requires_login(func: F) -> F:
     """Run the view only for a student with a session (current or expired)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        problem = cross_site_problem()
+        if problem:
+            return cross_site_response(problem)
         if current_user().is_anonymous:
             return forbidden_response()
         return func(*args, **kwargs)
@@ -58,11 +78,15 @@ def requires_active(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        problem = cross_site_problem()
+        if problem:
+            return cross_site_response(problem)
         user = current_user()
         if user.active:
             return func(*args, **kwargs)
-        if not user.is_anonymous and user.back:
-            return redirect(user.back)
+        back = None if user.is_anonymous else safe_back(user.back)
+        if back:
+            return redirect(back)
         return forbidden_response()
 
     return wrapper  # type: ignore[return-value]

@@ -1,18 +1,35 @@
-"""Guards of the RLMS routes: JSON bodies read safely, a body size cap, JSON 404/405/413.
+"""HTTP guards: the RLMS routes (bodies read safely, a size cap, every reply JSON, HTTP Basic
+read without surprises) and the student's side (state-changing requests from another site).
 
-Only paths under ``<base>/weblab/`` are concerned: the lab's own routes keep Flask's defaults
-(no MAX_CONTENT_LENGTH imposed, the lab's own error pages).
+The RLMS part concerns only paths under ``<base>/weblab/``: the lab's own routes keep Flask's
+defaults (no MAX_CONTENT_LENGTH imposed, the lab's own error pages).
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from flask import Response, abort, jsonify, request
-from werkzeug.exceptions import MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+)
+from werkzeug.routing import RequestRedirect
 
-__all__ = ["MAX_RLMS_BODY", "json_body", "json_error", "rlms_guard", "is_rlms_path"]
+__all__ = [
+    "MAX_RLMS_BODY",
+    "basic_credentials",
+    "cross_site_problem",
+    "json_body",
+    "json_error",
+    "json_http_error",
+    "rlms_guard",
+    "is_rlms_path",
+]
 
 log = logging.getLogger(__name__)
 MAX_RLMS_BODY = 1024 * 1024  # bytes: a start request is a few kB; 1 MB leaves a wide margin
@@ -42,14 +59,102 @@ def json_body() -> Any:
     """
     try:
         # a stream capped at MAX + 1 stops there: MAX + 1 bytes read means it was longer
-        if len(request.get_data(cache=True)) > MAX_RLMS_BODY:
-            _too_large()
+        data = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        _too_large()
+    except HTTPException as error:  # e.g. the client went away mid-body
+        abort(json_error(error.code or 400, f"the request body could not be read: {error}"))
+    except Exception as error:  # a bad chunk size: the server's own error class (gunicorn...)
+        log.warning("RLMS request to %s: unreadable body (%s)", request.path, error)
+        abort(
+            json_error(
+                400,
+                "the request body could not be read (malformed chunked encoding?): "
+                f"{type(error).__name__}",
+            )
+        )
+    if len(data) > MAX_RLMS_BODY:
+        _too_large()
+    try:
         return request.get_json(force=True, silent=True)
     except RecursionError:
         log.warning("RLMS request to %s: JSON body nested too deeply", request.path)
         abort(json_error(400, "the JSON body is nested too deeply to be read"))
-    except RequestEntityTooLarge:
-        _too_large()
+
+
+def json_http_error(error: HTTPException) -> Response:
+    """An HTTP error raised by an RLMS view (a multipart part over Werkzeug's limits...) as
+    JSON instead of Werkzeug's HTML page."""
+    status = error.code or 500
+    if isinstance(error, RequestEntityTooLarge):
+        message = (
+            "the request body is too large: a form field over 500 kB, more than 1,000 parts or "
+            f"more than {MAX_RLMS_BODY} bytes; send the initial data as a small JSON body"
+        )
+    else:
+        message = error.description or error.name
+    reply = json_error(status, message)
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        reply.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+    return reply
+
+
+def basic_credentials() -> tuple[str, str] | None:
+    """(username, password) of an ``Authorization: Basic`` header; None when there is none, it
+    is another scheme (Digest, Bearer...) or it cannot be decoded (bytes that are not ASCII
+    in the header, bad base64, not UTF-8)."""
+    try:
+        auth = request.authorization
+    except ValueError:  # Werkzeug's b64decode refuses a header holding non-ASCII characters
+        return None
+    if auth is None or auth.type != "basic":
+        return None
+    return auth.username or "", auth.password or ""
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def _origin_of(url: str) -> tuple[str, str] | None:
+    """(scheme, host[:port] without the scheme's default port) of an absolute http(s) URL."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not host:
+        return None
+    default = 443 if scheme == "https" else 80
+    return scheme, host if port in (None, default) else f"{host}:{port}"
+
+
+def _same_host(url: str) -> bool:
+    origin = _origin_of(url)
+    if origin is None:
+        return False
+    scheme = "https" if request.host.endswith(":443") else "http"
+    own = _origin_of(f"{scheme}://{request.host}")
+    # the scheme is not compared: behind a proxy that ends TLS the lab sees http
+    return own is not None and origin[1] == own[1]
+
+
+def cross_site_problem() -> str | None:
+    """Why this request is a state-changing one sent by another site's page (a forged form or
+    ``fetch``), or None. Reads what browsers send: ``Sec-Fetch-Site``, else ``Origin``, else
+    ``Referer``; a request with none of them is not a browser's cross-site request."""
+    if request.method in SAFE_METHODS:
+        return None
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
+        return f"it comes from another site (Sec-Fetch-Site: {fetch_site[:40]})"
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return None if _same_host(origin) else f"its Origin {origin[:100]!r} is another site"
+    referer = request.headers.get("Referer")
+    if referer and not _same_host(referer):
+        return "its Referer is another site"
+    return None
 
 
 def is_rlms_path(base_url: str) -> bool:
@@ -65,6 +170,10 @@ def rlms_guard(base_url: str) -> Any:
         _too_large()
     request.max_content_length = MAX_RLMS_BODY + 1  # chunked bodies: see json_body
     error = request.routing_exception
+    if isinstance(error, RequestRedirect):  # e.g. a missing trailing slash
+        reply = json_error(error.code, f"{request.path} moved to {error.new_url}")
+        reply.headers["Location"] = error.new_url
+        return reply
     if isinstance(error, MethodNotAllowed):
         allowed = ", ".join(sorted(error.valid_methods or ()))
         reply = json_error(405, f"{request.method} is not allowed on {request.path} ({allowed})")

@@ -2,6 +2,11 @@
 
 Thin: parse, call the lab's state (:mod:`labruntime.state`), reply. Every RLMS reply is JSON with
 ``Content-Type: application/json``; errors become replies only here.
+
+The student's side: the session cookie is ``SameSite=Lax`` unless the lab says otherwise (and
+``Secure`` with ``WEBLAB_SCHEME=https``); logout is a POST (or jQuery's ``$.get``, which a
+page of another site cannot send); a callback link never silently replaces another session
+running in the same browser: the student confirms with a POST form.
 """
 
 from __future__ import annotations
@@ -22,15 +27,24 @@ from flask import (
     session,
     url_for,
 )
+from markupsafe import escape
+from werkzeug.exceptions import HTTPException
 
 from labruntime.errors import InvalidStartRequestError, StoreUnavailableError
 from labruntime.globals import current_user
 from labruntime.state import get_state
 
-from .access import forbidden_response, logout, poll
-from .http_guard import json_body, json_error, rlms_guard
+from .access import cross_site_response, forbidden_response, logout, poll
+from .http_guard import (
+    basic_credentials,
+    cross_site_problem,
+    json_body,
+    json_error,
+    json_http_error,
+    rlms_guard,
+)
 from .manager import DisposeOutcome
-from .start_request import parse_start_request
+from .start_request import parse_start_request, safe_back
 
 __all__ = [
     "register_views",
@@ -42,6 +56,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 REALM = 'Basic realm="labruntime"'
 RESERVED = frozenset({"api", "test", "status"})  # /sessions/<these> are not session ids
+JSON_STUDENT_ROUTES = frozenset({"weblab_poll_url", "weblab_logout_url"})
 
 
 def student_link(session_id: str) -> str:
@@ -60,26 +75,24 @@ def _payload() -> dict[str, Any]:
     return request.form.to_dict()
 
 
-def _credentials_ok() -> bool:
+def _credentials_ok(given: tuple[str, str] | None) -> bool:
     config = get_state().config
-    auth = request.authorization
-    user = (auth.username or "") if auth else ""
-    password = (auth.password or "") if auth else ""
+    user, password = given or ("", "")
     same_user = hmac.compare_digest(user.encode(), config.username.encode())
     same_password = hmac.compare_digest(password.encode(), config.password.encode())
-    return bool(auth) and same_user & same_password
+    return given is not None and same_user & same_password
 
 
 def _check_credentials() -> Any:
-    if request.endpoint == "weblab.api" or _credentials_ok():
+    given = basic_credentials()
+    if request.endpoint == "weblab.api" or _credentials_ok(given):
         return None
-    auth = request.authorization
-    given = auth.username if auth else None
+    given_user = given[0][:100] if given else None
     log.warning(
         "rejected RLMS request to %s: wrong or missing credentials (username %r)",
         request.path,
-        given,
-        extra={"weblab": {"event": "rejected", "path": request.path, "username": given}},
+        given_user,
+        extra={"weblab": {"event": "rejected", "path": request.path, "username": given_user}},
     )
     if request.endpoint == "weblab.test":
         why = "wrong username or password" if given else "no username provided"
@@ -107,7 +120,9 @@ def _start() -> Any:
         record = state.sessions.create(start)
     except InvalidStartRequestError as error:
         log.warning("start request refused: %s", error)
-        return jsonify(error=True, message=str(error))
+        reply = jsonify(error=True, message=str(error))
+        reply.status_code = error.status
+        return reply
     try:
         state.run_on_start(record)
     except StoreUnavailableError:
@@ -164,12 +179,17 @@ def _dispose(session_id: str) -> Any:
 
 
 def _callback(session_id: str) -> Any:
+    """The student's link. A browser already in another active session of this lab keeps it
+    until the student confirms the switch (a POST of the page :func:`_confirm_page` shows):
+    a link sent by somebody else cannot silently put the student in that person's slot."""
     state = get_state()
+    if request.method == "POST":
+        refused = cross_site_problem()
+        if refused:
+            return cross_site_response(refused)
     user = state.load_user(session_id, poll=True)
     if user is None or not user.active:
         return forbidden_response()
-    session[state.config.session_id_name] = session_id
-    g._weblab_user = user
     initial_url = state.hooks.initial_url
     if initial_url is None:
         log.error("no @weblab.initial_url registered: the student cannot enter the lab")
@@ -178,7 +198,35 @@ def _callback(session_id: str) -> Any:
             500,
             mimetype="text/plain",
         )
-    return redirect(initial_url())
+    current_id = session.get(state.config.session_id_name)
+    if request.method == "GET" and current_id and current_id != session_id:
+        current = state.load_user(str(current_id), poll=False)
+        if current is not None and current.active:
+            return _confirm_page(current, user, initial_url())
+    session[state.config.session_id_name] = session_id
+    g._weblab_user = user
+    return redirect(initial_url(), 303 if request.method == "POST" else 302)
+
+
+def _confirm_page(current: Any, new: Any, lab_url: str) -> Response:
+    """Ask before replacing the browser's active session by another one."""
+    who = escape(current.full_name or current.username or "a student")
+    other = escape(new.full_name or new.username or "another student")
+    html = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Another session</title>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'></head><body>"
+        "<h1>You are already in this laboratory</h1>"
+        f"<p>This browser has an active session of {who} "
+        f"({int(current.time_left)} s left). The link you opened is a session of {other}.</p>"
+        f"<p><a id='keep' href='{escape(lab_url)}'>Stay in the current session</a></p>"
+        f"<form method='post' action='{escape(request.path)}'>"
+        "<button id='switch' type='submit'>Switch to the new session</button></form>"
+        "</body></html>"
+    )
+    reply = Response(html, 200, mimetype="text/html")
+    reply.headers["Cache-Control"] = "no-store"
+    reply.headers["Referrer-Policy"] = "no-referrer"  # the page's URL holds the new session id
+    return reply
 
 
 def _own_session(session_id: str) -> str | None:
@@ -196,26 +244,39 @@ def _poll_view(session_id: str) -> Any:
     if user.is_anonymous:
         return jsonify(success=False, reason="Not found")
     if not user.active:
-        return jsonify(success=False, reason="User inactive", back=user.back)
+        return jsonify(success=False, reason="User inactive", back=safe_back(user.back))
     if not get_state().config.autopoll:
         poll()
     return jsonify(success=True, time_left=user.time_left)
 
 
 def _logout_view(session_id: str) -> Any:
+    """POST only, as a state change; also jQuery's ``$.get`` (weblablib's poll script on
+    page close), recognised by its ``X-Requested-With`` header, which another site's page
+    cannot send (an ``<img>`` cannot, a ``fetch`` needs the lab's CORS consent)."""
+    if request.method != "POST" and request.headers.get("X-Requested-With") != "XMLHttpRequest":
+        reply = jsonify(success=False, reason="Log out with a POST request")
+        reply.status_code = 405
+        reply.headers["Allow"] = "POST"
+        return reply
+    refused = cross_site_problem()
+    if refused:
+        return cross_site_response(refused)
     refused = _own_session(session_id)
     if refused:
         return jsonify(success=False, reason=refused)
     user = current_user()
-    return jsonify(success=logout(), back=user.back)
+    return jsonify(success=logout(), back=safe_back(user.back))
 
 
 def store_unavailable_response(error: StoreUnavailableError) -> Any:
     """503 with a clear message: JSON for the RLMS and JSON clients, HTML for browsers."""
     log.error("%s", error)
     message = "The laboratory's session store (Redis) is unavailable; try again shortly."
-    if request.path.startswith(get_state().config.base_url + "/weblab/") or (
-        request.accept_mimetypes.best == "application/json"
+    if (
+        request.path.startswith(get_state().config.base_url + "/weblab/")
+        or request.endpoint in JSON_STUDENT_ROUTES
+        or request.accept_mimetypes.best == "application/json"
     ):
         reply = jsonify(error=True, message=message)
         reply.status_code = 503
@@ -224,18 +285,31 @@ def store_unavailable_response(error: StoreUnavailableError) -> Any:
     return Response(html, 503, mimetype="text/html")
 
 
+def _cookie_defaults(app: Flask) -> None:
+    """The session cookie: ``SameSite=Lax`` unless the lab set it, ``Secure`` under https."""
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None:  # Flask's default: no attribute
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    if get_state(app).config.scheme == "https":
+        app.config["SESSION_COOKIE_SECURE"] = True
+
+
 def register_views(app: Flask, base_url: str, callback_url: str) -> None:
     """Add the RLMS blueprint, the student's routes and the 503 handler to ``app``."""
+    _cookie_defaults(app)
     bp = Blueprint("weblab", __name__)
     bp.before_request(_check_credentials)
+    bp.register_error_handler(HTTPException, json_http_error)
     bp.add_url_rule("/sessions/api", "api", _api, methods=["GET"])
     bp.add_url_rule("/sessions/test", "test", _test, methods=["GET"])
-    bp.add_url_rule("/sessions/", "start", _start, methods=["POST"])
+    # "/sessions" too: some clients drop the trailing slash (no redirect: a POST must not move)
+    bp.add_url_rule("/sessions/", "start", _start, methods=["POST"], strict_slashes=False)
     bp.add_url_rule("/sessions/status/multiple", "bulk_status", _bulk_status, methods=["POST"])
     bp.add_url_rule("/sessions/<session_id>/status", "status", _status, methods=["GET"])
     bp.add_url_rule("/sessions/<session_id>", "dispose", _dispose, methods=["POST"])
     app.register_blueprint(bp, url_prefix=base_url + "/weblab")
-    app.add_url_rule(callback_url + "/<session_id>", "weblab_callback_url", _callback)
+    app.add_url_rule(
+        callback_url + "/<session_id>", "weblab_callback_url", _callback, methods=["GET", "POST"]
+    )
     for name, view in (("poll", _poll_view), ("logout", _logout_view)):
         app.add_url_rule(
             f"{callback_url}/<session_id>/{name}",
