@@ -62,10 +62,10 @@ def shutdown_lab(app: Any, timeout: float = 10.0) -> None:
         weblab._stop_background(app, timeout)
 
 
-def labruntime_cli() -> list[str]:
-    """The ``labruntime`` command: this venv's console script, or ``$BENCH_LABRUNTIME_CLI``
-    (a command line, e.g. to run another checkout's CLI with PYTHONPATH)."""
-    command = os.environ.get("BENCH_LABRUNTIME_CLI")
+def labruntime_cli(env: dict[str, str] | None = None) -> list[str]:
+    """The ``labruntime`` command: this venv's console script, or ``BENCH_LABRUNTIME_CLI`` of
+    ``env`` (default: os.environ), a command line (another checkout's CLI with PYTHONPATH)."""
+    command = (os.environ if env is None else env).get("BENCH_LABRUNTIME_CLI")
     if command:
         return shlex.split(command)
     return [str(Path(sys.executable).with_name("labruntime"))]
@@ -134,14 +134,74 @@ def redis_version() -> str:
     return done.stdout.strip()
 
 
-# -- the sides: labruntime here, weblablib in its own venv ------------------------------------
+# -- the sides: labruntime here, weblablib in its own venv, labruntime before ---------------
+# A side is "labruntime" (this checkout), "weblablib" (its venv) or, with BENCH_BEFORE=<git
+# revision>, "before": labruntime as it was at that revision (its labruntime/ and drivers/,
+# exported from git to a temporary folder first on PYTHONPATH, run by this venv), so a closing
+# note can show the figures before and after a change on the same machine in the same run.
+BEFORE = os.environ.get("BENCH_BEFORE", "")
+
+# the CLI of whichever labruntime is on the path (the console script of this venv is the
+# current one's): labruntime.cli.main, a function (one module) or a module (a package)
+_CLI_CODE = (
+    "import importlib, sys; m = importlib.import_module('labruntime.cli'); "
+    "main = getattr(m, 'main', None); main = main if callable(main) else "
+    "importlib.import_module('labruntime.cli.main').main; sys.argv[0] = 'labruntime'; "
+    "sys.exit(main())"
+)
+
+
+def library(side: str) -> str:
+    """The library a side runs: ``weblablib`` or ``labruntime`` (for "before" too)."""
+    return "weblablib" if side == "weblablib" else side if side == "bare" else "labruntime"
+
+
+def sides() -> list[str]:
+    names = ["labruntime"]
+    if BEFORE:
+        names.append("before")
+    if not SKIP_WEBLABLIB:
+        names.append("weblablib")
+    return names
+
+
+def before_checkout() -> Path:
+    """labruntime at BENCH_BEFORE, exported once to a temporary folder (kept between runs)."""
+    root = Path(__file__).resolve().parents[1]
+    sha = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{BEFORE}^{{commit}}"],
+        cwd=root, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    folder = Path(tempfile.gettempdir()) / f"labruntime-before-{sha[:12]}"
+    if not (folder / "labruntime" / "__init__.py").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", sha, "labruntime", "drivers"],
+            cwd=root, capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    drivers = folder / "labruntime" / "drivers"
+    if not drivers.exists() and (folder / "drivers").is_dir():
+        drivers.symlink_to("../drivers")  # the committed symlink, if git archive left it out
+    return folder
+
+
 def python_path() -> str:
     """PYTHONPATH for a subprocess: bench/, then whatever was set."""
     return os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
 
 
+def side_environment(side: str) -> dict[str, str]:
+    """The environment of a side's processes (bench/ on PYTHONPATH; "before": its checkout)."""
+    env = {**os.environ, "PYTHONPATH": python_path()}
+    if side == "before":
+        env["PYTHONPATH"] = f"{before_checkout()}{os.pathsep}{env['PYTHONPATH']}"
+        env["BENCH_LABRUNTIME_CLI"] = shlex.join([sys.executable, "-c", _CLI_CODE])
+    return env
+
+
 def side_python(side: str) -> str:
-    if side == "labruntime":
+    if library(side) != "weblablib":
         return sys.executable
     from weblablib_env import weblablib_python
 
@@ -149,21 +209,17 @@ def side_python(side: str) -> str:
 
 
 def run_side(side: str, script: str, *args: str, timeout: float = 1800) -> dict[str, Any]:
-    """Run ``bench/<script> --side <side> args`` with that side's interpreter; return the JSON
-    object it prints last."""
+    """Run ``bench/<script> --side <library> args`` with that side's interpreter and
+    environment; return the JSON object it prints last."""
     command = [side_python(side), "-W", "ignore::DeprecationWarning", str(HERE / script)]
-    command += ["--side", side, *args]
-    env = {**os.environ, "PYTHONPATH": python_path()}
+    command += ["--side", library(side), *args]
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, cwd=HERE, env=env, check=False
-    )
+        command, capture_output=True, text=True, timeout=timeout, cwd=HERE,
+        env=side_environment(side), check=False,
+    )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"{script} --side {side} failed ({done.returncode}):\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def sides() -> list[str]:
-    return ["labruntime"] if SKIP_WEBLABLIB else ["labruntime", "weblablib"]
 
 
 def interleave(
@@ -230,38 +286,52 @@ def print_table(
     results: dict[str, list[dict[str, float]]],
     floors: dict[str, float] | None = None,
 ) -> None:
-    """labruntime | weblablib | ratio | floor | x floor, each a median [min-max] over rounds.
+    """One column per side (median [min-max] over rounds), the ratios, the floor, and each
+    side's figure as a multiple of the floor.
 
-    ratio: how many times better labruntime is than weblablib (>1: better). x floor: how many
-    times the physical floor's cost each side's figure is (1.0 = at the floor).
+    ratio: how many times better labruntime is than weblablib (> 1: better); "vs before"
+    (with BENCH_BEFORE): how many times better than labruntime at that revision.
     """
     floors = floors or {}
-    ours, theirs = results.get("labruntime", []), results.get("weblablib", [])
-    rounds = max(len(ours), len(theirs))
+    names = [name for name in ("labruntime", "before", "weblablib") if results.get(name)]
+    rounds = max(len(results[name]) for name in names)
     print(title)
     width = max(len(row.label) for row in rows) + 1
-    print(
-        f"{'':{width}} {'labruntime':>22} {'weblablib':>22} {'ratio':>7} {'floor':>9}"
-        f" {'lr/floor':>8} {'wl/floor':>8}"
-    )
+    comparisons = [(other, label) for other, label in
+                   (("weblablib", "ratio"), ("before", "vs before")) if other in names]  # fmt: skip
+    header = f"{'':{width}}" + "".join(f" {_heading(name):>22}" for name in names)
+    header += "".join(f" {label:>9}" for _, label in comparisons) + f" {'floor':>9}"
+    header += "".join(f" {_short(name) + '/floor':>9}" for name in names)
+    print(header)
     for row in rows:
-        a = _spread(ours, row.key)
-        b = _spread(theirs, row.key)
+        spreads = {name: _spread(results[name], row.key) for name in names}
         floor = floors.get(row.floor) if row.floor else None
-        ratio = "-"
-        if row.compare and a and b and a.median and b.median:
-            value = a.median / b.median if row.higher_better else b.median / a.median
-            ratio = f"{value:.2f}x"
-        line = f"{row.label:{width}} {_cell(a, row.digits):>22} {_cell(b, row.digits):>22}"
-        line += f" {ratio:>7} {_num(floor, row.digits):>9}"
-        line += (
-            f" {_times(a, floor, row.higher_better):>8} {_times(b, floor, row.higher_better):>8}"
-        )
+        line = f"{row.label:{width}}"
+        line += "".join(f" {_cell(spreads[name], row.digits):>22}" for name in names)
+        for other, _ in comparisons:
+            line += f" {_ratio(spreads['labruntime'], spreads[other], row):>9}"
+        line += f" {_num(floor, row.digits):>9}"
+        line += "".join(f" {_times(spreads[name], floor, row.higher_better):>9}" for name in names)
         print(line)
     print(
         f"(median [min-max] of {rounds} interleaved round(s); ratio > 1: labruntime better; "
         "x/floor: times the floor's cost)"
     )
+
+
+def _heading(name: str) -> str:
+    return f"before ({BEFORE[:12]})" if name == "before" else name
+
+
+def _short(name: str) -> str:
+    return {"labruntime": "lr", "weblablib": "wl", "before": "bef"}[name]
+
+
+def _ratio(ours: Spread | None, other: Spread | None, row: Row) -> str:
+    if not row.compare or not ours or not other or not ours.median or not other.median:
+        return "-"
+    value = ours.median / other.median if row.higher_better else other.median / ours.median
+    return f"{value:.2f}x"
 
 
 def _spread(results: list[dict[str, float]], key: str) -> Spread | None:

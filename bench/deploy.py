@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import HERE, children, cpu_ms, labruntime_cli, python_path, side_python
+from _common import HERE, children, cpu_ms, labruntime_cli, library, side_environment, side_python
 from session_workload import HEADERS, start_body
 
 
@@ -31,9 +31,8 @@ def free_port() -> int:
 
 def _environment(side: str, url: str, base: str, **extra: str) -> dict[str, str]:
     return {
-        **os.environ,
-        "PYTHONPATH": python_path(),
-        "BENCH_SIDE": side,
+        **side_environment(side),
+        "BENCH_SIDE": library(side),
         "BENCH_REDIS_URL": url,
         "BENCH_REDIS_BASE": base,
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
@@ -150,8 +149,8 @@ class LoopWorker(_Process):
     ``flask --app lab_app:app weblab loop``."""
 
     def __init__(self, side: str, url: str, base: str, threads: int = 5, **env: str) -> None:
-        if side == "labruntime":
-            command = [*labruntime_cli(), "--app", "lab_app:app", "loop"]
+        if library(side) == "labruntime":
+            command = [*labruntime_cli(side_environment(side)), "--app", "lab_app:app", "loop"]
         else:
             flask = str(Path(side_python(side)).with_name("flask"))
             command = [flask, "--app", "lab_app:app", "weblab", "loop", "--no-reload"]
