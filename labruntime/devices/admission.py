@@ -50,6 +50,13 @@ def admit(
             f"`{worker_command(app, names)}` (or run task threads in this process: "
             "WEBLAB_TASK_THREADS_PROCESS > 0 makes it hold the devices no worker holds)"
         )
+    closed = sorted(n for n, h in holders.items() if h and h.get("closed"))
+    if closed:
+        raise DeviceUnavailableError(
+            f"task {task_name} needs device(s) {closed} whose worker takes no new tasks (a "
+            "`run-tasks` finishing its queue, or a worker stopping): start a long-running "
+            f"worker, `{worker_command(app, names)}`"
+        )
     workers = {h["worker"] for h in holders.values() if h}
     if len(workers) > 1:
         raise DeviceUnavailableError(

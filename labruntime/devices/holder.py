@@ -148,6 +148,7 @@ class DeviceHolder:
         self.tokens: dict[str, int] = {}
         self.locks: dict[str, threading.Lock] = {}
         self.lost: set[str] = set()  # devices whose Redis lease another holder took
+        self.admission_closed = False  # close_admission() was called: no new tasks
         self.users: dict[str, str | None] = {}  # device -> session of the task using it now
         self._closed = threading.Event()
         # called with the names of devices another holder took (a worker then stops)
@@ -252,9 +253,19 @@ class DeviceHolder:
             if new and self.on_lost is not None:
                 self.on_lost(sorted(new))
 
+    def close_admission(self) -> None:
+        """Take no new task: the leases stay (nobody else opens the devices meanwhile),
+        marked closed, so ``.delay()`` refuses tasks for them from now on (run-tasks' drain)."""
+        self.admission_closed = True
+        for name in list(self.devices):
+            self.store.close_admission(name, self.worker_id)
+        log.info("devices %s: admission closed, finishing the queued tasks", sorted(self.devices))
+
     def _retake(self, name: str) -> bool:
         """The lease lapsed (this process stalled) and nobody took it: take it again."""
         info = {**self.info, "url": self.bindings.get(name, "")}
+        if self.admission_closed:
+            info["closed"] = True
         ok, lease = self.store.acquire(name, self.worker_id, LEASE, info)
         if ok:
             self.tokens[name] = int(lease["token"])

@@ -91,6 +91,11 @@ class DeviceService:
             self.config.task_expires,
         )
 
+    def lease_keys(self, names: list[str]) -> list[str]:
+        """The Redis keys of the leases of ``names``: a device task is queued only while
+        they are open (checked again in the queueing step itself)."""
+        return [self.store.lease_key(name) for name in names]
+
     def revoke(self, session_id: str, dispose_timeout: float) -> None:
         """First dispose step: the session may start no more device tasks."""
         if self.config.devices:

@@ -3,7 +3,8 @@
 Key layout (``P`` is the lab's prefix, ``B:``)::
 
     P device:<name>           the holder's lease (PX): JSON {worker, token, host, pid, url,
-                              since}. Exactly one live holder per device name.
+                              since, closed}. Exactly one live holder per device name;
+                              ``closed``: it drains and takes no new task (run-tasks).
     P device:<name>:token     fencing token: INCR on every new holder (never on a renewal)
     P device:<name>:req       list of control requests to the holder: JSON {id, kind}
     P device:<name>:ack:<id>  list holding the holder's JSON reply (short TTL)
@@ -66,6 +67,18 @@ end
 return 0
 """
 
+# KEYS: lease. ARGV: worker id. The holder takes no new tasks: its lease stays (nobody else
+# opens the device while it drains) with "closed": true, which admission and ENQUEUE refuse.
+_CLOSE = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local holder = cjson.decode(cur)
+if holder['worker'] ~= ARGV[1] then return 0 end
+holder['closed'] = true
+redis.call('SET', KEYS[1], cjson.encode(holder), 'KEEPTTL')
+return 1
+"""
+
 ACK_TTL = 60  # seconds a reply to a control request is kept
 
 
@@ -116,6 +129,15 @@ class DeviceStore:
             if int(got) != 1:
                 failed[name] = "lapsed" if int(got) == -1 else "lost"
         return failed
+
+    def lease_key(self, name: str) -> str:
+        """The key of ``name``'s lease (a device task is queued only while it is open)."""
+        return self._k("device", name)
+
+    def close_admission(self, name: str, worker_id: str) -> bool:
+        """Our lease of ``name`` stays, marked ``closed``: no new task is queued for it."""
+        script = self._conn.script(_CLOSE)
+        return bool(script(keys=[self._k("device", name)], args=[worker_id]))
 
     def release(self, name: str, worker_id: str) -> bool:
         script = self._conn.script(_RELEASE)

@@ -37,6 +37,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from labruntime.errors import DeviceUnavailableError
+
 from .connection import Connection, guarded
 from .records import TaskRecord, error_info
 from .tasks_lua import (
@@ -108,11 +110,23 @@ class TaskStore:
         kwargs_json: str,
         pool: str = "default",
         lock: str | None = None,
+        leases: list[str] | None = None,
     ) -> bool:
-        """Store and queue a task. False (nothing stored) when ``lock`` is held."""
+        """Store and queue a task. False (nothing stored) when ``lock`` is held.
+
+        ``leases``: the keys of the device leases the task needs (``DeviceStore.lease_key``);
+        the task is queued only if every one is live and open to new tasks, in the same
+        atomic step, else DeviceUnavailableError (its worker stopped taking tasks)."""
         argv = [self.prefix, task_id, session_id or "", pool, lock or "", repr(time.time())]
         argv += ["name", name, "args", args_json, "kwargs", kwargs_json, "data", "{}"]
-        return bool(self._script(ENQUEUE)(args=argv))
+        done = int(self._script(ENQUEUE)(keys=list(leases or ()), args=argv))
+        if done < 0:
+            raise DeviceUnavailableError(
+                f"task {name} was not queued: the worker holding its device(s) stopped taking "
+                "new tasks (a `run-tasks` that drained its queue, or a worker stopping); "
+                "start a long-running worker: `labruntime loop --device NAME`"
+            )
+        return bool(done)
 
     def get(self, task_id: str) -> TaskRecord | None:
         raw = self._redis.hgetall(self._k("task", task_id))

@@ -45,9 +45,16 @@ local function lock_free(lock)
 end
 """
 
+# KEYS: the device leases the task needs (a device task is queued only while every one of
+# them is live and open to new tasks: admission and queueing are one atomic step).
 # ARGV: P, id, session, pool, lock ('' = none), now, then field/value pairs
+# -> 1 queued, 0 the unique lock is held, -1 a device lease is gone or closed
 ENQUEUE = """
 local id, sess, pool, lock, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+for _, lease in ipairs(KEYS) do
+  local cur = redis.call('GET', lease)
+  if not cur or cjson.decode(cur)['closed'] then return -1 end
+end
 if lock ~= '' then
   if not lock_free(lock) then return 0 end
   redis.call('SET', lock, id)

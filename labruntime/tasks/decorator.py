@@ -155,10 +155,19 @@ class TaskWrapper:
         task_id = new_task_id()
         lock = self._lock_key(task_store, session_id)
         pool = self.pool
+        leases = None
         if self.devices:
             pool = service.devices.admit(self.name, list(self.devices), session_id)
+            leases = service.devices.lease_keys(list(self.devices))
         if not task_store.enqueue(
-            task_id, self.name, session_id, args_json, kwargs_json, pool=pool, lock=lock
+            task_id,
+            self.name,
+            session_id,
+            args_json,
+            kwargs_json,
+            pool=pool,
+            lock=lock,
+            leases=leases,
         ):
             raise self._already_running()
         record = TaskRecord(
