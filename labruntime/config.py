@@ -63,9 +63,10 @@ def _string(
 ) -> Any:
     value = cfg.get(key, default)
     if value is None:
-        if required:
+        if required:  # "Missing <KEY>": weblablib's phrase, which labs' tests match
             raise InvalidConfigError(
-                f"{key} is missing: set app.config[{key!r}] to a non-empty string"
+                f"Invalid configuration. Missing {key}: set app.config[{key!r}] to a "
+                "non-empty string"
             )
         return None
     if not isinstance(value, str) or (required and not value):
@@ -174,10 +175,15 @@ def load_config(
     ``base_url``/``callback_url`` given to ``WebLab(...)`` take precedence over the config.
     """
     secret = cfg.get("SECRET_KEY")
-    if not secret or not isinstance(secret, str | bytes):
+    if secret is not None and not isinstance(secret, str | bytes):
         raise InvalidConfigError(
             f"SECRET_KEY={secret!r} is invalid: the student's session lives in Flask's signed "
             "cookie, so set app.config['SECRET_KEY'] to a long random string, different per lab"
+        )
+    if not secret:  # as weblablib: refused at the first student (sessions/views.py), not here
+        log.warning(
+            "SECRET_KEY is not set: students cannot enter this lab until "
+            "app.config['SECRET_KEY'] is set to a long random string, different per lab"
         )
     if base_url is None:
         base_url = cfg.get("WEBLAB_BASE_URL", cfg.get("WEBLAB_BASE", ""))
@@ -185,12 +191,19 @@ def load_config(
     else:
         base = _path({"base_url": base_url}, "base_url", "")
     base = base or ""
-    if callback_url is None:
-        callback = _path(cfg, "WEBLAB_CALLBACK_URL", None)
-    else:
+    if callback_url:  # WebLab(callback_url="") means "not given", as in weblablib
         callback = _path({"callback_url": callback_url}, "callback_url", None)
-    if not callback:
-        callback = base + "/callback"
+        given: tuple[str, Any] = ("callback_url", callback_url)
+    else:
+        callback = _path(cfg, "WEBLAB_CALLBACK_URL", None)
+        given = ("WEBLAB_CALLBACK_URL", cfg.get("WEBLAB_CALLBACK_URL"))
+        if callback is None and "WEBLAB_CALLBACK_URL" not in cfg:
+            callback = base + "/callback"
+    if not callback:  # None, "" or "/": the student's link would be the site's root
+        raise InvalidConfigError(
+            f"{given[0]}={given[1]!r} is invalid: Empty URL. Give the student's entry path, "
+            "e.g. '/callback' (or leave WEBLAB_CALLBACK_URL unset for <base_url>/callback)"
+        )
     scheme = _string(cfg, "WEBLAB_SCHEME", None)
     if scheme is not None:
         scheme = scheme.strip().lower() or None
@@ -231,18 +244,18 @@ def load_config(
         dispose_timeout=_number(cfg, "WEBLAB_DISPOSE_TIMEOUT", 60, positive=True),
         devices=_devices(cfg),
     )
-    if config.no_thread:
+    if config.no_thread:  # "is incompatible with": weblablib's phrase
         if cfg.get("WEBLAB_AUTOCLEAN_THREAD") is not None and config.autoclean_thread:
-            raise _fail(
-                "WEBLAB_AUTOCLEAN_THREAD",
-                cfg.get("WEBLAB_AUTOCLEAN_THREAD"),
-                "False (or unset) when WEBLAB_NO_THREAD is True",
+            raise InvalidConfigError(
+                "WEBLAB_NO_THREAD=True is incompatible with WEBLAB_AUTOCLEAN_THREAD="
+                f"{cfg.get('WEBLAB_AUTOCLEAN_THREAD')!r}: set WEBLAB_AUTOCLEAN_THREAD to False "
+                "(or leave it unset) when WEBLAB_NO_THREAD is True"
             )
         if cfg.get("WEBLAB_TASK_THREADS_PROCESS") is not None and config.task_threads_process:
-            raise _fail(
-                "WEBLAB_TASK_THREADS_PROCESS",
-                cfg.get("WEBLAB_TASK_THREADS_PROCESS"),
-                "0 (or unset) when WEBLAB_NO_THREAD is True",
+            raise InvalidConfigError(
+                "WEBLAB_NO_THREAD=True is incompatible with WEBLAB_TASK_THREADS_PROCESS="
+                f"{cfg.get('WEBLAB_TASK_THREADS_PROCESS')!r}: set WEBLAB_TASK_THREADS_PROCESS "
+                "to 0 (or leave it unset) when WEBLAB_NO_THREAD is True"
             )
     unknown = sorted(k for k in cfg if k.startswith("WEBLAB_") and k not in KNOWN_KEYS)
     if unknown:

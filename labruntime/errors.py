@@ -6,13 +6,15 @@
      └── WebLabError                                  root of every labruntime runtime error
           ├── NoContextError (RuntimeError)            a proxy used outside a request/app context
           ├── WebLabNotInitializedError (RuntimeError) WebLab used before init_app
-          ├── InvalidConfigError (ValueError)          a WEBLAB_* key (or SECRET_KEY) is wrong
+          ├── InvalidConfigError (ValueError)          a WEBLAB_* key (or SECRET_KEY) is wrong, or
+          │                                            the setup is (init_app(None), a hook twice)
           ├── AlreadyRunningError (RuntimeError)       a unique task is already running
           ├── NotFoundError (LookupError)              no such session / task
           ├── TimeoutError (builtins.TimeoutError)     a wait passed its deadline
           ├── InvalidStartRequestError (ValueError)    the RLMS sent an unusable start request
           ├── StoreUnavailableError (ConnectionError)  Redis cannot be reached
-          ├── AlreadyInitializedError (RuntimeError)   init_app called twice on one app
+          ├── AlreadyInitializedError (RuntimeError,   init_app called twice on one app
+          │                            ValueError)     (a ValueError, as in weblablib)
           ├── DeviceUnavailableError (RuntimeError)     no live worker holds a task's device
           └── NotEnoughTimeError (RuntimeError)         an operation cannot end in time_left
 
@@ -87,8 +89,9 @@ class StoreUnavailableError(WebLabError, ConnectionError):
     """The Redis server cannot be reached (down, wrong URL, socket missing)."""
 
 
-class AlreadyInitializedError(WebLabError, RuntimeError):
-    """``init_app`` was called twice on the same app."""
+class AlreadyInitializedError(WebLabError, RuntimeError, ValueError):
+    """``init_app`` was called twice on the same app. A ``ValueError`` too: every setup error
+    is one (a lab's ``except ValueError`` written for weblablib catches it)."""
 
 
 class DeviceUnavailableError(WebLabError, RuntimeError):

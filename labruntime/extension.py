@@ -28,6 +28,7 @@ from .config import load_config
 from .errors import (
     AlreadyInitializedError,
     InvalidConfigError,
+    NoContextError,
     StoreUnavailableError,
     WebLabNotInitializedError,
 )
@@ -88,15 +89,22 @@ class WebLab:
     def init_app(self, app: Flask) -> None:
         """Validate the config, build the app's state, register the views, hooks and the
         template helpers."""
+        if not isinstance(app, Flask):  # weblablib's phrase: "app must be a Flask app"
+            raise InvalidConfigError(
+                f"init_app({app!r}): app must be a Flask app, e.g. weblab.init_app(app) with "
+                "app = Flask(__name__)"
+            )
         if STATE_KEY in app.extensions:
             raise AlreadyInitializedError(
-                f"labruntime is already initialized on app {app.name!r}: call init_app once"
+                f"labruntime is already initialized on app {app.name!r}: call init_app once "
+                "(another WebLab extension already installed in this app)"
             )
         config = load_config(app.config, base_url=self._base_url, callback_url=self._callback_url)
         state = LabState(app, config, self._hooks, self._registry)
         app.extensions[STATE_KEY] = state
         self._apps.add(app)
         register_views(app, config.base_url, config.callback_url)
+        _register_commands(app)
         app.before_request(state.start_background)
         app.after_request(_save_request_data)
         app.context_processor(
@@ -181,8 +189,16 @@ class WebLab:
     # -- tasks ------------------------------------------------------------------------------
     def get_task(self, identifier: Any) -> WebLabTask | None:
         """The task of the current session with this id, or the latest one of this function or
-        name. None when there is none (or it belongs to another session)."""
-        return get_state().tasks.get_task(identifier)
+        name. None when there is none (or it belongs to another session).
+
+        Outside any Flask context (a script, a thread) it works when this ``WebLab`` serves one
+        app, as in weblablib: there is no student there, so a task id finds its task whatever
+        its session."""
+        if has_app_context():
+            return get_state().tasks.get_task(identifier)
+        state = self._only_state("weblab.get_task()")
+        with state.app.app_context():
+            return state.tasks.get_task(identifier)
 
     @property
     def tasks(self) -> list[WebLabTask]:
@@ -257,6 +273,17 @@ class WebLab:
             )
 
     # -- settings -----------------------------------------------------------------------------
+    def _only_state(self, what: str) -> LabState:
+        """Outside a Flask context: the state of the one app this WebLab serves."""
+        apps = list(self._apps)
+        if len(apps) != 1:
+            served = "no app yet" if not apps else f"{len(apps)} apps"
+            raise NoContextError(
+                f"{what} was used outside a Flask context and this WebLab serves {served}: "
+                "call it inside `with app.app_context():` (or a request, or a task)"
+            )
+        return get_state(apps[0])
+
     def _served_states(self) -> list[LabState]:
         """The current app's state in an app context, else every app's (init_app order)."""
         if has_app_context():
@@ -356,6 +383,17 @@ class WebLab:
             ".catch(function () { stop({success: false}); }); }"
             f" timer = setInterval(poll, {interval}); " + close_code + "})();</script>"
         )
+
+
+def _register_commands(app: Flask) -> None:
+    """Add the ``weblab`` group and the seed's top-level ``run-tasks``/``clean-expired-users``
+    to ``app.cli`` (the same objects as the ``flask.commands`` entry points: listed once). A
+    command of the lab's own with one of these names is kept."""
+    from .cli.weblab import TOP_LEVEL_COMMANDS, weblab_group
+
+    for command in (weblab_group, *TOP_LEVEL_COMMANDS):
+        if command.name not in app.cli.commands:
+            app.cli.add_command(command)
 
 
 def _save_request_data(response: Any) -> Any:

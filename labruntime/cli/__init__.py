@@ -1,6 +1,7 @@
 """The command line: ``labruntime --app LAB ...`` and ``flask --app LAB weblab ...``.
 
-- :mod:`.main`: the two groups (``labruntime`` and ``weblab``), each command added once;
+- :mod:`.weblab`: the ``weblab`` group (``init_app`` adds it to ``app.cli``); :mod:`.main`:
+  the ``labruntime`` group (the same commands, and ``demo``);
 - :mod:`.app`: the one way a command loads the lab and turns errors into one line;
 - one module per command group: :mod:`.sessions` (``fake``, ``clean-expired-users``),
   :mod:`.tasks` (``run-tasks``, ``loop``), :mod:`.devices` (``device check|program|status``,

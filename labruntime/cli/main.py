@@ -1,8 +1,9 @@
 """The two command groups: ``labruntime --app X ...`` and ``flask --app X weblab ...``.
 
-Both hold the same commands, each defined once in its group's module (see
-:mod:`labruntime.cli`) and added here. Errors end as one line on stderr and a non-zero exit,
-never a traceback (:mod:`.app`).
+Both hold the same lab commands, each defined once in its group's module (see
+:mod:`labruntime.cli`); the ``weblab`` group is defined in :mod:`.weblab` (``init_app`` adds it
+to ``app.cli``), ``labruntime`` adds ``demo``. Errors end as one line on stderr and a non-zero
+exit, never a traceback (:mod:`.app`).
 """
 
 from __future__ import annotations
@@ -13,23 +14,11 @@ import click
 from flask.cli import ScriptInfo
 
 from .demo import demo
-from .devices import device_group, sim_group
-from .redis_server import redis_group
-from .sessions import clean_expired_users, fake
-from .tasks import loop_command, run_tasks_command
+from .weblab import LAB_COMMANDS, weblab_group
 
 __all__ = ["COMMANDS", "main", "weblab_group"]
 
-COMMANDS: tuple[click.Command, ...] = (
-    fake,
-    clean_expired_users,
-    redis_group,
-    demo,
-    run_tasks_command,
-    loop_command,
-    device_group,
-    sim_group,
-)
+COMMANDS: tuple[click.Command, ...] = (*LAB_COMMANDS, demo)
 
 
 @click.group("labruntime")
@@ -40,14 +29,8 @@ def main(ctx: click.Context, app_path: str | None) -> None:
     ctx.obj = ScriptInfo(app_import_path=app_path)
 
 
-@click.group("weblab")
-def weblab_group() -> None:
-    """labruntime: sessions, tasks and devices of this lab."""
-
-
 for _command in COMMANDS:
     main.add_command(_command)
-    weblab_group.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

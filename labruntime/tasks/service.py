@@ -88,13 +88,19 @@ class TaskService:
         return WebLabTask(self.store, record)
 
     # -- queries ----------------------------------------------------------------------------
+    def server_side(self) -> bool:
+        """True in the lab's own code outside any student's context (a script, a thread of
+        its own): no request, no running task, no bound user."""
+        return running_task() is None and bound_user() is None and not has_request_context()
+
     def get_task(self, identifier: Any) -> WebLabTask | None:
         """The task of the current session with this id, or the latest one of this function or
-        name. None when there is none (or it belongs to another session)."""
+        name. None when there is none (or it belongs to another session). Server side (see
+        :meth:`server_side`) a task id finds its task whatever its session."""
         session_id = self.session_id()
         if isinstance(identifier, str):
             record = self.store.get(identifier)
-            if record is not None and record.session_id == session_id:
+            if record is not None and (record.session_id == session_id or self.server_side()):
                 return self.handle(record)
         try:
             name = task_name(identifier)

@@ -17,11 +17,11 @@ QUIET = {"WEBLAB_AUTOCLEAN_THREAD": False, "WEBLAB_TASK_THREADS_PROCESS": 0}
 @pytest.mark.parametrize(
     "key,value,expected",
     [
-        ("WEBLAB_USERNAME", None, "missing"),
+        ("WEBLAB_USERNAME", None, "Missing"),
         ("WEBLAB_USERNAME", "", "non-empty"),
-        ("WEBLAB_PASSWORD", None, "missing"),
+        ("WEBLAB_PASSWORD", None, "Missing"),
         ("WEBLAB_PASSWORD", 1234, "non-empty string"),
-        ("SECRET_KEY", None, "SECRET_KEY"),
+        ("SECRET_KEY", 1234, "SECRET_KEY"),  # missing: refused at the first student
         ("WEBLAB_TIMEOUT", "soon", "number of seconds"),
         ("WEBLAB_TIMEOUT", True, "number of seconds"),
         ("WEBLAB_POLL_INTERVAL", -1, "seconds >= 0"),
@@ -35,6 +35,8 @@ QUIET = {"WEBLAB_AUTOCLEAN_THREAD": False, "WEBLAB_TASK_THREADS_PROCESS": 0}
         ("WEBLAB_SCHEME", "ftp", "'http' or 'https'"),
         ("WEBLAB_BASE_URL", "lab1", "starting with '/'"),
         ("WEBLAB_CALLBACK_URL", "callback", "starting with '/'"),
+        ("WEBLAB_CALLBACK_URL", "", "Empty URL"),
+        ("WEBLAB_CALLBACK_URL", None, "Empty URL"),
         ("WEBLAB_REDIS_URL", "localhost:6379", "redis://"),
         ("WEBLAB_REDIS_BASE", "my lab", "without spaces"),
         ("WEBLAB_DEVICES", ["arduino"], "dict of device name"),
