@@ -4,7 +4,9 @@
 page shows (time left, the programming task and its progress, the LED; ``?task=ID`` follows that
 task of the session, by default the last one programmed), ``POST /program`` (an
 upload or a bundled example), ``POST /cancel``, ``POST /led`` and ``POST /leave`` (logout).
-Every refusal is JSON ``{"error": message}`` with a 4xx status, never a 500 page.
+Every refusal is JSON ``{"error": message}`` with a 4xx status, never a 500 page. The POST
+routes are behind ``@requires_active``/``@requires_login``, which refuse them when another
+site's page sends them. The RLMS's ``back`` link is shown only when it is an http(s) URL.
 """
 
 from __future__ import annotations
@@ -30,6 +32,17 @@ __all__ = ["register_views"]
 
 log = logging.getLogger(__name__)
 LED_JOIN = 3.0  # seconds a /led request waits for its small task
+
+
+def _back_link() -> str | None:
+    """The student's ``back`` link when it is an absolute http(s) URL (labruntime refuses a
+    start with any other; checked again before it becomes a link or a redirect)."""
+    back = weblab_user.back
+    if not back or not back.lower().startswith(("http://", "https://")):
+        return None
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in back):
+        return None
+    return back
 
 
 def _refuse(message: str, status: int = 400) -> Any:
@@ -67,14 +80,19 @@ def register_views(app: Flask, weblab: WebLab, tasks: DemoTasks) -> None:
             _read_led(tasks)
         examples = [(name, label) for name, (label, _) in EXAMPLES.items()]
         return render_template(
-            "demo.html", examples=examples, led_out=LED_OUT, led_in=LED_IN, led=_led_state()
+            "demo.html",
+            examples=examples,
+            led_out=LED_OUT,
+            led_in=LED_IN,
+            led=_led_state(),
+            back=_back_link(),
         )
 
     @app.route("/state")
     @requires_login
     def state() -> Any:
         if not weblab_user.active:
-            return jsonify(active=False, back=weblab_user.back, next=url_for("index"))
+            return jsonify(active=False, back=_back_link(), next=url_for("index"))
         return jsonify(
             active=True,
             time_left=max(0.0, float(weblab_user.time_left)),
@@ -133,7 +151,7 @@ def register_views(app: Flask, weblab: WebLab, tasks: DemoTasks) -> None:
     @app.route("/leave", methods=["POST"])
     @requires_login
     def leave() -> Any:
-        back = weblab_user.back
+        back = _back_link()
         logout()
         return jsonify(back=back, next=url_for("index"))
 
