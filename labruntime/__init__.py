@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         socket_requires_login,
     )
     from .sessions.manager import create_token
+    from .sessions.monitor_view import serial_monitor
     from .sessions.users import AnonymousUser, CurrentUser, ExpiredUser, WebLabUser
     from .tasks.handle import TaskArgumentError, WebLabTask
 
@@ -67,6 +68,7 @@ __all__ = [
     "poll",
     "logout",
     "create_token",
+    "serial_monitor",
     "current_task",
     "current_task_stopping",
     "current_devices",
@@ -107,6 +109,7 @@ _WHERE: dict[str, str] = {
     "poll": "sessions.access",
     "logout": "sessions.access",
     "create_token": "sessions.manager",
+    "serial_monitor": "sessions.monitor_view",
     "current_task": "globals",
     "current_task_stopping": "globals",
     "current_devices": "devices.current",

@@ -39,6 +39,7 @@ from .sessions.manager import DisposeOutcome, SessionManager
 from .sessions.users import CurrentUser, ExpiredUser, make_user
 from .store.connection import Connection
 from .store.devices import DeviceStore
+from .store.monitor import MonitorStore
 from .store.records import SessionRecord
 from .store.sessions import SessionStore
 from .store.tasks import TaskStore
@@ -76,7 +77,9 @@ class LabState:
         self.registry = registry
         self.connection = Connection(config.redis_url, config.redis_base, app.instance_path)
         self.sessions = SessionManager(SessionStore(self.connection), config)
-        self.devices = DeviceService(app, config, DeviceStore(self.connection))
+        self.devices = DeviceService(
+            app, config, DeviceStore(self.connection), MonitorStore(self.connection)
+        )
         self.tasks = TaskService(
             app,
             config,

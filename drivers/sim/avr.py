@@ -37,7 +37,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,7 @@ class SimAvrBoard(Stk500Programmer):
         self._console = bytearray()
         self._console_cond = threading.Condition()
         self._pins: dict[str, TwinPin] = {}
+        self._listeners: list[Callable[[bytes], None]] = []
         twin.add_output_listener(self._on_output)
         super().__init__(url, port=twin.tty_path, part=get_part(twin.mcu), reset="dtr", **kwargs)
         self._close_port()  # the port is opened for each operation: others may program too
@@ -216,9 +217,23 @@ class SimAvrBoard(Stk500Programmer):
         self._wake_console()
 
     # -- Console ----------------------------------------------------------------------------
+    def add_output_listener(self, listener: Callable[[bytes], None]) -> None:
+        """Also call ``listener(data)`` with what the program prints (the serial monitor);
+        it runs in the simulator's reader thread, so it must be quick. Reads are unaffected."""
+        self._listeners.append(listener)
+
+    def remove_output_listener(self, listener: Callable[[bytes], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def _on_output(self, data: bytes) -> None:
         if self.twin.host_open:
             return  # a programmer (ours or avrdude) holds the port: the bytes are its replies
+        for listener in list(self._listeners):
+            try:
+                listener(data)
+            except Exception:  # noqa: BLE001 - a listener never breaks the console
+                log.exception("%s: an output listener failed", self.label)
         with self._console_cond:
             self._console += data
             if len(self._console) > 1 << 20:

@@ -36,7 +36,9 @@ from labruntime.drivers import (
 )
 from labruntime.errors import DeviceUnavailableError
 from labruntime.store.devices import DeviceStore
+from labruntime.store.monitor import MonitorStore
 
+from .monitor import ConsoleMonitor
 from .routing import pools_for
 
 log = logging.getLogger(__name__)
@@ -139,7 +141,13 @@ def _dead_here(holder: dict[str, Any]) -> bool:
 class DeviceHolder:
     """The devices one process holds. ``open()``, ``start()`` (threads), ``close()``."""
 
-    def __init__(self, device_store: DeviceStore, bindings: dict[str, str], worker_id: str):
+    def __init__(
+        self,
+        device_store: DeviceStore,
+        bindings: dict[str, str],
+        worker_id: str,
+        monitor_store: MonitorStore | None = None,
+    ):
         self.store = device_store
         self.bindings = dict(bindings)
         self.worker_id = worker_id
@@ -150,6 +158,7 @@ class DeviceHolder:
         self.lost: set[str] = set()  # devices whose Redis lease another holder took
         self.admission_closed = False  # close_admission() was called: no new tasks
         self.users: dict[str, str | None] = {}  # device -> session of the task using it now
+        self.monitor = ConsoleMonitor(monitor_store)  # what consoles print, to their student
         self._closed = threading.Event()
         # called with the names of devices another holder took (a worker then stops)
         self.on_lost: Callable[[list[str]], Any] | None = None
@@ -208,6 +217,7 @@ class DeviceHolder:
         self.devices[name] = device
         self.tokens[name] = int(lease["token"])
         self.locks[name] = threading.Lock()
+        self.monitor.attach(name, device, self.locks[name])
         if device.last_safe is not None:
             report = device.last_safe.to_dict()
             report["worker"], report["token"] = self.worker_id, self.tokens[name]
@@ -322,6 +332,7 @@ class DeviceHolder:
         uses it now (that operation goes on; the device goes safe when that session ends)."""
         user = self.users.get(name, session_id)
         if user != session_id:
+            self.monitor.end_session(name, session_id, "the session ended")
             log.info(
                 "device %s: not driven safe at the end of session %s, a task of session %s "
                 "uses it now",
@@ -335,7 +346,10 @@ class DeviceHolder:
                 "detail": "in use by another session's task: driven safe when that one ends",
                 "worker": self.worker_id,
             }
-        return self.safe(name)
+        try:
+            return self.safe(name)
+        finally:
+            self.monitor.end_session(name, session_id, "the session ended")
 
     @contextlib.contextmanager
     def using(self, names: list[str], session_id: str | None = None) -> Iterator[dict[str, Device]]:
@@ -348,6 +362,8 @@ class DeviceHolder:
                 "belongs to another worker now"
             )
         taken: list[threading.Lock] = []
+        for name in names:
+            self.monitor.claim(name, session_id)  # its output goes to this session now
         try:
             for name in sorted(names):
                 self.locks[name].acquire()
@@ -360,6 +376,8 @@ class DeviceHolder:
                 self.users.pop(name, None)
             for lock in reversed(taken):
                 lock.release()
+            for name in names:
+                self.monitor.unclaim(name)
 
     def _tracker(self, name: str) -> ObservedTracker:
         ops = self.devices[name].ops
@@ -392,6 +410,7 @@ class DeviceHolder:
         self._closed.set()
         for thread in self._threads:
             thread.join(CONTROL_BLOCK + 2)
+        self.monitor.close()
         for name, device in list(self.devices.items()):
             try:
                 if safe:

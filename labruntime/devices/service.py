@@ -19,6 +19,7 @@ from flask import Flask
 
 from labruntime.config import WebLabConfig
 from labruntime.store.devices import DeviceStore
+from labruntime.store.monitor import MonitorStore
 
 from .admission import admit
 from .dispose import drive_session_devices_safe, revoke_devices
@@ -33,10 +34,18 @@ __all__ = ["DeviceService"]
 class DeviceService:
     """The devices of one lab in this process (``state.devices``)."""
 
-    def __init__(self, app: Flask, config: WebLabConfig, store: DeviceStore) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        config: WebLabConfig,
+        store: DeviceStore,
+        monitor_store: MonitorStore | None = None,
+    ) -> None:
         self.app = app
         self.config = config
         self.store = store
+        #: the serial monitor's streams (what held consoles print, per session)
+        self.monitor_store = monitor_store
         self._holder: DeviceHolder | None = None
 
     @property
@@ -49,7 +58,7 @@ class DeviceService:
     # -- holding ---------------------------------------------------------------------------
     def hold(self, bindings: dict[str, str], worker_id: str) -> DeviceHolder:
         """Open and hold ``bindings`` (strict: a busy device raises DeviceBusyError)."""
-        holder = DeviceHolder(self.store, bindings, worker_id).open(strict=True)
+        holder = DeviceHolder(self.store, bindings, worker_id, self.monitor_store).open(strict=True)
         self._holder = holder.start()
         return holder
 
@@ -65,7 +74,7 @@ class DeviceService:
             log.info("device %s is held by worker %s: tasks using it run there", name, held[name])
         if not free:
             return None
-        holder = DeviceHolder(self.store, free, worker_id).open(strict=False)
+        holder = DeviceHolder(self.store, free, worker_id, self.monitor_store).open(strict=False)
         if not holder.devices:
             return None
         self._holder = holder.start()

@@ -1,0 +1,184 @@
+"""The serial monitor: what the twin's program prints reaches its student's page, only theirs,
+and stops at dispose. The board is held by a real worker process (``labruntime loop --device
+board``); the web side reads the lines from Redis through the SSE route.
+
+Skips (saying what to install) where the AVR twin cannot run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labruntime import WebLabError, serial_monitor
+from labruntime.drivers.sim.avr import twin_available
+
+ROOT = Path(__file__).resolve().parents[2]
+HELLO = ROOT / "tests" / "firmware" / "hello_uart.hex"  # "hello from the twin N" every 50 ms
+BLINK = ROOT / "tests" / "firmware" / "blink.hex"  # prints nothing
+TWIN = "sim:avr?mcu=atmega328p"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _twin_here() -> None:
+    ok, why = twin_available()
+    if not ok:
+        pytest.skip(f"the AVR twin cannot run here: {why}")
+
+
+class Events:
+    """An SSE response read event by event (the Flask test client streams it lazily)."""
+
+    def __init__(self, reply: Any) -> None:
+        self.reply = reply
+        self.chunks = reply.response  # the generator: each item is one event or comment
+        self.seen: list[dict[str, str]] = []
+
+    def next(self) -> dict[str, str] | None:
+        """The next event or comment (None when the response ended)."""
+        for chunk in self.chunks:
+            text = chunk.decode() if isinstance(chunk, bytes) else chunk
+            event: dict[str, str] = {}
+            for line in text.strip("\n").split("\n"):
+                field, _, value = line.partition(": ")
+                event[field] = value
+            self.seen.append(event)
+            return event
+        return None
+
+    def text_until(self, wanted: str, limit: int = 200) -> str:
+        """The monitor's text, event after event, until it holds ``wanted``."""
+        text = ""
+        for _ in range(limit):
+            event = self.next()
+            assert event is not None, f"the stream ended before {wanted!r}: {text!r}"
+            if "data" in event and event.get("event") is None:
+                text += json.loads(event["data"])
+            if wanted in text:
+                return text
+        raise AssertionError(f"{wanted!r} never came: {text!r}")
+
+    def until_end(self, limit: int = 500) -> tuple[dict[str, str], str]:
+        """Read to the ``end`` event: (it, the text before it)."""
+        text = ""
+        for _ in range(limit):
+            event = self.next()
+            assert event is not None, f"the stream ended with no end event: {self.seen[-3:]}"
+            if event.get("event") == "end":
+                return event, text
+            if "data" in event:
+                text += json.loads(event["data"])
+        raise AssertionError(f"no end event: {self.seen[-3:]}")
+
+    def close(self) -> None:
+        self.reply.close()
+
+
+def _student(lab: Any, name: str) -> tuple[str, Any]:
+    started = lab.rlms.start(username=name, assigned_time=300)
+    client = lab.app.test_client()
+    assert client.get(started.url).status_code == 302
+    return started.session_id, client
+
+
+@pytest.fixture
+def monitored(devlab_factory: Any, worker_factory: Any) -> Any:
+    lab = devlab_factory(threads=0, start=False, devices={"board": TWIN})
+    serial_monitor(lab.app)
+    worker = worker_factory("loop", "--device", "board", devices={"board": TWIN})
+    worker.wait_for("holding device(s) board", timeout=60)
+    return lab, worker
+
+
+def test_the_holders_student_sees_the_lines_live_and_the_stream_ends_at_dispose(monitored):
+    lab, worker = monitored
+    sid, client = _student(lab, "ada")
+    other_sid, other = _student(lab, "bob")
+    task = lab.delay(sid, "program_device", HELLO.read_text()).join(timeout=60)
+    assert task.done and task.result["verified"], task.error
+
+    mine = Events(client.get("/weblab/monitor/board"))
+    theirs = Events(other.get("/weblab/monitor/board"))
+    assert mine.reply.status_code == 200 and mine.reply.mimetype == "text/event-stream"
+    assert mine.next() == {"retry": "2000"}
+    text = mine.text_until("hello from the twin 3")
+    assert "hello from the twin 2\r\nhello from the twin 3" in text, text
+    assert all("id" in e for e in mine.seen if "data" in e)
+
+    # bob has no task on the board: nothing of ada's output reaches him (only keepalive/retry)
+    assert theirs.next() == {"retry": "2000"}
+    lab.rlms.dispose(other_sid)
+    end, leaked = theirs.until_end()
+    assert leaked == "" and json.loads(end["data"]) == "the session is over"
+
+    # ada's dispose: the worker ends her monitor; her stream says so and stops
+    lab.rlms.dispose(sid)
+    end, _ = mine.until_end()
+    assert json.loads(end["data"]) == "the session ended"
+    assert mine.next() is None
+    mine.close()
+    theirs.close()
+    # after the dispose the page's EventSource gets 204 (stop retrying), not a stream
+    assert client.get("/weblab/monitor/board").status_code in (204, 403)
+    assert worker.proc.poll() is None
+
+
+def test_the_next_student_never_sees_the_previous_ones_lines(monitored):
+    lab, _ = monitored
+    first, client = _student(lab, "ada")
+    assert lab.delay(first, "program_device", HELLO.read_text()).join(timeout=60).done
+    Events(client.get("/weblab/monitor/board")).text_until("hello from the twin 2")
+    lab.rlms.dispose(first)
+
+    second, client2 = _student(lab, "bob")
+    # bob's own program prints nothing: the lines ada's program printed are not his
+    assert lab.delay(second, "program_device", BLINK.read_text()).join(timeout=60).done
+    stream = Events(client2.get("/weblab/monitor/board"))
+    assert stream.next() == {"retry": "2000"}
+    lab.rlms.dispose(second)
+    _, seen = stream.until_end()
+    assert seen == "", seen
+
+
+def test_reconnecting_with_the_last_event_id_loses_nothing(monitored):
+    lab, _ = monitored
+    sid, client = _student(lab, "ada")
+    assert lab.delay(sid, "program_device", HELLO.read_text()).join(timeout=60).done
+    first = Events(client.get("/weblab/monitor/board"))
+    first.text_until("hello from the twin 1")
+    last = [e["id"] for e in first.seen if "id" in e][-1]
+    first.close()
+    again = Events(client.get("/weblab/monitor/board", headers={"Last-Event-ID": last}))
+    before = "".join(json.loads(e["data"]) for e in first.seen if "id" in e)
+    after = again.text_until("hello from the twin 5")
+    again.close()
+    numbers = [int(n) for n in re.findall(r"hello from the twin (\d+)\r\n", before + after)]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+    lab.rlms.dispose(sid)
+
+
+def test_bad_requests_get_clear_answers(devlab_factory, monitored):
+    lab, _ = monitored
+    anonymous = lab.app.test_client()
+    refused = anonymous.get("/weblab/monitor/board")
+    assert refused.status_code == 403 and "no laboratory session" in refused.get_data(True)
+    sid, client = _student(lab, "ada")
+    unknown = client.get("/weblab/monitor/nope")
+    assert unknown.status_code == 404
+    assert "no device 'nope'" in unknown.get_data(True) and "board" in unknown.get_data(True)
+    garbage = Events(client.get("/weblab/monitor/board", headers={"Last-Event-ID": "0;DROP"}))
+    assert garbage.reply.status_code == 200 and garbage.next() == {"retry": "2000"}
+    garbage.close()
+    assert client.get("/weblab/monitor.js").mimetype == "text/javascript"
+    with pytest.raises(WebLabError, match="already called"):
+        serial_monitor(lab.app)
+    other = devlab_factory(threads=0, start=False, devices={"board": TWIN})
+    with pytest.raises(WebLabError, match=r"\['nope'\] not in WEBLAB_DEVICES"):
+        serial_monitor(other.app, devices=["nope"])
+    lab.rlms.dispose(sid)
