@@ -22,9 +22,36 @@ from labruntime.drivers import DriverError
 from labruntime.errors import WebLabError
 from labruntime.state import LabState, get_state
 
-__all__ = ["app_command", "lab_state", "load_app", "worker_command"]
+__all__ = [
+    "NO_LAB_EXIT",
+    "NoLabError",
+    "app_command",
+    "how_to_name_the_lab",
+    "lab_state",
+    "load_app",
+    "worker_command",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+NO_LAB_EXIT = 2  # every command that needs a lab exits 2 when none is given (a usage error)
+
+
+class NoLabError(click.ClickException):
+    """No lab given, or the one given cannot be found: one line saying how to name it."""
+
+    exit_code = NO_LAB_EXIT
+
+
+def how_to_name_the_lab(command_path: str) -> str:
+    """The sentence every command that needs a lab prints when it has none."""
+    words = command_path.split()
+    sub = " ".join(words[2:] if words[:2] == ["flask", "weblab"] else words[1:])
+    return (
+        f"name the lab: `labruntime --app MODULE:APP {sub}` (e.g. --app mylab:app or --app "
+        f"mylab.py), `flask --app MODULE:APP weblab {sub}`, or export FLASK_APP=MODULE:APP"
+    )
 
 
 def load_app() -> Flask:
@@ -34,8 +61,13 @@ def load_app() -> Flask:
     try:
         return info.load_app()
     except NoAppException as error:
-        raise click.ClickException(
-            f"{error.format_message()} (give the lab with --app module:app or FLASK_APP)"
+        if not info.app_import_path:
+            raise NoLabError(
+                "this command needs a lab and none was given (no --app, no FLASK_APP, no "
+                f"wsgi.py or app.py here); {how_to_name_the_lab(ctx.command_path)}"
+            ) from None
+        raise NoLabError(
+            f"{error.format_message().rstrip('.')}; {how_to_name_the_lab(ctx.command_path)}"
         ) from None
     except WebLabError as error:
         raise click.ClickException(f"the lab cannot start: {error}") from None

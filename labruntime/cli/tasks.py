@@ -62,6 +62,8 @@ def _run(
     def started(group: WorkerGroup) -> None:
         if bindings:  # said once they are held: scripts and tests wait for this line
             click.echo(f"{kind}: holding device(s) {', '.join(sorted(bindings))}")
+            for name in sorted(bindings):  # the full URL: the port and options really used
+                click.echo(f"{kind}:   {name} = {bindings[name]}")
         if on_started is not None:
             on_started(group)
 
@@ -92,7 +94,16 @@ _DEVICE = click.option(
     "devices",
     multiple=True,
     metavar="[NAME=]URL|NAME",
-    help="Hold this device and run the tasks that need it (repeat it).",
+    help=(
+        "Hold this device and run the tasks that need it (repeat it). NAME: its URL from "
+        "WEBLAB_DEVICES; NAME=URL or URL (the lab's only device): a URL of the same kind, "
+        "or serial:PORT to move a serial-attached device to PORT keeping its options."
+    ),
+)
+
+_THREADS = (
+    "Runner threads on the --pool queues (at least one per pool); each device queue of "
+    "--device gets one more. The log says the total."
 )
 
 _POOL = click.option(
@@ -106,9 +117,7 @@ _POOL = click.option(
 
 
 @click.command("run-tasks")
-@click.option(
-    "--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Tasks in parallel."
-)
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help=_THREADS)
 @click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
 @_POOL
 @_DEVICE
@@ -120,7 +129,16 @@ def run_tasks_command(
     pools: tuple[str, ...],
     devices: tuple[str, ...],
 ) -> None:
-    """Run the tasks queued now, then exit (for cron, or WEBLAB_NO_THREAD setups)."""
+    """Run the tasks queued now, then exit: cron-style draining.
+
+    \b
+    For a cron job or a one-off batch (a lab with WEBLAB_NO_THREAD). With --device it holds
+    the devices only while it drains: when the queue is empty it stops admitting tasks for
+    them (.delay() is refused from then on, naming the worker to start), runs what was
+    admitted meanwhile, drives the devices safe and releases them. A device task is admitted
+    only while a worker holds its device, so this finishes what a stopped worker left queued;
+    it does not serve students: `loop --device` (a systemd service) does.
+    """
     outcome = _run(
         state,
         kind="run-tasks",
@@ -135,9 +153,7 @@ def run_tasks_command(
 
 
 @click.command("loop")
-@click.option(
-    "--threads", default=5, show_default=True, type=click.IntRange(min=1), help="Tasks in parallel."
-)
+@click.option("--threads", default=5, show_default=True, type=click.IntRange(min=1), help=_THREADS)
 @click.option(
     "--reload/--no-reload",
     default=False,
@@ -155,7 +171,14 @@ def loop_command(
     pools: tuple[str, ...],
     devices: tuple[str, ...],
 ) -> None:
-    """Run tasks and clean expired users until SIGTERM."""
+    """Run tasks and clean expired users until SIGTERM: the long-running worker.
+
+    \b
+    What a lab with devices runs (a systemd service, restarted if it dies): with --device
+    it holds those devices for as long as it runs, so students' device tasks are admitted
+    at any time. SIGTERM: no new tasks, running ones asked to stop, devices driven safe and
+    released, exit 0. For a one-off drain of the queue, use `run-tasks`.
+    """
     if reload:
         # a reloader would kill running tasks (and their devices) mid-operation on each edit
         click.echo(
@@ -163,7 +186,13 @@ def loop_command(
         )
 
     def started(group: WorkerGroup) -> None:
-        click.echo(f"loop: worker {group.worker_id}, {threads} thread(s); SIGTERM to stop")
+        click.echo(
+            f"loop: worker {group.worker_id}, {group.threads} runner thread(s) ({threads} "
+            f"asked, {group.threads - threads} more for the device and pool queues); SIGTERM "
+            "to stop"
+            if group.threads != threads
+            else f"loop: worker {group.worker_id}, {threads} runner thread(s); SIGTERM to stop"
+        )
 
     outcome = _run(
         state,
