@@ -27,11 +27,19 @@ class Part:
     eeprom_size: int
     #: avrdude's -p name, for messages and the external-tool driver.
     avrdude_name: str
+    #: size of the No-Read-While-Write section at the top of flash (the bootloader runs there;
+    #: a page below it can be erased while the bootloader goes on receiving)
+    nrww_size: int = 4096
 
     @property
     def app_size(self) -> int:
         """Bytes of flash a bootloader can program (everything below the boot section)."""
         return self.flash_size - self.bootloader_size
+
+    @property
+    def nrww_start(self) -> int:
+        """First address of the No-Read-While-Write section."""
+        return self.flash_size - self.nrww_size
 
     @property
     def pages(self) -> int:
@@ -54,9 +62,9 @@ PARTS: dict[str, Part] = {
     for part in (
         Part("atmega328p", bytes.fromhex("1e950f"), 32768, 128, 512, 1024, "m328p"),
         Part("atmega328", bytes.fromhex("1e9514"), 32768, 128, 512, 1024, "m328"),
-        Part("atmega168", bytes.fromhex("1e9406"), 16384, 128, 512, 512, "m168"),
-        Part("atmega168p", bytes.fromhex("1e940b"), 16384, 128, 512, 512, "m168p"),
-        Part("atmega2560", bytes.fromhex("1e9801"), 262144, 256, 8192, 4096, "m2560"),
+        Part("atmega168", bytes.fromhex("1e9406"), 16384, 128, 512, 512, "m168", 2048),
+        Part("atmega168p", bytes.fromhex("1e940b"), 16384, 128, 512, 512, "m168p", 2048),
+        Part("atmega2560", bytes.fromhex("1e9801"), 262144, 256, 8192, 4096, "m2560", 8192),
     )
 }
 

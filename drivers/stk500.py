@@ -9,19 +9,48 @@ URL grammar::
 * ``baudrate``: the bootloader's rate (115200 for Optiboot on an Uno, 57600 on old Nanos).
 * ``part``: the AVR on the board (``atmega328p``, ``atmega168``, ``atmega2560``...; avrdude's
   ``m328p`` works too); its signature is checked before anything is written.
-* ``reset``: ``dtr`` (default: pulse DTR/RTS, the Arduino auto-reset; ignored where the port
-  has no modem lines), ``none``, or a device URL such as ``gpio:4`` (write ``gpio:4%3F
-  active_high%3Dfalse`` for a pin wired straight to the active-low RESET): the line is turned
-  on for ``reset_pulse`` seconds, then off. The GPIO device is opened (and leased) with this one.
+* ``reset``: ``dtr`` (default: pulse DTR/RTS, the Arduino auto-reset), ``none``, or a device
+  URL such as ``gpio:4`` (write ``gpio:4%3Factive_high%3Dfalse`` for a pin wired straight to
+  the active-low RESET): the line is turned on for ``reset_pulse`` seconds, then off. The GPIO
+  device is opened (and leased) with this one. Where the port has no modem lines (a pty, a
+  ``socket://`` bridge), ``dtr`` cannot reset the board: a warning says "this port has no DTR:
+  the board was not reset", and the driver, as with ``none``, closes the port for
+  ``reset_pulse`` seconds and opens it again instead, which resets a board that resets when
+  its port opens (an Uno on USB, the simulator, many bridges) and nothing else.
 * ``sync_timeout``: seconds to get the bootloader's attention (default 3); ``retries``: cap on
   the number of sync attempts within that time.
 
-``program(image)`` resets the board and syncs (resetting again every 3 failed attempts),
-checks the signature, enters programming mode, writes page by page (each page a critical
-section, each boundary a safe point), reads every page back and compares, and leaves
-programming mode. ``safe()`` leaves programming mode if an
-operation left the board in it and releases reset; it closes nothing. A port that vanishes
-mid-operation gives DeviceIOError; the next operation reopens it.
+Getting in sync (the timing, and why). After a reset Optiboot 4.4 reads nothing for 65 ms (the
+Uno's start-up time: its UART is off, bytes are lost), then flashes the LED for ~375 ms
+(6 × 62.5 ms) without reading: bytes that arrive then wait in the UART, which holds three.
+Then it answers, and it starts the sketch after 1 s without a byte, or at once after a command
+that is not framed as it expects. Bytes queued beyond three overrun, and a leftover half of a
+GET_SYNC then reads as a badly framed command: the bootloader is gone. So the driver keeps
+exactly one GET_SYNC outstanding:
+
+* it sends the first one 0.1 s after the reset edge (``startup_wait``: past the 65 ms), and
+  waits up to 0.6 s for its answer (``first_sync_wait``: the answer comes when the flashes
+  end, ~0.44 s after the edge; 0.6 s leaves margin and stays inside the 1 s window);
+* if none came (the first was lost: the start-up was longer, or the reset came late), it sends
+  one more and waits 0.3 s (``sync_wait``: a listening bootloader answers within a few byte
+  times); with no answer to that either, it resets the board again (``syncs_per_reset`` = 2);
+* the first INSYNC OK may be stale (a late answer, or the last reply of a holder killed
+  mid-operation): it drains the line until it is quiet and syncs once more; only that second
+  answer proves the two sides are in step.
+
+Writing. ``program(image)`` syncs, checks the signature, enters programming mode and writes
+page by page, each page a critical section and each boundary a safe point; nothing is sent
+after a PROG_PAGE before its reply (the chip reads nothing while it writes the page). When the
+image holds the reset vector (page 0) and more, page 0 is erased first and written last: a
+write that stops half-way (cancelled, deadline, unplugged) leaves a board whose reset vector is
+erased, so no half-written program ever starts. If the write fails otherwise (verify) page 0
+is erased before leaving programming mode. The error then says "the board holds no valid
+program", and ``safe()`` reports ``program: none``. Every page is then read back and compared,
+and programming mode is left (Optiboot then starts the program).
+
+``safe()`` leaves programming mode if an operation left the board in it and releases reset; it
+closes nothing. A port that vanishes mid-operation gives DeviceIOError; the next operation
+reopens it.
 """
 
 from __future__ import annotations
@@ -51,7 +80,14 @@ from .operations import Operation
 from .parts import Part, get_part
 from .programming import ImageProgrammer
 from .serial_ports import open_serial
-from .stk500_protocol import PAGE_OVERHEAD, ProtocolError, ProtocolTimeout, Stk500Link
+from .stk500_protocol import (
+    PAGE_OVERHEAD,
+    STK_INSYNC,
+    STK_OK,
+    ProtocolError,
+    ProtocolTimeout,
+    Stk500Link,
+)
 from .urls import DeviceURL, opt_float, opt_int, opt_str, parse_device_url, reject_unknown
 
 __all__ = ["GRAMMAR", "Stk500Programmer", "open_url", "validate"]
@@ -63,19 +99,35 @@ GRAMMAR = (
     "&reset_pulse=0.1&sync_timeout=3&retries=N"
 )
 _OPTIONS = ("baudrate", "part", "reset", "reset_pulse", "sync_timeout", "retries")
-_SYNC_ATTEMPT = 0.2  # seconds to wait for one GET_SYNC reply
 _SAFE_LEAVE_TIMEOUT = 0.5  # seconds safe() waits for the reply to LEAVE_PROGMODE
-_RESET_EVERY = 3  # sync attempts between two resets of the board
-#: bytes moved outside the pages: sync 4, signature 7, enter 4, leave 4
-_FIXED_BYTES = 19
+#: bytes moved outside the pages: two syncs 8, signature 7, enter 4, leave 4
+_FIXED_BYTES = 23
+#: from a reset edge to the bootloader's first answer: Optiboot 4.4's 65 ms start-up and its
+#: LED flashes (6 x 62.5 ms), plus the drain that proves the answer is fresh
+_BOOT_SECONDS = 0.065 + 0.375 + 0.03
+#: a page erase or write on the chip (tWD_FLASH, ATmega328P datasheet)
+_PAGE_OPERATION = 0.0045
+_INSYNC_OK = bytes((STK_INSYNC, STK_OK))
+
+#: what safe() and errors report about the program on the board
+PROGRAM_UNKNOWN = "unknown"  # this driver has not written the board
+PROGRAM_NONE = "none"  # a write stopped half-way: the reset vector is erased, nothing runs
+PROGRAM_PARTIAL = "partial"  # a write stopped half-way and page 0 could not be erased
+PROGRAM_COMPLETE = "complete"  # the last program() wrote (and verified, if asked) the image
 
 
 class Stk500Programmer(ImageProgrammer):
     """The Programmer capability over STK500v1 (see the module docstring)."""
 
     scheme = "stk500"
-    #: extra seconds a real chip needs per page (erase + write); the simulator sets 0
-    page_write_seconds = 0.009
+    #: seconds from the reset edge to the first GET_SYNC (Optiboot's 65 ms start-up is deaf)
+    startup_wait = 0.1
+    #: seconds to wait for the answer to the first GET_SYNC after a reset (LED flashes first)
+    first_sync_wait = 0.6
+    #: seconds to wait for the answer to a later GET_SYNC (the bootloader should be listening)
+    sync_wait = 0.3
+    #: GET_SYNCs sent, one at a time, before the board is reset again
+    syncs_per_reset = 2
 
     def __init__(
         self,
@@ -101,9 +153,12 @@ class Stk500Programmer(ImageProgrammer):
         self.retries = retries
         self.byte_time = 10.0 / baudrate
         self.reply_timeout = max(1.0, 20 * (self.part.page_size + PAGE_OVERHEAD) * self.byte_time)
+        #: what the board holds, as far as this driver knows (PROGRAM_* above)
+        self.program_state = PROGRAM_UNKNOWN
         self._io_lock = threading.Lock()
         self._ser: Any = None
         self._in_progmode = False
+        self._no_dtr = False
         self._reset_device: Any = None
         self._open_port()
         if reset not in ("dtr", "none"):
@@ -143,12 +198,20 @@ class Stk500Programmer(ImageProgrammer):
 
     # -- Programmer (program() and estimate_seconds() come from ImageProgrammer) ------------
     def _estimate(self, img: FirmwareImage, verify: bool) -> float:
-        """Line time of every byte moved (pages once, twice with verify), plus overheads."""
-        pages = len(img.pages(self.part.page_size))
-        moved = (2 if verify else 1) * pages * (self.part.page_size + PAGE_OVERHEAD)
-        reset = self.reset_pulse * 1.5 if self.reset_mode != "none" else 0.0
-        line = (moved + _FIXED_BYTES) * self.byte_time
-        return line + pages * self.page_write_seconds + reset + 0.05
+        """Line time of every byte moved, the chip's page writes, and the bootloader's start."""
+        pages = img.pages(self.part.page_size)
+        writes = len(pages) + (1 if _erase_first(pages) else 0)
+        per_page = self.part.page_size + PAGE_OVERHEAD
+        moved = writes * per_page + (len(pages) * per_page if verify else 0) + _FIXED_BYTES
+        # the erase overlaps the page's bytes on the line; the write does not
+        receive = self.part.page_size * self.byte_time
+        page_time = _PAGE_OPERATION + max(0.0, _PAGE_OPERATION - receive)
+        boot = self._reset_seconds() + _BOOT_SECONDS
+        return moved * self.byte_time + writes * page_time + boot + 0.05
+
+    def _reset_seconds(self) -> float:
+        """Seconds a reset takes before the reset edge (the pulse, or the closed port)."""
+        return self.reset_pulse
 
     def _check_image(self, img: FirmwareImage) -> None:
         img.check_fits(self.part)  # before touching the board
@@ -165,62 +228,95 @@ class Stk500Programmer(ImageProgrammer):
     def _write(self, op: Operation, source: Any, img: FirmwareImage, verify: bool) -> None:
         pages = img.pages(self.part.page_size)
         self._before_program(pages)
-        self._run(op, img, pages, verify)
+        self._run(op, pages, verify)
 
     def _before_program(self, pages: list[tuple[int, bytes]]) -> None:
         """Hook for subclasses (the simulator learns the page count here)."""
 
-    def _run(
-        self, op: Operation, img: FirmwareImage, pages: list[tuple[int, bytes]], verify: bool
-    ) -> None:
+    def _run(self, op: Operation, pages: list[tuple[int, bytes]], verify: bool) -> None:
         stage, address = "opening the port", None
+        link: Stk500Link | None = None
+        started = False  # a page write was sent: the flash no longer holds what it held
         try:
-            link = Stk500Link(self._open_port())
-            stage = "syncing with the bootloader"
-            self._sync(op, link)
-            stage = "checking the signature"
-            self._check_signature(link)
-            stage = "entering programming mode"
-            link.enter_progmode()
-            self._in_progmode = True
-            total = len(pages)
-            stage = "writing"
-            for done, (address, data) in enumerate(pages, start=1):
-                op.check()
-                with op.critical():
-                    link.write_page(address, data)
-                op.report("write", done, total)
-            if verify:
-                stage = "verifying"
-                for done, (address, data) in enumerate(pages, start=1):
+            try:
+                self._open_port()
+                stage = "syncing with the bootloader"
+                link = self._sync(op)
+                stage = "checking the signature"
+                self._check_signature(link)
+                stage = "entering programming mode"
+                link.enter_progmode()
+                self._in_progmode = True
+                stage = "writing"
+                total = len(pages)
+                for done, address, data in _write_order(pages, self.part.page_size):
                     op.check()
-                    got = link.read_page(address, len(data))
-                    if got != data:
-                        self._leave(link)
-                        raise _verify_error(self.label, address, data, got)
-                    op.report("verify", done, total)
-            stage, address = "leaving programming mode", None
-            self._leave(link)
-        except DriverError:
+                    if not started:
+                        started, self.program_state = True, PROGRAM_PARTIAL
+                    with op.critical():
+                        link.write_page(address, data)
+                    if address == 0:
+                        self.program_state = PROGRAM_NONE if done == 0 else PROGRAM_PARTIAL
+                    if done:
+                        op.report("write", done, total)
+                if verify:
+                    stage = "verifying"
+                    for done, (address, data) in enumerate(pages, start=1):
+                        op.check()
+                        got = link.read_page(address, len(data))
+                        if got != data:
+                            raise _verify_error(self.label, address, data, got)
+                        op.report("verify", done, total)
+                self.program_state = PROGRAM_COMPLETE
+                stage, address = "leaving programming mode", None
+                self._leave(link)
+            except ProtocolTimeout as exc:
+                link = None  # the board stopped answering: do not talk over it
+                raise DeviceTimeoutError(
+                    f"{self.label}: {exc} on {self.port} (no reply within "
+                    f"{self.reply_timeout:g} s); check the cable and that the board still has "
+                    "power"
+                ) from exc
+            except ProtocolError as exc:
+                link = None
+                raise ProgrammingError(f"{self.label}: {exc}", address=address) from exc
+            except (serial.SerialException, OSError) as exc:
+                if isinstance(exc, DriverError):
+                    raise
+                link = None
+                self._close_port()  # _in_progmode stays as it was: safe() finds out
+                where = f" at 0x{address:X}" if address is not None else ""
+                raise DeviceIOError(
+                    f"{self.label}: the port {self.port} failed while {stage}{where}: {exc}. "
+                    "The board may have been unplugged or reset; check the USB cable and "
+                    "power. The next operation reopens the port"
+                ) from exc
+        except DriverError as exc:
+            if started and self.program_state != PROGRAM_COMPLETE:
+                _add_note(exc, self._no_valid_program(link))
             raise
-        except ProtocolTimeout as exc:
-            raise DeviceTimeoutError(
-                f"{self.label}: {exc} on {self.port} (no reply within "
-                f"{self.reply_timeout:g} s); check the cable and that the board still has power"
-            ) from exc
-        except ProtocolError as exc:
-            raise ProgrammingError(f"{self.label}: {exc}", address=address) from exc
-        except (serial.SerialException, OSError) as exc:
-            self._close_port()  # _in_progmode stays as it was: safe() finds out
-            where = f" at 0x{address:X}" if address is not None else ""
-            raise DeviceIOError(
-                f"{self.label}: the port {self.port} failed while {stage}{where}: {exc}. The "
-                "board may have been unplugged or reset; check the USB cable and power. The "
-                "next operation reopens the port"
-            ) from exc
         finally:
             if self._in_progmode and self._ser is not None and stage != "leaving programming mode":
                 self._leave_quietly()
+
+    def _no_valid_program(self, link: Stk500Link | None) -> str:
+        """After a write that did not complete: erase page 0 if still needed; say what is left."""
+        if self.program_state != PROGRAM_NONE and link is not None:
+            try:
+                link.write_page(0, b"\xff" * self.part.page_size)
+                self.program_state = PROGRAM_NONE
+            except (ProtocolError, serial.SerialException, OSError) as exc:
+                log.warning("%s: could not erase the first page: %s", self.label, exc)
+        if self.program_state == PROGRAM_NONE:
+            return (
+                "the board holds no valid program (its first page is erased, so nothing runs); "
+                "program it again"
+            )
+        self.program_state = PROGRAM_PARTIAL
+        return (
+            "the board may hold a half-written program (its first page could not be erased); "
+            "program it again before letting it run"
+        )
 
     def _leave(self, link: Stk500Link) -> None:
         link.leave_progmode()
@@ -236,9 +332,14 @@ class Stk500Programmer(ImageProgrammer):
     def _leave_for_safe(self) -> None:
         """Leave programming mode (reopening the port if needed); DeviceIOError if it fails."""
         try:
+            reopened = self._ser is None
             ser = self._open_port()
+            timeout = min(self.reply_timeout, _SAFE_LEAVE_TIMEOUT)
+            if reopened:  # opening the port reset an Uno: its bootloader listens after a while
+                time.sleep(self.startup_wait)
+                timeout = self.first_sync_wait
             ser.reset_input_buffer()  # a late reply to a timed-out command
-            ser.timeout = min(self.reply_timeout, _SAFE_LEAVE_TIMEOUT)
+            ser.timeout = timeout
             try:
                 self._leave(Stk500Link(ser))
             finally:
@@ -252,25 +353,42 @@ class Stk500Programmer(ImageProgrammer):
                 "plug it back), check the cable, then drive it safe again"
             ) from exc
 
+    # -- reset and sync ---------------------------------------------------------------------
     def _reset(self, op: Operation) -> None:
-        if self.reset_mode == "none":
-            return
+        """Reset the board; its reset edge is when this returns."""
         if self._reset_device is not None:
             self._reset_device.on()
             op.wait_cancelled(self.reset_pulse)
             self._reset_device.off()
             return
-        ser = self._ser
+        if self.reset_mode == "dtr" and self._pulse_dtr(op):
+            return
+        # no reset line: reopen the port, which resets a board that resets when it is opened
+        self._close_port()
+        op.wait_cancelled(self.reset_pulse)
+        self._open_port()
+
+    def _pulse_dtr(self, op: Operation) -> bool:
+        """The Arduino auto-reset: DTR/RTS off, then on (the edge). False: no modem lines."""
+        ser = self._open_port()
         try:
             ser.dtr = False
             ser.rts = False
-        except (OSError, serial.SerialException):
-            log.debug("%s: no DTR/RTS on %s; skipping the reset pulse", self.label, self.port)
-            return
+        except (OSError, serial.SerialException) as exc:
+            if not self._no_dtr:
+                log.warning(
+                    "%s: this port has no DTR: the board was not reset (%s); reopening %s "
+                    "instead, which resets a board that resets when its port opens",
+                    self.label,
+                    exc,
+                    self.port,
+                )
+            self._no_dtr = True
+            return False
         op.wait_cancelled(self.reset_pulse)
         ser.dtr = True
         ser.rts = True
-        op.wait_cancelled(0.05)
+        return True
 
     def _drain(self) -> None:
         """Read and drop input until the line is quiet (bounded: at most ~0.5 s)."""
@@ -284,40 +402,68 @@ class Stk500Programmer(ImageProgrammer):
         finally:
             ser.timeout = saved
 
-    def _sync(self, op: Operation, link: Stk500Link) -> None:
+    def _sync_once(self, wait: float) -> bytes:
+        """Send one GET_SYNC and wait up to ``wait`` seconds for its two-byte answer."""
         ser = self._ser
-        deadline = time.monotonic() + self.sync_timeout
-        attempts = 0
+        ser.timeout = max(0.01, wait)
         try:
-            while True:
-                op.check()
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.retries is not None and attempts >= self.retries):
-                    break
-                if attempts % _RESET_EVERY == 0:
-                    # Optiboot listens only briefly after a reset, and a garbled command makes
-                    # it start the sketch: reset again every few attempts (avrdude: each one)
-                    self._reset(op)
-                ser.timeout = min(_SYNC_ATTEMPT, max(0.01, deadline - time.monotonic()))
-                attempts += 1
-                if link.sync_once():
-                    # An INSYNC OK may be stale: a late answer to an earlier attempt, or the
-                    # reply to the last command of a holder killed mid-operation (its bytes may
-                    # even have swallowed our GET_SYNC). As avrdude does: drain the line until
-                    # it is quiet, then sync again; only that second answer proves we are in step.
-                    self._drain()
-                    if link.sync_once():
-                        log.debug("%s: in sync after %d attempt(s)", self.label, attempts)
-                        return
-                    log.debug("%s: the first INSYNC was stale; syncing again", self.label)
+            return Stk500Link(ser).sync_once()
         finally:
             ser.timeout = self.reply_timeout
-        raise DeviceTimeoutError(
+
+    def _sync(self, op: Operation) -> Stk500Link:
+        """Get the bootloader's attention, one GET_SYNC at a time (see the module docstring)."""
+        deadline = time.monotonic() + self.sync_timeout
+        attempts = garbled = 0
+
+        def out_of_attempts() -> bool:
+            late = time.monotonic() >= deadline
+            return late or (self.retries is not None and attempts >= self.retries)
+
+        while not out_of_attempts():
+            op.check()
+            self._reset(op)
+            edge = time.monotonic()
+            op.wait_cancelled(max(0.0, min(edge + self.startup_wait, deadline) - edge))
+            for n in range(self.syncs_per_reset):
+                op.check()
+                if out_of_attempts():
+                    break
+                wait = self.first_sync_wait if n == 0 else self.sync_wait
+                attempts += 1
+                reply = self._sync_once(min(wait, deadline - time.monotonic()))
+                if reply == _INSYNC_OK:
+                    self._drain()  # a stale answer is followed by the fresh one: drop both
+                    if self._sync_once(self.sync_wait) == _INSYNC_OK:
+                        log.debug("%s: in sync after %d attempt(s)", self.label, attempts)
+                        return Stk500Link(self._ser)
+                    log.debug("%s: the first INSYNC was stale; resetting again", self.label)
+                    break
+                if reply:
+                    garbled += 1
+        raise DeviceTimeoutError(self._no_answer(attempts, garbled))
+
+    def _no_answer(self, attempts: int, garbled: int) -> str:
+        text = (
             f"{self.label}: no answer from the bootloader on {self.port} at {self.baudrate} "
-            f"baud ({attempts} sync attempts in {self.sync_timeout:g} s). Check that the port "
-            "is this board's, that the baud rate matches its bootloader (115200 for Optiboot "
-            "on an Uno, 57600 on older Nanos), that the board has a bootloader, and that reset "
-            "works (DTR auto-reset or the reset= wiring): a running sketch ignores the programmer"
+            f"baud ({attempts} sync attempts in {self.sync_timeout:g} s). "
+        )
+        if self._no_dtr:
+            text += (
+                "This port has no DTR: the board was not reset (reopening the port did not "
+                "reset it either); wire reset= to a GPIO pin on the board's RESET, or press "
+                "its reset button as programming starts. "
+            )
+        if garbled:
+            text += (
+                f"{garbled} answer(s) were not STK500 at all: the baud rate probably does not "
+                "match the bootloader's. "
+            )
+        return text + (
+            "Check that the port is this board's, that the baud rate matches its bootloader "
+            "(115200 for Optiboot on an Uno, 57600 on older Nanos), that the board has a "
+            "bootloader, and that reset works (DTR auto-reset or the reset= wiring): a running "
+            "sketch ignores the programmer"
         )
 
     def _check_signature(self, link: Stk500Link) -> None:
@@ -350,6 +496,7 @@ class Stk500Programmer(ImageProgrammer):
             "progmode": self._in_progmode,
             "reset": "released",
             "port": "open" if self._ser is not None else "closed",
+            "program": self.program_state,
         }
 
     def _close(self) -> None:
@@ -363,8 +510,32 @@ class Stk500Programmer(ImageProgrammer):
             "baudrate": self.baudrate,
             "part": self.part.to_dict(),
             "reset": self.reset_mode,
+            "program": self.program_state,
             "last_result": None if self.last_result is None else self.last_result.to_dict(),
         }
+
+
+def _erase_first(pages: list[tuple[int, bytes]]) -> bool:
+    """Whether page 0 is erased first and written last (the image holds it, and more)."""
+    return len(pages) > 1 and pages[0][0] == 0
+
+
+def _write_order(pages: list[tuple[int, bytes]], page_size: int) -> list[tuple[int, int, bytes]]:
+    """``(done, address, data)`` in the order written; ``done`` 0 for the erase of page 0."""
+    numbered = [(done, address, data) for done, (address, data) in enumerate(pages, start=1)]
+    if not _erase_first(pages):
+        return numbered
+    first, rest = numbered[0], numbered[1:]
+    shifted = [(done - 1, address, data) for done, address, data in rest]
+    return [(0, 0, b"\xff" * page_size), *shifted, (len(pages), first[1], first[2])]
+
+
+def _add_note(exc: DriverError, note: str) -> None:
+    """Append ``note`` to the message of ``exc`` (its class and attributes stay)."""
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{exc.args[0]}; {note}", *exc.args[1:])
+    else:
+        exc.args = (note, *exc.args)
 
 
 def _verify_error(label: str, page: int, wrote: bytes, got: bytes) -> VerifyError:

@@ -130,11 +130,14 @@ class Stk500Link:
         _check_framing(reply, 0, body_len, what)
         return reply[1 : 1 + body_len]
 
-    def sync_once(self) -> bool:
-        """One GET_SYNC attempt; True if the board answered INSYNC OK in the read timeout."""
+    def sync_once(self) -> bytes:
+        """One GET_SYNC; the (up to two) bytes answered within the port's read timeout.
+
+        Anything already received is dropped first, so the answer is to this GET_SYNC or late.
+        """
         self.port.reset_input_buffer()
         self.port.write(bytes((STK_GET_SYNC, CRC_EOP)))
-        return self.port.read(2) == bytes((STK_INSYNC, STK_OK))
+        return bytes(self.port.read(2))
 
     def read_signature(self) -> bytes:
         return self.command(bytes((STK_READ_SIGN, CRC_EOP)), 3, "reading the signature")

@@ -1,191 +1,264 @@
-"""The STK500v1 bootloader of the simulated board: a byte-level model of Optiboot, no I/O.
+"""Optiboot 4.4, the Arduino Uno's bootloader, as a program the simulated chip runs byte by byte.
 
-:class:`Bootloader` holds the flash and EEPROM of one part and answers complete STK500v1
-commands. :func:`command_length` tells the transport how many bytes the command at the head
-of its receive buffer needs, so the transport (:mod:`.arduino`) can pace and frame them.
+:func:`optiboot` follows the main loop of ``optiboot.c`` (the version an Uno ships with)
+statement by statement. It is a generator: each time the chip would do something that takes
+time or touches the UART it yields a request, and the board (:mod:`.arduino`) gives that
+request its time on the simulated clock::
 
-Answers follow Optiboot 8.0 where avrdude ``-c arduino`` looks: ``GET_PARAMETER`` gives
-hardware version 3 and software version 8.0 (3 for anything else); ``UNIVERSAL`` answers
-signature reads, typical Arduino fuse values and the extended-address command, and 0x00 to the
-rest (chip erase does nothing, as on Optiboot, which erases each page as it writes it). A
-known command not ending in ``CRC_EOP`` gets ``STK_NOSYNC`` and is dropped; an unknown byte not
-followed by ``CRC_EOP`` is dropped silently (line noise), so the host can resynchronise.
-Writes into the bootloader section are ignored (as the lock bits would).
+    GETCH                wait for the next received byte (the board sends it back);
+                         a byte without a framing error resets the watchdog
+    Putch(data)          write bytes to the UART (the CPU waits while its 2-byte buffer is full)
+    Busy(seconds)        the CPU does not read the UART (LED flashes): bytes pile up in the FIFO
+    Watchdog(seconds)    watchdogConfig(): a new timeout, counted from now
+    WATCHDOG_RESET       wdr: the watchdog counts its timeout again from now
+    SpmStart()           start a page erase or write (4.5 ms on the chip); the CPU goes on
+    SPM_WAIT             boot_spm_busy_wait(): the CPU waits for the erase or write
+    HANG                 ``while (1);``: nothing more until the watchdog resets the chip
+
+What the real bootloader does, and the simulation therefore does too:
+
+* it answers ``GET_PARAMETER`` 0x81/0x82 with its version (4.4) and 0x03 for anything else;
+  ``UNIVERSAL`` always with 0x00 (so avrdude reads fuses and signature bytes as 0x00 there);
+  ``READ_SIGN`` with the part's signature; every other command (``GET_SYNC``,
+  ``ENTER_PROGMODE``, ``CHIP_ERASE``, an unknown byte...) with just INSYNC OK once its
+  ``CRC_EOP`` has come. ``SET_DEVICE``/``SET_DEVICE_EXT`` swallow 20/5 argument bytes.
+* a command whose ``CRC_EOP`` is not where it must be gets no reply at all (no NOSYNC): the
+  bootloader sets its watchdog to 16 ms and spins, and the watchdog reset starts the
+  application. ``LEAVE_PROGMODE`` does the same after answering INSYNC OK: it is how the
+  bootloader hands over to the application.
+* ``PROG_PAGE`` reads only the low byte of the length (0 means 256) and ignores the memory
+  type (EEPROM data would land in flash); a page below the NRWW section is erased while its
+  bytes arrive, one in it afterwards; INSYNC goes out before the write and OK after it, and
+  the CPU reads nothing meanwhile. A short page is completed from what the page buffer held.
+* ``LOAD_ADDRESS`` takes a word address; on parts with more than 128 KiB (ATmega2560) the
+  upper bits come from ``UNIVERSAL 0x4D`` (load extended address), as Optiboot 8 does there.
+
+:class:`Memory` holds the flash and applies page erases and writes (the boot section is
+protected by the lock bits, so writes there are ignored).
 """
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Generator
+from dataclasses import dataclass
 
 from .. import stk500_protocol as P
 from ..parts import Part
 
-__all__ = ["Bootloader", "command_length"]
+__all__ = [
+    "GETCH",
+    "HANG",
+    "LED_TOGGLE",
+    "PAGE_OPERATION",
+    "SPM_WAIT",
+    "WATCHDOG_RESET",
+    "Busy",
+    "Memory",
+    "Putch",
+    "Request",
+    "SpmStart",
+    "Watchdog",
+    "optiboot",
+]
 
-log = logging.getLogger(__name__)
-
-_FIXED = {
-    P.STK_GET_SYNC: 2,
-    P.STK_GET_SIGN_ON: 2,
-    P.STK_SET_PARAMETER: 4,
-    P.STK_GET_PARAMETER: 3,
-    P.STK_SET_DEVICE: 22,
-    P.STK_ENTER_PROGMODE: 2,
-    P.STK_LEAVE_PROGMODE: 2,
-    P.STK_CHIP_ERASE: 2,
-    P.STK_CHECK_AUTOINC: 2,
-    P.STK_LOAD_ADDRESS: 4,
-    P.STK_UNIVERSAL: 6,
-    P.STK_PROG_FLASH: 4,
-    P.STK_PROG_DATA: 3,
-    P.STK_PROG_FUSE: 4,
-    P.STK_PROG_LOCK: 3,
-    P.STK_PROG_FUSE_EXT: 5,
-    P.STK_READ_FLASH: 2,
-    P.STK_READ_DATA: 2,
-    P.STK_READ_FUSE: 2,
-    P.STK_READ_LOCK: 2,
-    P.STK_READ_PAGE: 5,
-    P.STK_READ_SIGN: 2,
-    P.STK_READ_OSCCAL: 2,
-    P.STK_READ_FUSE_EXT: 2,
-    P.STK_READ_OSCCAL_EXT: 3,
-}
-
-# Typical Arduino Uno fuses: low, high, extended, lock.
-_FUSES = {"low": 0xFF, "high": 0xDE, "ext": 0xFD, "lock": 0xCF}
+#: optiboot's version, as GET_PARAMETER 0x81/0x82 report it
+VERSION = (4, 4)
+#: flash_led(): TCNT1 = -(F_CPU / (1024 * 16)) at 16 MHz, one toggle every 62.5 ms
+LED_TOGGLE = 0.0625
+#: the watchdog timeouts optiboot uses: while waiting for the host, and to start the sketch
+WATCHDOG_1S = 1.0
+WATCHDOG_16MS = 0.016
+#: tWD_FLASH of the ATmega328P datasheet: one page erase, or one page write (max 4.5 ms)
+PAGE_OPERATION = 0.0045
 
 
-def command_length(buf: bytes | bytearray) -> int | None:
-    """Bytes (including CRC_EOP) of the command at the start of ``buf``; None if unknown yet."""
-    if not buf:
-        return None
-    cmd = buf[0]
-    if cmd in _FIXED:
-        return _FIXED[cmd]
-    if cmd == P.STK_SET_DEVICE_EXT:
-        return None if len(buf) < 2 else buf[1] + 2
-    if cmd == P.STK_PROG_PAGE:
-        return None if len(buf) < 3 else 5 + ((buf[1] << 8) | buf[2])
-    return 2  # unknown command: expect just the EOP after it
+class _Getch:
+    def __repr__(self) -> str:
+        return "GETCH"
 
 
-class Bootloader:
-    """Flash, EEPROM and command state of one simulated Optiboot."""
+class _SpmWait:
+    def __repr__(self) -> str:
+        return "SPM_WAIT"
+
+
+class _Hang:
+    def __repr__(self) -> str:
+        return "HANG"
+
+
+class _WatchdogReset:
+    def __repr__(self) -> str:
+        return "WATCHDOG_RESET"
+
+
+@dataclass(frozen=True)
+class Putch:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Busy:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Watchdog:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SpmStart:
+    """A page erase or page write starts (``erase`` tells which, for the record)."""
+
+    erase: bool
+
+
+GETCH = _Getch()
+SPM_WAIT = _SpmWait()
+HANG = _Hang()
+WATCHDOG_RESET = _WatchdogReset()
+
+Request = _Getch | _SpmWait | _Hang | _WatchdogReset | Putch | Busy | Watchdog | SpmStart
+#: what optiboot() yields, is sent (a received byte after GETCH, else 0) and returns
+Program = Generator[Request, int, None]
+
+
+class Memory:
+    """The flash of one part, with the page buffer and the lock bits of the boot section."""
 
     def __init__(self, part: Part, *, corrupt_at: int | None = None) -> None:
         self.part = part
         self.flash = bytearray(b"\xff" * part.flash_size)
-        self.eeprom = bytearray(b"\xff" * part.eeprom_size)
         self.corrupt_at = corrupt_at
-        self.word_address = 0
-        self.ext_address = 0
-        self.progmode = False
+        #: SPM's temporary page buffer: what a short PROG_PAGE leaves unwritten comes from here
+        self.buffer = bytearray(b"\xff" * part.page_size)
+        #: RAMPZ: the upper address bits on parts with more than 64 KiB words
+        self.rampz = 0
         self.pages_written = 0
 
-    def reset(self) -> None:
-        """What a hardware reset does: command state cleared, memories kept."""
-        self.word_address = 0
-        self.ext_address = 0
-        self.progmode = False
-
     @property
-    def flash_address(self) -> int:
-        return (self.ext_address << 17) | (self.word_address << 1)
+    def has_program(self) -> bool:
+        """True if the reset vector is programmed (erased flash runs nothing)."""
+        return self.flash[0:2] != b"\xff\xff"
 
-    def execute(self, frame: bytes) -> tuple[int, bytes]:
-        """Answer the command at the start of ``frame``: (bytes consumed, reply)."""
-        if frame[-1] != P.CRC_EOP:
-            if frame[0] not in _FIXED and frame[0] not in (P.STK_SET_DEVICE_EXT, P.STK_PROG_PAGE):
-                return 1, b""  # line noise: drop the byte
-            log.debug("sim bootloader: no CRC_EOP after command 0x%02X; NOSYNC", frame[0])
-            return len(frame), bytes((P.STK_NOSYNC,))
-        body = self._answer(frame[0], frame[1:-1])
-        if body is None:
-            return len(frame), bytes((P.STK_INSYNC, P.STK_UNKNOWN))
-        return len(frame), bytes((P.STK_INSYNC,)) + body + bytes((P.STK_OK,))
+    def _page(self, address: int) -> int:
+        return address - address % self.part.page_size
 
-    def _answer(self, cmd: int, args: bytes) -> bytes | None:
-        if cmd not in _FIXED and cmd not in (P.STK_SET_DEVICE_EXT, P.STK_PROG_PAGE):
-            return None
-        if cmd == P.STK_GET_PARAMETER:
-            return bytes(({0x80: 3, P.PARM_SW_MAJOR: 8, P.PARM_SW_MINOR: 0}.get(args[0], 3),))
-        if cmd == P.STK_GET_SIGN_ON:
-            return b"AVR STK"
-        if cmd == P.STK_ENTER_PROGMODE:
-            self.progmode = True
-            self.pages_written = 0
-        elif cmd == P.STK_LEAVE_PROGMODE:
-            self.progmode = False
-        elif cmd == P.STK_LOAD_ADDRESS:
-            self.word_address = args[0] | (args[1] << 8)
-        elif cmd == P.STK_UNIVERSAL:
-            return bytes((self._universal(args),))
-        elif cmd == P.STK_PROG_PAGE:
-            self._prog_page(args[2], args[3:])
-        elif cmd == P.STK_READ_PAGE:
-            return self._read_page(args[2], (args[0] << 8) | args[1])
-        elif cmd == P.STK_READ_SIGN:
-            return self.part.signature
-        elif cmd == P.STK_READ_FLASH:
-            addr = self.flash_address
-            self.word_address = (self.word_address + 1) & 0xFFFF
-            return bytes(self.flash[addr : addr + 2])
-        elif cmd == P.STK_READ_DATA:
-            addr = self.word_address % max(1, len(self.eeprom))
-            return bytes((self.eeprom[addr],))
-        elif cmd == P.STK_READ_FUSE:
-            return bytes((_FUSES["low"], _FUSES["high"]))
-        elif cmd == P.STK_READ_FUSE_EXT:
-            return bytes((_FUSES["low"], _FUSES["high"], _FUSES["ext"]))
-        elif cmd == P.STK_READ_LOCK:
-            return bytes((_FUSES["lock"],))
-        elif cmd in (P.STK_READ_OSCCAL, P.STK_READ_OSCCAL_EXT):
-            return b"\x80"
-        return b""
+    def erase_page(self, address: int) -> None:
+        page = self._page(address)
+        if page < self.part.app_size:
+            self.flash[page : page + self.part.page_size] = b"\xff" * self.part.page_size
 
-    def _universal(self, args: bytes) -> int:
-        a, b, c = args[0], args[1], args[2]
-        if a == 0x4D:  # load extended address
-            self.ext_address = c
-            return 0
-        if a == 0x30:  # read signature byte c
-            return self.part.signature[c % 3]
-        return {
-            (0x50, 0x00): _FUSES["low"],
-            (0x58, 0x08): _FUSES["high"],
-            (0x50, 0x08): _FUSES["ext"],
-            (0x58, 0x00): _FUSES["lock"],
-        }.get((a, b), 0)
-
-    def _prog_page(self, memtype: int, data: bytes) -> None:
-        if memtype == P.MEM_EEPROM:
-            addr = self.word_address
-            end = min(addr + len(data), len(self.eeprom))
-            self.eeprom[addr:end] = data[: max(0, end - addr)]
-            return
-        addr = self.flash_address
-        page = self.part.page_size
-        limit = self.part.app_size
-        # Optiboot erases the page(s) it writes first
-        first = addr - addr % page
-        last = min(-(-(addr + len(data)) // page) * page, limit)
-        if first < last:
-            self.flash[first:last] = b"\xff" * (last - first)
-        end = min(addr + len(data), limit)
-        if end > addr:
-            self.flash[addr:end] = data[: end - addr]
-        if self.corrupt_at is not None and addr <= self.corrupt_at < end:
+    def write_page(self, address: int, data: bytes) -> None:
+        """Fill the page buffer from ``address`` on (wrapping in the page) and write the page."""
+        size = self.part.page_size
+        for i, value in enumerate(data[:size]):
+            self.buffer[(address + i) % size] = value
+        page = self._page(address)
+        if page >= self.part.app_size:
+            return  # the lock bits protect the boot section from SPM
+        # a page write can only clear bits: it ANDs the buffer into the (erased) page
+        current = self.flash[page : page + size]
+        self.flash[page : page + size] = bytes(
+            a & b for a, b in zip(current, self.buffer, strict=True)
+        )
+        if self.corrupt_at is not None and page <= self.corrupt_at < page + size:
             self.flash[self.corrupt_at] ^= 0xFF
-        if addr + len(data) > limit:
-            log.debug("sim bootloader: ignored a write into the boot section at 0x%X", limit)
         self.pages_written += 1
 
-    def _read_page(self, memtype: int, length: int) -> bytes:
-        if memtype == P.MEM_EEPROM:
-            addr = self.word_address
-            data = self.eeprom[addr : addr + length]
+    def read(self, address: int, length: int) -> bytes:
+        end = address + length
+        data = bytes(self.flash[address:end])
+        return data + b"\xff" * (length - len(data))
+
+
+def optiboot(memory: Memory, *, flashes: int = 3, noleave: bool = False) -> Program:
+    """Optiboot 4.4's main(), from after the start-up delay; ``noleave``: LEAVE is lost."""
+    part = memory.part
+    yield Watchdog(WATCHDOG_1S)
+    for _ in range(2 * flashes):  # flash_led(LED_START_FLASHES * 2)
+        yield Busy(LED_TOGGLE)
+        yield WATCHDOG_RESET
+    address = 0
+    while True:
+        ch = yield GETCH
+        if ch == P.STK_GET_PARAMETER:
+            which = yield GETCH
+            yield from _verify_space()
+            value = {P.PARM_SW_MAJOR: VERSION[0], P.PARM_SW_MINOR: VERSION[1]}.get(which, 0x03)
+            yield Putch(bytes((value,)))
+        elif ch == P.STK_SET_DEVICE:
+            yield from _get_n(20)
+        elif ch == P.STK_SET_DEVICE_EXT:
+            yield from _get_n(5)
+        elif ch == P.STK_LOAD_ADDRESS:
+            low = yield GETCH
+            high = yield GETCH
+            word = low | (high << 8)
+            address = (memory.rampz << 16) | (word << 1)
+            yield from _verify_space()
+        elif ch == P.STK_UNIVERSAL:
+            if part.flash_size > 0x20000:
+                first = yield GETCH
+                if first == 0x4D:  # load extended address: RAMPZ
+                    yield GETCH
+                    memory.rampz = ((yield GETCH) << 1) & 0xFF
+                    yield from _get_n(1)
+                else:
+                    yield from _get_n(3)
+            else:
+                yield from _get_n(4)
+            yield Putch(b"\x00")
+        elif ch == P.STK_PROG_PAGE:
+            yield GETCH  # length, high byte: ignored
+            length = (yield GETCH) or 256
+            yield GETCH  # memory type: ignored
+            early = address < part.nrww_start
+            if early:  # in the RWW section: erase while the data comes in
+                memory.erase_page(address)
+                yield SpmStart(erase=True)
+            data = bytearray()
+            for _ in range(length):
+                data.append((yield GETCH))
+            if not early:
+                memory.erase_page(address)
+                yield SpmStart(erase=True)
+            yield from _verify_space()
+            yield SPM_WAIT
+            memory.write_page(address, bytes(data))
+            yield SpmStart(erase=False)
+            yield SPM_WAIT
+        elif ch == P.STK_READ_PAGE:
+            yield GETCH
+            length = (yield GETCH) or 256
+            yield GETCH
+            yield from _verify_space()
+            yield Putch(memory.read(address, length))
+            address += length
+        elif ch == P.STK_READ_SIGN:
+            yield from _verify_space()
+            yield Putch(part.signature)
+        elif ch == P.STK_LEAVE_PROGMODE:
+            if noleave:  # the fault: the command never arrived
+                yield GETCH
+                continue
+            yield Watchdog(WATCHDOG_16MS)
+            yield from _verify_space()
         else:
-            addr = self.flash_address
-            data = self.flash[addr : addr + length]
-        return bytes(data) + b"\xff" * (length - len(data))
+            yield from _verify_space()
+        yield Putch(bytes((P.STK_OK,)))
+
+
+def _verify_space() -> Program:
+    if (yield GETCH) != P.CRC_EOP:
+        yield Watchdog(WATCHDOG_16MS)
+        while True:
+            yield HANG
+    yield Putch(bytes((P.STK_INSYNC,)))
+
+
+def _get_n(count: int) -> Program:
+    for _ in range(count):
+        yield GETCH
+    yield from _verify_space()

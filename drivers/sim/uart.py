@@ -1,74 +1,113 @@
-"""Timing model of a full-duplex UART line, for the simulated boards.
+"""The simulated chip's UART: when bytes arrive and leave, and the receive FIFO that overruns.
 
-A host writes to a pty instantly; a real UART moves one byte every ``10 / baud`` seconds (start
-bit, 8 data bits, stop bit). :class:`UartLine` keeps the bytes received from the host together
-with the time each one *would* have finished arriving, and schedules replies on the transmit
-side, which runs independently (full duplex)::
+A host writes to a pty instantly; a real line moves one byte every ``10 / baud`` seconds (start
+bit, 8 data bits, stop bit), in both directions independently (full duplex).
 
-    line = UartLine(byte_time=10 / 115200)
-    line.receive(chunk, time.monotonic())     # bytes queue behind those still "on the wire"
-    ready = line.arrival(n - 1)               # when a command of n bytes is complete
-    line.consume(n)
-    done = line.transmit(ready, len(reply))   # when the reply's last byte has left
+:class:`UartRx` gives each byte the host wrote the time it would have finished arriving. An
+ATmega's USART holds at most three received bytes the program has not read yet: two in its
+receive FIFO and one in the shift register. When a fourth arrives, it is shifted in over the
+one waiting there (a data overrun): the two oldest and the newest survive. The program reads
+bytes as fast as they come while it waits for one, so the limit only bites on bytes that
+arrived while it was doing something else; :meth:`UartRx.overrun` applies it to those.
+
+:class:`UartTx` schedules the bytes the program writes: its data register and the shift
+register let the program write two bytes ahead; after that it waits for the line::
+
+    rx = UartRx(byte_time=10 / 115200)
+    rx.receive(chunk, time.monotonic())       # queued behind the bytes still "on the wire"
+    rx.overrun(until=t)                       # the program was away until t
+    byte = rx.take()                          # RxByte(value, arrival, framing_error)
+    tx = UartTx(byte_time=10 / 115200)
+    go_on, done = tx.send(t, 3)               # the program goes on at go_on; line idle at done
 """
 
 from __future__ import annotations
 
-__all__ = ["UartLine"]
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["RxByte", "UartRx", "UartTx"]
 
 
-class UartLine:
-    """Received bytes with their simulated arrival times, and the transmit clock."""
+@dataclass(frozen=True)
+class RxByte:
+    value: int
+    #: when its stop bit has been received (monotonic seconds)
+    arrival: float
+    #: received at a rate that does not match: the stop bit was not where it belongs
+    framing_error: bool = False
+
+
+class UartRx:
+    """Received bytes with their arrival times, and the three-byte limit of the receiver."""
+
+    #: bytes the receiver holds for a program that is not reading (FIFO 2 + shift register 1)
+    DEPTH = 3
 
     def __init__(self, byte_time: float) -> None:
         if byte_time <= 0:
             raise ValueError(f"byte_time must be positive, got {byte_time!r}")
         self.byte_time = byte_time
-        self.buffer = bytearray()
-        # (buffer index of a chunk's first byte, when that chunk started arriving); a partly
-        # consumed chunk keeps its start with a negative index, so its timing is unchanged
-        self._marks: list[tuple[int, float]] = []
-        self._rx_clock = 0.0
-        self._tx_clock = 0.0
+        self.pending: deque[RxByte] = deque()
+        self.lost = 0
+        self._clock = 0.0
 
-    def receive(self, chunk: bytes, now: float) -> None:
-        """Bytes the host wrote at ``now``; they arrive one ``byte_time`` after another."""
-        if not chunk:
-            return
-        start = max(self._rx_clock, now)
-        self._marks.append((len(self.buffer), start))
-        self.buffer += chunk
-        self._rx_clock = start + len(chunk) * self.byte_time
+    def receive(self, data: bytes, now: float, *, framing_error: bool = False) -> None:
+        """Bytes the host wrote at ``now``: each arrives one byte time after the previous one."""
+        t = max(self._clock, now)
+        for value in data:
+            t += self.byte_time
+            self.pending.append(RxByte(value, t, framing_error))
+        self._clock = t
 
-    def arrival(self, index: int) -> float:
-        """When ``buffer[index]`` has completely arrived."""
-        if not 0 <= index < len(self.buffer):
-            raise IndexError(f"no byte {index} in a buffer of {len(self.buffer)}")
-        first, start = self._marks[0]
-        for m_first, m_start in self._marks:
-            if m_first > index:
-                break
-            first, start = m_first, m_start
-        return start + (index - first + 1) * self.byte_time
+    def drop_before(self, t: float) -> int:
+        """Forget bytes that arrived before ``t`` (the receiver was off); how many."""
+        dropped = 0
+        while self.pending and self.pending[0].arrival < t:
+            self.pending.popleft()
+            dropped += 1
+        self.lost += dropped
+        return dropped
 
-    def consume(self, n: int) -> None:
-        """Drop ``n`` bytes from the front of the buffer."""
-        total = len(self.buffer)
-        del self.buffer[:n]
-        marks = self._marks
-        kept: list[tuple[int, float]] = []
-        for i, (first, start) in enumerate(marks):
-            end = marks[i + 1][0] if i + 1 < len(marks) else total
-            if end > n:  # some of this chunk is still in the buffer
-                kept.append((first - n, start))
-        self._marks = kept
+    def overrun(self, until: float) -> int:
+        """Apply the receiver's depth to the bytes arrived by ``until``; how many were lost."""
+        arrived = [b for b in self.pending if b.arrival <= until]
+        if len(arrived) <= self.DEPTH:
+            return 0
+        kept = [*arrived[: self.DEPTH - 1], arrived[-1]]
+        later = list(self.pending)[len(arrived) :]
+        self.pending = deque(kept + later)
+        lost = len(arrived) - len(kept)
+        self.lost += lost
+        return lost
+
+    def peek(self) -> RxByte | None:
+        return self.pending[0] if self.pending else None
+
+    def take(self) -> RxByte:
+        return self.pending.popleft()
 
     def clear(self) -> None:
-        """Forget everything received (a reset or a new connection)."""
-        self.buffer.clear()
-        self._marks = []
+        """Forget everything received (a reset, or the program stopped reading for good)."""
+        self.pending.clear()
 
-    def transmit(self, ready: float, n: int) -> float:
-        """Schedule ``n`` reply bytes starting no earlier than ``ready``; when they are out."""
-        self._tx_clock = max(self._tx_clock, ready) + n * self.byte_time
-        return self._tx_clock
+
+class UartTx:
+    """The transmit side: when written bytes leave, and when the writer may go on."""
+
+    def __init__(self, byte_time: float) -> None:
+        if byte_time <= 0:
+            raise ValueError(f"byte_time must be positive, got {byte_time!r}")
+        self.byte_time = byte_time
+        self._clock = 0.0
+
+    def send(self, start: float, n: int) -> tuple[float, float]:
+        """``n`` bytes written from ``start``: (when the writer goes on, when the last is out)."""
+        first = max(self._clock, start)
+        done = first + n * self.byte_time
+        self._clock = done
+        # the data register and the shift register take two bytes without waiting
+        return max(start, done - 2 * self.byte_time), done
+
+    def clear(self) -> None:
+        self._clock = 0.0
