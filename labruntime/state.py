@@ -89,6 +89,7 @@ class LabState:
             self.load_user,
         )
         self.cleaner: CleanerThread | None = None
+        self._reap_due: float | None = None  # when the cleaner's next reaper pass is useful
         self.workers: list[WorkerGroup] = []
         self.background_pid: int | None = None
         #: set by CLI commands: requests in this process (test client) start no background thread
@@ -140,13 +141,21 @@ class LabState:
             )
 
     def clean(self) -> int:
-        """One cleaner pass: end every session whose time is over. Returns how many ended."""
+        """One cleaner pass: end every session whose time is over, and reap dead workers'
+        tasks (``worker-lost``). Returns how many sessions ended."""
         with self.app.app_context():
-            return self.sessions.clean(self.tasks.dispose_steps, self._run_on_dispose)
+            ended = self.sessions.clean(self.tasks.dispose_steps, self._run_on_dispose)
+        self._reap_due = self.tasks.reap_dead()
+        return ended
+
+    def _next_due(self) -> float | None:
+        """When the cleaner must pass again: a session due, or the next reaper pass."""
+        due = [t for t in (self.sessions.store.next_due(), self._reap_due) if t is not None]
+        return min(due) if due else None
 
     def new_cleaner(self) -> CleanerThread:
         """A cleaner thread for this lab (not started)."""
-        return CleanerThread(self.clean, self.sessions.store.next_due, self.config.cleaner_interval)
+        return CleanerThread(self.clean, self._next_due, self.config.cleaner_interval)
 
     # -- this process's background threads -------------------------------------------------
     def start_background(self) -> None:

@@ -7,7 +7,12 @@ talk Redis through one :class:`Connection` and one dialect:
 - scripts: :meth:`Connection.script` registers a Lua script once per client;
 - errors: :func:`guarded` (a class decorator on every store) turns a ``redis`` connection
   error into :class:`~labruntime.errors.StoreUnavailableError` naming the server and what to
-  check; in embedded mode it first restarts a dead server and retries once.
+  check; in embedded mode it first restarts a dead server and retries once. A server that
+  cannot write its data (``MISCONF``: disk full) is "unavailable" the same way, naming the
+  folder; it accepts writes again by itself once there is space, and so does labruntime;
+- outages: :class:`OutageLog` (``Connection.outage``) is how background loops (workers,
+  device holders) report Redis failures: one line when it starts, at most one per interval
+  while it lasts, one when Redis is back; no traceback for an outage.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import threading
 import time
 import urllib.parse
@@ -27,7 +33,7 @@ from redis.retry import Retry
 
 from labruntime.errors import StoreUnavailableError
 
-__all__ = ["Connection", "guarded"]
+__all__ = ["Connection", "OutageLog", "guarded", "is_store_outage"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,6 +54,9 @@ class Connection:
         self._lock = threading.Lock()
         self._last_heal = 0.0
         self._scripts: dict[str, Any] = {}
+        self._data_dir: str | None = None
+        #: the outage reports of this process's background loops on this connection
+        self.outage = OutageLog(self)
 
     # -- connection -------------------------------------------------------------------------
     def _resolve_url(self) -> str:
@@ -118,12 +127,30 @@ class Connection:
         return _masked(self.url)
 
     def unavailable(self, error: Exception) -> StoreUnavailableError:
-        """The StoreUnavailableError for a redis connection ``error``."""
+        """The StoreUnavailableError for a redis connection ``error`` (or a MISCONF one)."""
+        if _is_misconf(error):
+            return StoreUnavailableError(
+                f"Redis cannot write its data: disk full in {self.data_dir()} "
+                f"({_first_line(error)}). Free space there; labruntime carries on by itself "
+                "once Redis can write again"
+            )
         return StoreUnavailableError(
             f"Redis is unavailable ({self.where}): {str(error).rstrip('.')}. Check that the "
             "server is running and WEBLAB_REDIS_URL is right; labruntime reconnects when it "
             "is back"
         )
+
+    def data_dir(self) -> str:
+        """The folder where the server writes its data (for messages)."""
+        if not self.url:
+            return os.path.join(self.instance_path or "?", "redis")
+        if self._data_dir is None:
+            try:  # a read: allowed even when the server cannot write
+                answer = self.client.config_get("dir")
+                self._data_dir = str(answer.get("dir") or "") or "the Redis server's data folder"
+            except redis.RedisError:
+                return f"the data folder of {self.where}"
+        return self._data_dir
 
     def heal(self) -> bool:
         """Embedded mode: restart a dead server (at most every 2 s). True if worth retrying."""
@@ -162,11 +189,95 @@ class _HasConnection(Protocol):
     _conn: Connection
 
 
+def _is_misconf(error: BaseException) -> bool:
+    """A refused write because the server cannot persist (disk full, read-only folder)."""
+    return isinstance(error, redis.ResponseError) and "MISCONF" in str(error)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    start = text.find("MISCONF")
+    return (text[start:] if start >= 0 else text)[:200].rstrip(".")
+
+
+def is_store_outage(error: BaseException) -> bool:
+    """True for Redis being unreachable or unable to write, mapped or not (no traceback)."""
+    return isinstance(
+        error, StoreUnavailableError | redis.ConnectionError | redis.TimeoutError
+    ) or _is_misconf(error)
+
+
+class OutageLog:
+    """Rate-limited reports of Redis failures from background loops, one per connection.
+
+    ``failed(what, error)``: the first failure logs one warning, later ones at most one line
+    per ``interval`` seconds (how long it has lasted, how many failures); an error that is
+    not an outage logs its traceback, also rate-limited. ``ok()`` after failures logs one
+    line saying Redis is back and how long it was out.
+    """
+
+    def __init__(self, conn: Connection | None = None, interval: float = 30.0) -> None:
+        self._conn = conn
+        self.interval = interval
+        self._lock = threading.Lock()
+        self.since: float | None = None  # monotonic time of the first failure of this outage
+        self._last_line = 0.0
+        self._failures = 0
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def failed(self, what: str, error: BaseException) -> None:
+        now = time.monotonic()
+        with self._lock:
+            first = self.since is None
+            if first:
+                self.since = now
+            self._failures += 1
+            if not first and now - self._last_line < self.interval:
+                return
+            self._last_line = now
+            failures, lasted = self._failures, now - (self.since or now)
+        outage = is_store_outage(error)
+        message = str(error) if isinstance(error, StoreUnavailableError) else None
+        if outage and message is None and self._conn is not None:
+            message = str(self._conn.unavailable(error))  # type: ignore[arg-type]
+        if first:
+            log.warning("%s: %s; retrying", what, message or error, exc_info=not outage)
+        else:
+            log.warning(
+                "%s: still failing after %.0f s (%d failures): %s",
+                what,
+                lasted,
+                failures,
+                message or error,
+                exc_info=not outage,
+            )
+
+    def ok(self) -> None:
+        if self.since is None:
+            return
+        with self._lock:
+            since, failures = self.since, self._failures
+            self.since, self._failures, self._last_line = None, 0, 0.0
+        if since is not None:
+            log.warning(
+                "Redis is reachable again after %.1f s (%d failures)",
+                time.monotonic() - since,
+                failures,
+            )
+
+
 def _guard(method: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(method)
     def wrapper(self: _HasConnection, *args: Any, **kwargs: Any) -> T:
         try:
             return method(self, *args, **kwargs)
+        except redis.ResponseError as error:
+            if _is_misconf(error):
+                raise self._conn.unavailable(error) from error
+            raise
         except (redis.ConnectionError, redis.TimeoutError) as error:
             if not self._conn.heal():
                 raise self._conn.unavailable(error) from error
@@ -174,6 +285,10 @@ def _guard(method: Callable[..., T]) -> Callable[..., T]:
             return method(self, *args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise self._conn.unavailable(error) from error
+        except redis.ResponseError as error:
+            if _is_misconf(error):
+                raise self._conn.unavailable(error) from error
+            raise
 
     return wrapper
 

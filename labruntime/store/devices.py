@@ -92,6 +92,7 @@ class DeviceStore:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self.prefix: str = conn.prefix
+        self.outage = conn.outage  # background loops report Redis failures through it
 
     @property
     def _redis(self) -> Any:

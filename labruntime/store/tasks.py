@@ -17,6 +17,7 @@ Key layout (all under the store's prefix ``P``, e.g. ``lab:``)::
     P worker:<wid>              the worker's lease (PX), value: JSON {host, pid, started}
     P worker:<wid>:running      set of task ids the worker runs
     P worker:<wid>:processing   list of ids taken from a queue and not yet claimed
+    P worker:<wid>:lapsed       Redis time (ms) a reaper first found the worker's lease lapsed
     channel P worker:<wid>:stop messages: task ids to stop
 
 ``<sid>`` is the empty string for tasks started outside a session.
@@ -27,12 +28,20 @@ gets it), then the CLAIM script turns ``submitted`` into ``running`` only if the
 are marked failed (``worker-lost``), never re-run; ids it took but had not claimed go back to
 the queue (they never started). Final states are written once: FINALIZE ignores a task that is
 already final, so a late result cannot overwrite ``worker-lost`` or ``dispose-timeout``.
+
+Outages: a worker whose lease lapsed is reaped only after REAP_GRACE seconds *of Redis time
+seen by reapers* (from the first reaper pass that found it lapsed), unless its process is
+seen gone on this host. Time during which Redis was down or unreachable for everyone is not
+counted: when Redis comes back, a live worker renews its lease (and so keeps its running
+tasks, and their results) before any reaper may fail them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -54,9 +63,36 @@ from .tasks_lua import (
     STOP,
 )
 
-__all__ = ["StopListener", "TaskStore"]
+__all__ = ["REAP_GRACE", "StopListener", "TaskStore", "worker_process_gone"]
 
 log = logging.getLogger(__name__)
+
+#: seconds a lapsed worker lease is given, counted from the first reaper that sees it lapsed,
+#: before its running tasks fail ``worker-lost``: a live worker beats every second, so after
+#: an outage it renews well within this (worker lease 5 s + a reaper pass + this <= 10 s)
+REAP_GRACE = 4.0
+
+
+def worker_process_gone(worker_id: str) -> bool:
+    """True when the worker ``<host>:<pid>:<random>`` ran on this host and its process is
+    gone (or a zombie): it can be reaped without waiting for REAP_GRACE."""
+    host, _, rest = worker_id.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in (b"Z", b"X")
 
 
 def _text(value: Any) -> str:
@@ -80,6 +116,7 @@ class TaskStore:
         self._conn = conn
         self.prefix: str = conn.prefix
         self.expires = max(1, int(expires))
+        self.outage = conn.outage  # background loops report Redis failures through it
 
     @property
     def _redis(self) -> Any:
@@ -255,15 +292,21 @@ class TaskStore:
     def worker_alive(self, worker_id: str) -> bool:
         return bool(self._redis.exists(self._k("worker", worker_id)))
 
-    def reap(self, worker_id: str, *, force: bool = False) -> int:
+    def reap(self, worker_id: str, *, force: bool = False, grace: float | None = None) -> int:
         """If the worker's lease is gone (or ``force``), fail its running tasks with
-        ``worker-lost`` and requeue what it took but never started. -1 if it is alive."""
+        ``worker-lost`` and requeue what it took but never started. -1 if it is alive, or
+        if its lease lapsed less than ``grace`` (default REAP_GRACE) seconds ago as seen by
+        reapers and its process is not seen gone here (see the module docstring)."""
         err = error_info("worker-lost", "WorkerLost", f"the worker {worker_id} stopped or died")
         argv = [self.prefix, worker_id, repr(time.time()), self.expires, json.dumps(err)]
-        return int(self._script(REAP)(args=argv + ["1" if force else "0"]))
+        grace_ms = int(1000 * (REAP_GRACE if grace is None else grace))
+        gone = not force and worker_process_gone(worker_id)
+        argv += ["1" if force else "0", grace_ms, "1" if gone else "0"]
+        return int(self._script(REAP)(args=argv))
 
-    def reap_dead(self) -> int:
-        """Reap every registered worker whose lease expired. Returns tasks failed."""
+    def reap_dead(self, grace: float | None = None) -> int:
+        """Reap every registered worker whose lease lapsed (see :meth:`reap`). Returns tasks
+        failed."""
         ids = self.workers()
         if not ids:
             return 0
@@ -273,7 +316,7 @@ class TaskStore:
         total = 0
         for wid, alive in zip(ids, pipe.execute(), strict=True):
             if not alive:
-                count = self.reap(wid)
+                count = self.reap(wid, grace=grace)
                 if count > 0:
                     log.warning("worker %s died: %d running task(s) marked worker-lost", wid, count)
                 total += max(count, 0)

@@ -125,6 +125,7 @@ HEARTBEAT = """
 local wid, lease = ARGV[2], tonumber(ARGV[3])
 redis.call('SET', P .. 'worker:' .. wid, ARGV[4], 'PX', lease)
 redis.call('SADD', P .. 'workers', wid)
+redis.call('DEL', P .. 'worker:' .. wid .. ':lapsed')
 local stopping = {}
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'worker:' .. wid .. ':running')) do
   local k = tkey(id)
@@ -137,11 +138,27 @@ end
 return stopping
 """
 
-# ARGV: P, wid, now, expires, error-json, force ('1': even if the lease is alive)
+# ARGV: P, wid, now, expires, error-json, force ('1': even if the lease is alive), grace_ms,
+# gone ('1': the caller saw the worker's process is gone). -1: not reaped (alive, or its lease
+# lapsed less than grace_ms ago as seen by reapers: Redis time, counted from the first reaper
+# that found it lapsed, so time Redis was unreachable does not count).
 REAP = """
 local wid = ARGV[2]
 local wkey = P .. 'worker:' .. wid
-if ARGV[6] ~= '1' and redis.call('EXISTS', wkey) == 1 then return -1 end
+if ARGV[6] ~= '1' then
+  if redis.call('EXISTS', wkey) == 1 then return -1 end
+  local grace = tonumber(ARGV[7])
+  if ARGV[8] ~= '1' and grace > 0 then
+    local t = redis.call('TIME')
+    local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local seen = tonumber(redis.call('GET', wkey .. ':lapsed'))
+    if not seen then
+      redis.call('SET', wkey .. ':lapsed', ms, 'PX', grace * 10 + 60000)
+      return -1
+    end
+    if ms - seen < grace then return -1 end
+  end
+end
 local n = 0
 for _, id in ipairs(redis.call('SMEMBERS', wkey .. ':running')) do
   local k = tkey(id)
@@ -156,7 +173,7 @@ for _, id in ipairs(redis.call('LRANGE', wkey .. ':processing', 0, -1)) do
     redis.call('RPUSH', P .. 'tasks:queue:' .. pool, id)
   end
 end
-redis.call('DEL', wkey, wkey .. ':running', wkey .. ':processing')
+redis.call('DEL', wkey, wkey .. ':running', wkey .. ':processing', wkey .. ':lapsed')
 redis.call('SREM', P .. 'workers', wid)
 return n
 """

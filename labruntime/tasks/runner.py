@@ -23,7 +23,9 @@ from labruntime.devices.current import DeviceMap, bind_devices
 from labruntime.devices.progress import ProgressWriter
 from labruntime.errors import DeviceUnavailableError
 from labruntime.sessions.binding import bind_user
+from labruntime.store.connection import is_store_outage
 from labruntime.store.records import DONE, FAILED, TaskRecord, error_info
+from labruntime.store.tasks import TaskStore
 
 from .decorator import TaskWrapper
 from .handle import RunningTask, WebLabTask, bind_running
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["StopEvent", "run_claimed"]
 
-FINISH_ATTEMPTS = 5
+FINISH_PATIENCE = 600.0  # seconds a finished task retries storing its end (Redis out)
 
 
 class StopEvent(threading.Event):
@@ -144,11 +146,12 @@ def run_claimed(
         try:
             result = _call(tasks, wrapper, record, handle, stop_event)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes the task's error
-            if stop_event.is_set() and _cancelled(exc):  # the expected end of a stop()
+            if _cancelled(exc):  # stop(), a dispose or safe(): not a crash of the task
                 log.info("task %s (%s) stopped: %s", record.name, record.task_id, exc)
+                error = error_info("stopped", type(exc).__name__, str(exc))
             else:
                 log.exception("task %s (%s) raised", record.name, record.task_id)
-            error = error_info("exception", type(exc).__name__, str(exc))
+                error = error_info("exception", type(exc).__name__, str(exc))
         else:
             try:
                 result_json = json.dumps(result, allow_nan=False)
@@ -166,7 +169,24 @@ def run_claimed(
     except (TypeError, ValueError):
         log.error("task %s (%s): current_task.data is not JSON", record.name, record.task_id)
         data_json = ""
-    for attempt in range(FINISH_ATTEMPTS):
+    _store_end(task_store, record, worker_id, status, result_json, error, data_json)
+    return status
+
+
+def _store_end(
+    task_store: TaskStore,
+    record: TaskRecord,
+    worker_id: str,
+    status: str,
+    result_json: str,
+    error: dict[str, str] | None,
+    data_json: str,
+) -> None:
+    """Store the task's end, retrying while Redis is unavailable (an outage, a full disk) for
+    up to FINISH_PATIENCE seconds: the worker stays alive meanwhile, so the result is kept."""
+    deadline = time.monotonic() + FINISH_PATIENCE
+    pause = 0.2
+    while True:
         try:
             task_store.finish(
                 record.task_id,
@@ -176,8 +196,23 @@ def run_claimed(
                 error=error,
                 data_json=data_json,
             )
-            break
-        except Exception:  # noqa: BLE001 - Redis restarting: retry, then leave it to the reaper
-            log.warning("cannot store the end of task %s", record.task_id, exc_info=True)
-            time.sleep(0.2 * (attempt + 1))
-    return status
+            return
+        except Exception as exc:  # noqa: BLE001 - Redis restarting: retry until the deadline
+            if not is_store_outage(exc):
+                log.exception(
+                    "task %s (%s): its end could not be stored", record.name, record.task_id
+                )
+                return
+            if time.monotonic() + pause > deadline:
+                log.error(
+                    "task %s (%s): its end (%s) could not be stored in %g s: %s",
+                    record.name,
+                    record.task_id,
+                    status,
+                    FINISH_PATIENCE,
+                    exc,
+                )
+                return
+            task_store.outage.failed(f"storing the end of task {record.task_id}", exc)
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)

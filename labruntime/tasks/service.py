@@ -31,7 +31,9 @@ from .handle import WebLabTask, running_task
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TaskService", "task_name"]
+__all__ = ["REAP_EVERY", "TaskService", "task_name"]
+
+REAP_EVERY = 2.0  # seconds between the cleaner's reaper passes while workers are registered
 
 
 def task_name(func_or_name: Any) -> str:
@@ -136,6 +138,14 @@ class TaskService:
         for task in tasks:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             task.join(timeout=left, error_on_timeout=False)
+
+    # -- reaping ----------------------------------------------------------------------------
+    def reap_dead(self) -> float | None:
+        """The cleaner's reaper pass: fail the running tasks of workers that died (so a web
+        process reaps too, even when no other worker is alive: the Pi layout with one device
+        worker). Returns when the next pass is useful (a time.time()), None: no worker."""
+        self.store.reap_dead()
+        return time.time() + REAP_EVERY if self.store.workers() else None
 
     # -- dispose ----------------------------------------------------------------------------
     def dispose_steps(self, session_id: str) -> float | None:

@@ -10,8 +10,14 @@ methods of the same names alike). Threads of a group:
   the task atomically, run it (see :mod:`.runner`), store its final state;
 - heartbeat: renews the lease every HEARTBEAT seconds (and the unique locks of the tasks it
   runs), re-reads their stop flags (a safety net for lost pub/sub messages), and reaps dead
-  workers: their running tasks fail with ``worker-lost`` within LEASE + HEARTBEAT seconds;
-  it also requeues ids a lost BLMOVE reply stranded in its own processing list;
+  workers: their running tasks fail with ``worker-lost`` within LEASE + HEARTBEAT +
+  REAP_GRACE seconds (at once when the lease lapsed and the process is seen gone on this
+  host); it also requeues ids a lost BLMOVE reply stranded in its own processing list;
+- Redis outages: a worker whose lease lapsed while Redis was unreachable renews it (its
+  running tasks are still its own) at its first beat once Redis is back, before any reaper
+  may fail them: reapers count REAP_GRACE from the first pass that *sees* the lapse (see
+  :mod:`labruntime.store.tasks`). Failures are reported through the connection's
+  OutageLog: one line per interval, no traceback per beat;
 - stop listener: pub/sub on the worker's stop channel; sets the running task's local Event,
   which is what ``current_task_stopping`` reads.
 
@@ -177,8 +183,8 @@ class WorkerGroup:
             closed = self._admission_closed.is_set()
             try:
                 task_id = self.store.take(pool, self.worker_id, 0 if self.drain else TAKE_BLOCK)
-            except Exception:  # noqa: BLE001 - Redis restarting: wait and retry
-                log.warning("worker %s: cannot read the queue", self.worker_id, exc_info=True)
+            except Exception as error:  # noqa: BLE001 - Redis restarting: wait and retry
+                self.store.outage.failed(f"worker {self.worker_id}: reading the queue", error)
                 self._no_more.wait(1.0)
                 continue
             if task_id is None:
@@ -217,14 +223,32 @@ class WorkerGroup:
 
     def _heartbeat_loop(self) -> None:
         suspects: set[str] = set()
+        last_beat = time.monotonic()
         while not self._closed.wait(HEARTBEAT):
             try:
-                for task_id in self.store.heartbeat(self.worker_id, LEASE, self.info):
-                    self._raise_stop(task_id)
+                stopping = self.store.heartbeat(self.worker_id, LEASE, self.info)
+            except Exception as error:  # noqa: BLE001 - keep beating; Redis may come back
+                self.store.outage.failed(f"worker {self.worker_id}: heartbeat", error)
+                continue
+            gap, last_beat = time.monotonic() - last_beat, time.monotonic()
+            if gap > LEASE:
+                log.warning(
+                    "worker %s: no heartbeat for %.1f s (over the %g s lease: Redis was "
+                    "unreachable or this process stalled); lease renewed, %d task(s) running "
+                    "here",
+                    self.worker_id,
+                    gap,
+                    LEASE,
+                    len(self._running_ids()),
+                )
+            self.store.outage.ok()
+            for task_id in stopping:
+                self._raise_stop(task_id)
+            try:
                 self.store.reap_dead()
                 suspects = self._requeue_strays(suspects)
-            except Exception:  # noqa: BLE001 - keep beating; Redis may come back
-                log.warning("worker %s: heartbeat failed", self.worker_id, exc_info=True)
+            except Exception as error:  # noqa: BLE001 - keep beating; Redis may come back
+                self.store.outage.failed(f"worker {self.worker_id}: reaper pass", error)
 
     def _requeue_strays(self, suspects: set[str]) -> set[str]:
         """Ids left in our processing list by a lost BLMOVE reply (a broken connection) would
@@ -249,8 +273,8 @@ class WorkerGroup:
                 if listener is None:
                     listener = self._listener = self.store.stop_listener(self.worker_id)
                 task_id = listener.get(timeout=0.5)
-            except Exception:  # noqa: BLE001 - the heartbeat re-reads stop flags meanwhile
-                log.warning("worker %s: stop listener failed", self.worker_id, exc_info=True)
+            except Exception as error:  # noqa: BLE001 - the heartbeat re-reads stop flags
+                self.store.outage.failed(f"worker {self.worker_id}: stop listener", error)
                 if listener is not None:
                     _close_quietly(listener)
                 listener = self._listener = None

@@ -91,15 +91,41 @@ def test_reap_dead_worker(task_store: TaskStore, redis_client: redis.Redis) -> N
     assert task_store.take("default", "w1", 0) == "a"
     task_store.claim("a", "w1", 0.2)
     assert task_store.take("default", "w1", 0) == "b"  # taken, not yet claimed
-    assert task_store.reap_dead() == 0  # still alive
+    assert task_store.reap_dead(grace=0) == 0  # still alive
     time.sleep(0.3)
-    assert task_store.reap_dead() == 1
+    assert task_store.reap_dead(grace=0) == 1
     rec = task_store.get("a")
     assert rec.status == "failed" and rec.error["code"] == "worker-lost"
     assert redis_client.get(lock) is None
     assert task_store.get("b").status == "submitted"
     assert task_store.take("default", "w2", 0) == "b"  # requeued, never started
     assert task_store.workers() == []
+
+
+def test_a_lapsed_lease_is_reaped_only_after_the_grace_seen_by_reapers(
+    task_store: TaskStore,
+) -> None:
+    """An outage longer than the lease: the worker's lease lapsed, but reapers give it
+    REAP_GRACE seconds from the first pass that sees it; a beat in that time keeps its tasks."""
+    _enqueue(task_store, "a")
+    task_store.heartbeat("w1", 0.1, {})
+    task_store.claim("a", "w1", 0.1)
+    time.sleep(0.2)  # the lease lapsed (as after Redis was down longer than it)
+    assert task_store.reap_dead(grace=0.5) == 0  # first sight: only noted
+    task_store.heartbeat("w1", 5, {})  # the live worker is back: re-registered
+    time.sleep(0.6)
+    assert task_store.reap_dead(grace=0.5) == 0
+    assert task_store.get("a").status == "running"
+    assert task_store.finish("a", "done", worker_id="w1", result_json="7")
+    assert task_store.get("a").result == 7  # the result is kept
+    _enqueue(task_store, "b")
+    task_store.heartbeat("w2", 0.1, {})
+    task_store.claim("b", "w2", 0.1)
+    time.sleep(0.2)
+    assert task_store.reap_dead(grace=0.3) == 0  # noted
+    time.sleep(0.4)
+    assert task_store.reap_dead(grace=0.3) == 1  # no beat within the grace: dead
+    assert task_store.get("b").error["code"] == "worker-lost"
 
 
 def test_unique_lock_rejects_while_unfinished(task_store: TaskStore) -> None:
