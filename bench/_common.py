@@ -75,7 +75,7 @@ def labruntime_cli(env: dict[str, str] | None = None) -> list[str]:
 def lab_config(redis_url: str, redis_base: str, **extra: Any) -> dict[str, Any]:
     """The Flask config of a benchmark lab (either library): no background thread."""
     return {
-        "SECRET_KEY": "bench",
+        "SECRET_KEY": "bench-secret-key-16",
         "WEBLAB_USERNAME": USER,
         "WEBLAB_PASSWORD": PASSWORD,
         "WEBLAB_REDIS_URL": redis_url,
