@@ -20,6 +20,7 @@ from flask import (
     Blueprint,
     Flask,
     Response,
+    current_app,
     g,
     jsonify,
     redirect,
@@ -88,17 +89,20 @@ def _check_credentials() -> Any:
     if request.endpoint == "weblab.api" or _credentials_ok(given):
         return None
     given_user = given[0][:100] if given else None
+    path = request.url_rule.rule if request.url_rule else request.path  # no session id in logs
     log.warning(
         "rejected RLMS request to %s: wrong or missing credentials (username %r)",
-        request.path,
+        path,
         given_user,
-        extra={"weblab": {"event": "rejected", "path": request.path, "username": given_user}},
+        extra={"weblab": {"event": "rejected", "path": path, "username": given_user}},
     )
+    # weblablib's phrases: "Invalid credentials: ...", "You don't seem to be a WebLab-Instance"
     if request.endpoint == "weblab.test":
-        why = "wrong username or password" if given else "no username provided"
+        why = "wrong username provided or wrong password" if given else "no username provided"
         body = {"valid": False, "error_messages": [f"Invalid credentials: {why} (HTTP Basic)"]}
     else:
-        body = {"error": True, "message": "Invalid credentials (HTTP Basic)"}
+        message = "Invalid credentials (HTTP Basic): You don't seem to be a WebLab-Instance"
+        body = {"error": True, "message": message}
     reply = jsonify(body)
     reply.status_code = 401
     reply.headers["WWW-Authenticate"] = REALM
@@ -195,6 +199,14 @@ def _callback(session_id: str) -> Any:
         log.error("no @weblab.initial_url registered: the student cannot enter the lab")
         return Response(
             "This lab has no @weblab.initial_url: the lab author must register one.",
+            500,
+            mimetype="text/plain",
+        )
+    if not current_app.secret_key:  # accepted at init_app, as in weblablib; refused here
+        log.error("SECRET_KEY is not set: the student cannot enter the lab")
+        return Response(
+            "This lab has no SECRET_KEY, so the student's session cannot be kept: the lab "
+            "author must set app.config['SECRET_KEY'] to a long random string.",
             500,
             mimetype="text/plain",
         )

@@ -24,7 +24,8 @@ Key layout (all under the store's prefix ``P``, e.g. ``lab:``)::
 
 Exactly once: a worker BLMOVEs an id from the queue to its own processing list (one worker
 gets it), then the CLAIM script turns ``submitted`` into ``running`` only if the task is still
-``submitted`` (a stopped or finalized task is never started). A dead worker's ``running`` tasks
+``submitted`` (a finalized task is never started; one stopped before it started runs with
+``stopping`` raised). A dead worker's ``running`` tasks
 are marked failed (``worker-lost``), never re-run; ids it took but had not claimed go back to
 the queue (they never started). Final states are written once: FINALIZE ignores a task that is
 already final, so a late result cannot overwrite ``worker-lost`` or ``dispose-timeout``.
@@ -251,11 +252,14 @@ class TaskStore:
         ]
         return bool(self._script(FINISH)(args=argv))
 
-    def stop(self, task_id: str) -> str | None:
-        """Raise ``stopping``. Returns 'finalized' (it had not started: it never will),
-        'running' (its worker was told) or None (already final or unknown)."""
-        err = error_info("stopped", "TaskStopped", "stopped before it started")
+    def stop(self, task_id: str, *, cancel_unstarted: bool = False) -> str | None:
+        """Raise ``stopping``. Returns 'flagged' (not started yet: it will run with the flag
+        raised, as in weblablib), 'finalized' (not started and ``cancel_unstarted``: failed
+        ``stopped``, it never runs), 'running' (its worker was told) or None (already final or
+        unknown)."""
+        err = error_info("stopped", "TaskStopped", "the session ended before it started")
         argv = [self.prefix, task_id, repr(time.time()), self.expires, json.dumps(err)]
+        argv.append("1" if cancel_unstarted else "0")
         value = self._script(STOP)(args=argv)
         return None if value is None else _text(value)
 

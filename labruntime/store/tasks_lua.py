@@ -77,7 +77,6 @@ local id, wid, now, lease = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 redis.call('LREM', P .. 'worker:' .. wid .. ':processing', 1, id)
 local k = tkey(id)
 if redis.call('HGET', k, 'status') ~= 'submitted' then return false end
-if redis.call('HGET', k, 'stopping') == '1' then return false end
 redis.call('HSET', k, 'status', 'running', 'worker', wid, 'started', now)
 redis.call('SADD', P .. 'worker:' .. wid .. ':running', id)
 local lock = redis.call('HGET', k, 'lock')
@@ -101,13 +100,16 @@ if ARGV[6] ~= '' then err = ARGV[6] end
 return finalize(id, ARGV[4], result, err, ARGV[8], tonumber(ARGV[9]))
 """
 
-# ARGV: P, id, now, expires, error-json-if-never-started -> 'finalized' | 'running' | false
+# ARGV: P, id, now, expires, error-json-if-never-started, cancel ('1': a task not started yet
+# is failed now, never run) -> 'finalized' | 'flagged' (not started: it runs with the flag) |
+# 'running' | false
 STOP = """
 local id = ARGV[2]
 local k = tkey(id)
 local st = redis.call('HGET', k, 'status')
 if st == 'submitted' then
   redis.call('HSET', k, 'stopping', '1')
+  if ARGV[6] ~= '1' then return 'flagged' end
   finalize(id, 'failed', false, ARGV[5], ARGV[3], tonumber(ARGV[4]))
   return 'finalized'
 end

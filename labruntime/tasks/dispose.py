@@ -32,8 +32,8 @@ def dispose_steps(task_store: TaskStore, session_id: str, dispose_timeout: float
         task_store.clear_dispose(session_id)
         return None
     started = task_store.dispose_started(session_id)
-    for task_id in task_store.unfinished_ids(session_id):
-        task_store.stop(task_id)
+    for task_id in task_store.unfinished_ids(session_id):  # not started: never runs
+        task_store.stop(task_id, cancel_unstarted=True)
     task_store.reap_dead()
     limit = time.monotonic() + DISPOSE_WAIT
     while task_store.unfinished_ids(session_id):

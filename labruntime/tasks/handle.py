@@ -199,7 +199,10 @@ class WebLabTask:
         return self
 
     def stop(self) -> None:
-        """Raise the ``stopping`` flag. A task that has not started yet never starts."""
+        """Raise the ``stopping`` flag. A task that has not started yet still runs, as in
+        weblablib, with ``current_task_stopping`` true from its start (its cleanup code runs;
+        its device operations are cancelled at their first safe point), and ends as it returns
+        (``done`` with its result). A session's dispose fails such tasks instead."""
         self._store.stop(self.task_id)
         self.retrieve()
 

@@ -32,7 +32,7 @@ def test_test_call_valid_and_invalid(make_lab):
         assert bad.content_type == "application/json"
         body = bad.get_json()
         assert body["valid"] is False
-        expected = "wrong username or password" if headers else "no username provided"
+        expected = "wrong username provided" if headers else "no username provided"
         assert expected in body["error_messages"][0]
 
 

@@ -58,9 +58,19 @@ def test_fifo_and_blocking_take_wakes(task_store: TaskStore) -> None:
     assert task_store.take("default", "w1", 0) is None
 
 
-def test_stop_before_start_never_starts(task_store: TaskStore) -> None:
+def test_stop_before_start_flags_it_and_it_still_runs(task_store: TaskStore) -> None:
     _enqueue(task_store, "a")
-    assert task_store.stop("a") == "finalized"
+    assert task_store.stop("a") == "flagged"  # weblablib: the task runs, with the flag raised
+    rec = task_store.get("a")
+    assert rec.status == "submitted" and rec.stopping
+    assert task_store.take("default", "w1", 0) == "a"
+    claimed = task_store.claim("a", "w1", 5)
+    assert claimed is not None and claimed.status == "running" and claimed.stopping
+
+
+def test_stop_cancelling_unstarted_never_starts(task_store: TaskStore) -> None:
+    _enqueue(task_store, "a")
+    assert task_store.stop("a", cancel_unstarted=True) == "finalized"  # a session's dispose
     rec = task_store.get("a")
     assert rec.status == "failed" and rec.error["code"] == "stopped" and rec.stopping
     assert task_store.take("default", "w1", 0) == "a"
@@ -134,7 +144,9 @@ def test_unique_lock_rejects_while_unfinished(task_store: TaskStore) -> None:
     assert not _enqueue(task_store, "b", lock=lock)
     assert task_store.get("b") is None
     assert not task_store.lock(lock, "sync:x", 5)
-    task_store.stop("a")
+    task_store.stop("a")  # flagged, not final: it will still run, so it keeps the lock
+    assert not _enqueue(task_store, "c", lock=lock)
+    task_store.stop("a", cancel_unstarted=True)  # final: the lock is free
     assert _enqueue(task_store, "c", lock=lock)
 
 
