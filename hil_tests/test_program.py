@@ -118,6 +118,8 @@ def test_cancel_mid_program_leaves_the_board_safe_and_programmable(
     report = hil_board.safe()
     assert report.ok, report.detail
     assert report.state.get("progmode") in (False, None)
+    # a half-written program never runs: the native driver erased the reset vector first
+    assert report.state.get("program") in ("none", None)
     assert not hil_board.ops.in_flight
     result = hil_board.program(blink_image)  # programmable again, at once
     assert result.verified
