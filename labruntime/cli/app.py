@@ -22,6 +22,8 @@ from labruntime.drivers import DriverError
 from labruntime.errors import WebLabError
 from labruntime.state import LabState, get_state
 
+from .logs import configure_logging, register_lab_secrets
+
 __all__ = [
     "NO_LAB_EXIT",
     "NoLabError",
@@ -86,7 +88,10 @@ def lab_state(app: Flask) -> LabState:
 def _command(func: F, *, background: bool) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if background:  # a worker: its INFO lines on stderr, also under `flask weblab`
+            configure_logging()
         app = load_app()
+        register_lab_secrets(app.config)  # never in a log line of this process
         state = lab_state(app)
         if not background:
             # a CLI process never runs the web process's cleaner or task threads (hardware!)

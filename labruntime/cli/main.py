@@ -14,6 +14,7 @@ import click
 from flask.cli import ScriptInfo
 
 from .demo import demo
+from .logs import configure_logging
 from .weblab import LAB_COMMANDS, weblab_group
 
 __all__ = ["COMMANDS", "main", "weblab_group"]
@@ -21,11 +22,22 @@ __all__ = ["COMMANDS", "main", "weblab_group"]
 COMMANDS: tuple[click.Command, ...] = (*LAB_COMMANDS, demo)
 
 
-@click.group("labruntime")
-@click.option("--app", "app_path", envvar="FLASK_APP", help="The lab: module:app or module.")
+@click.group("labruntime", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--app",
+    "app_path",
+    envvar="FLASK_APP",
+    help="The lab: module:app, module, or a file (mylab.py). Default: $FLASK_APP.",
+)
+@click.version_option(package_name="labruntime", prog_name="labruntime")
 @click.pass_context
 def main(ctx: click.Context, app_path: str | None) -> None:
-    """labruntime: run and operate a remote laboratory."""
+    """labruntime: run and operate a remote laboratory.
+
+    Logs go to stderr at INFO (LABRUNTIME_LOG_LEVEL changes it); under systemd, journald
+    keeps them: journalctl -u UNIT.
+    """
+    configure_logging()
     ctx.obj = ScriptInfo(app_import_path=app_path)
 
 

@@ -18,6 +18,7 @@ import logging
 import time
 from typing import Any
 
+from labruntime.redact import session_hash
 from labruntime.store.devices import DeviceStore
 
 from .holder import DeviceHolder
@@ -49,7 +50,7 @@ def drive_session_devices_safe(
         elif device_store.holder(name) is None:
             log.warning(
                 "session %s: device %s has no holder now; it is driven safe when a worker opens it",
-                session_id,
+                session_hash(session_id),
                 name,
             )
         else:
@@ -59,15 +60,21 @@ def drive_session_devices_safe(
         reply = device_store.wait_reply(name, req_id, deadline - time.monotonic())
         if reply is None or "report" not in reply:
             why = reply.get("error") if reply else f"no reply in {SAFE_REPLY_TIMEOUT:g} s"
-            log.error("session %s: device %s was not confirmed safe: %s", session_id, name, why)
+            log.error(
+                "session %s: device %s was not confirmed safe: %s",
+                session_hash(session_id),
+                name,
+                why,
+            )
             continue
         reports[name] = reply["report"]
+    tag = session_hash(session_id)  # logs never hold the id: it is the student's login link
     for name, report in reports.items():
         if report.get("skipped"):
-            log.info("session %s: device %s left as it is: %s", session_id, name, report["detail"])
+            log.info("session %s: device %s left as it is: %s", tag, name, report["detail"])
         elif report.get("ok"):
-            log.info("session %s: device %s safe (%s)", session_id, name, report.get("state"))
+            log.info("session %s: device %s safe (%s)", tag, name, report.get("state"))
         else:
-            log.error("session %s: device %s NOT safe: %s", session_id, name, report)
+            log.error("session %s: device %s NOT safe: %s", tag, name, report)
     device_store.forget_session(session_id)
     return reports

@@ -35,6 +35,7 @@ from labruntime.drivers import (
     open_device,
 )
 from labruntime.errors import DeviceUnavailableError
+from labruntime.redact import session_hash
 from labruntime.store.devices import DeviceStore
 from labruntime.store.monitor import MonitorStore
 
@@ -337,8 +338,8 @@ class DeviceHolder:
                 "device %s: not driven safe at the end of session %s, a task of session %s "
                 "uses it now",
                 name,
-                session_id,
-                user,
+                session_hash(session_id),
+                session_hash(user),
             )
             return {
                 "ok": True,

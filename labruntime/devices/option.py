@@ -52,7 +52,7 @@ def _port_of(url: DeviceURL) -> str | None:
     """The serial port a serial-attached configured device talks through, if it has one."""
     if url.scheme in ("stk500", "serial"):
         return url.target
-    if url.scheme == "command" and "{port}" in url.get("args", ""):
+    if url.scheme == "command" and "{port}" in (url.get("args") or ""):
         return url.get("port")
     return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
+from labruntime.redact import session_hash
 from labruntime.store.records import error_info
 from labruntime.store.tasks import TaskStore
 
@@ -52,7 +53,9 @@ def dispose_steps(task_store: TaskStore, session_id: str, dispose_timeout: float
             "(WEBLAB_DISPOSE_TIMEOUT); make the task check current_task_stopping",
         )
         failed = task_store.fail_unfinished(session_id, error)
-        log.warning("session %s: %d task(s) failed with dispose-timeout", session_id, failed)
+        log.warning(
+            "session %s: %d task(s) failed with dispose-timeout", session_hash(session_id), failed
+        )
         task_store.clear_dispose(session_id)
         return None
     return DISPOSE_ASK_AGAIN

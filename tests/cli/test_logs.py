@@ -1,0 +1,80 @@
+"""Logs an operator can read: labruntime's processes log INFO lines on stderr; no secret (the
+Redis password, the RLMS password) reaches them, even through a Redis outage."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from labruntime.redact import SecretFilter, add_secret, mask_url, session_hash
+from labruntime.store.embedded import find_redis_server
+from tests._helpers import wait_for
+from tests._processes import stop_processes
+
+LABRUNTIME = str(Path(sys.executable).parent / "labruntime")
+REDIS_PASSWORD = "Zq8-redis-pass-not-for-logs"
+RLMS_PASSWORD = "Rl9-rlms-pass-not-for-logs-0123"
+
+
+def test_session_hash_and_masked_url():
+    assert session_hash("abc") == "ba7816bf" and session_hash(None) == "-"
+    assert mask_url("redis://:pw@host:6379/0") == "redis://:***@host:6379/0"
+    assert mask_url("unix:///run/redis.sock") == "unix:///run/redis.sock"
+
+
+def test_the_filter_masks_urls_secrets_and_tracebacks():
+    add_secret("s3cret-value-123")
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "to %s with %s", None, None)
+    record.args = ("redis://user:pw9@h:1/0", "s3cret-value-123")
+    try:
+        raise ConnectionError("redis://:tb-pass@h:1 said s3cret-value-123")
+    except ConnectionError:
+        record.exc_info = sys.exc_info()
+    SecretFilter().filter(record)
+    text = logging.Formatter().format(record)
+    assert "pw9" not in text and "tb-pass" not in text and "s3cret-value-123" not in text, text
+    assert "redis://user:***@h:1/0" in text
+
+
+@pytest.mark.slow
+def test_a_worker_logs_info_and_no_password_through_a_redis_outage(tmp_path: Path):
+    sock = tmp_path / "r.sock"
+    redis = subprocess.Popen(
+        [find_redis_server(), "--port", "0", "--unixsocket", str(sock), "--save", "",
+         "--appendonly", "no", "--requirepass", REDIS_PASSWORD],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    lab = tmp_path / "pwlab.py"
+    lab.write_text(
+        textwrap.dedent(f"""
+        from flask import Flask
+        from labruntime import WebLab
+        app = Flask(__name__, instance_path={str(tmp_path / "inst")!r})
+        app.config.update(SECRET_KEY="k9Fz2LqWm4Xv8RtY3PbN", WEBLAB_USERNAME="rlms",
+                          WEBLAB_PASSWORD={RLMS_PASSWORD!r},
+                          WEBLAB_REDIS_URL="unix://:{REDIS_PASSWORD}@{sock}")
+        weblab = WebLab(app)
+        """)
+    )
+    log = tmp_path / "worker.log"
+    worker = None
+    try:
+        wait_for(sock.exists, 10, "the test's Redis socket")
+        with log.open("w") as out:
+            worker = subprocess.Popen(
+                [LABRUNTIME, "--app", str(lab), "loop", "--threads", "2"],
+                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        wait_for(lambda: "SIGTERM to stop" in log.read_text(), 20, log.read_text)
+        stop_processes([redis])  # the outage
+        wait_for(lambda: "unavailable" in log.read_text(), 20, log.read_text)
+    finally:
+        stop_processes([p for p in (worker, redis) if p is not None])
+    text = log.read_text()
+    assert " INFO labruntime." in text, text  # an operator sees the worker's INFO lines
+    assert REDIS_PASSWORD not in text and RLMS_PASSWORD not in text, text
