@@ -17,7 +17,7 @@ from typing import Any
 
 from redis_meter import CountingProxy, Meter
 
-USER, PASSWORD = "bench", "bench-password"
+USER, PASSWORD = "bench", "bench-rlms-password"
 HEADERS = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 
 
