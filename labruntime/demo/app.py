@@ -1,26 +1,42 @@
 """``create_app``: the demo lab, configured like a small real lab on one machine.
 
 One process holds everything: the web views, two task runner threads and, through them, the
-lab's devices (single-process mode): ``board``, a simulated Arduino (STK500 bootloader on a
-pty, 57600 baud like an older Nano) and ``led``, a simulated GPIO board whose output 17 is
-wired to input 27. Sessions live in the embedded Redis of the instance folder.
+lab's devices (single-process mode). Sessions live in the embedded Redis of the instance folder.
+
+The board is the AVR twin when it can run here (:data:`TWIN_DEVICES`: ``sim:avr``, an
+ATmega328P simulated cycle by cycle that runs the uploaded program; its LED is pin 13 as the
+program drives it, its UART the page's serial monitor). Otherwise (no simavr or avr-gcc) the
+demo says why, on the page and in the log, and falls back to :data:`DEMO_DEVICES`: a simulated
+Arduino that takes an upload but runs no AVR code (STK500 bootloader on a pty, 57600 baud like
+an older Nano), and ``led``, a simulated GPIO board whose output 17 is wired to input 27,
+switched by buttons. The twin's build cache is ``$LABRUNTIME_CACHE_DIR`` (default here: the
+instance folder's ``cache/``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, url_for
 
-from labruntime import WebLab, weblab_user
+from labruntime import WebLab, serial_monitor, weblab_user
+from labruntime.drivers.sim.avr import twin_available
 
 from .lab_tasks import LED_IN, LED_OUT, register_tasks
 from .views import register_views
 
-__all__ = ["DEFAULT_INSTANCE", "DEMO_DEVICES", "create_app"]
+__all__ = [
+    "DEFAULT_INSTANCE",
+    "DEMO_DEVICES",
+    "TWIN_DEVICES",
+    "choose_devices",
+    "create_app",
+    "is_twin",
+]
 
 log = logging.getLogger(__name__)
 DEFAULT_INSTANCE = Path.home() / ".labruntime-demo"
@@ -28,6 +44,30 @@ DEMO_DEVICES = {
     "board": "sim:arduino?baud=57600&part=atmega328p",
     "led": f"sim:gpio?wired={LED_OUT}-{LED_IN}&safe=0",
 }
+#: the board when the AVR twin can run here: it runs the student's program
+TWIN_DEVICES = {"board": "sim:avr?mcu=atmega328p"}
+
+
+def choose_devices(instance: Path) -> tuple[dict[str, str], str | None]:
+    """:data:`TWIN_DEVICES` if the AVR twin can run here, else :data:`DEMO_DEVICES` and the
+    line that says why (shown on the page and logged)."""
+    os.environ.setdefault("LABRUNTIME_CACHE_DIR", str(instance / "cache"))
+    ok, why = twin_available()
+    if ok:
+        log.info("demo: the board is the AVR twin (%s)", why)
+        return dict(TWIN_DEVICES), None
+    note = (
+        f"The AVR twin cannot run on this machine ({why}), so this board is a simpler "
+        "simulation that takes your upload but does not run AVR code: the LED below is your own "
+        "output pin, switched by buttons, and there is no serial output."
+    )
+    log.warning("demo: %s", note)
+    return dict(DEMO_DEVICES), note
+
+
+def is_twin(devices: dict[str, str]) -> bool:
+    """Whether the demo's board runs the program (``sim:avr``): its LED is the board's pin."""
+    return devices.get("board", "").startswith("sim:avr")
 
 
 def _secret(instance: Path, name: str) -> str:
@@ -59,11 +99,17 @@ def create_lab(instance_path: str | Path | None = None, **config: Any) -> tuple[
         WEBLAB_REDIS_BASE="demo",
         WEBLAB_TIMEOUT=60,
         WEBLAB_TASK_THREADS_PROCESS=2,
-        WEBLAB_DEVICES=dict(DEMO_DEVICES),
     )
     app.config.update(config)
+    note = None
+    if "WEBLAB_DEVICES" not in config:
+        app.config["WEBLAB_DEVICES"], note = choose_devices(instance)
+    twin = is_twin(app.config["WEBLAB_DEVICES"])
+    app.config.update(DEMO_TWIN=twin, DEMO_BOARD_NOTE=note)
     weblab = WebLab(app)
-    tasks = register_tasks(weblab)
+    tasks = register_tasks(weblab, twin=twin)
+    if twin:
+        serial_monitor(app)
 
     @weblab.on_start
     def start(client_data: dict[str, Any], server_data: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ __all__ = ["EXAMPLES", "PART", "Firmware", "FirmwareError", "example", "from_upl
 PART = get_part("atmega328p")
 MAX_UPLOAD = 256 * 1024  # bytes of HEX text; a full ATmega328P image is about 90 KB
 _BLINK = Path(__file__).with_name("blink.hex")
+_BLINK_SERIAL = Path(__file__).with_name("blink_serial.hex")  # built from src/blink_serial.c
 _PATTERN_SIZE = 8 * 1024
 
 
@@ -48,6 +49,10 @@ def _pattern_hex() -> str:
 #: name -> (label shown to the student, a function giving the HEX text)
 EXAMPLES = {
     "blink": ("Blink (bundled example, 20 bytes)", lambda: _BLINK.read_text("ascii")),
+    "blink_serial": (
+        "Blink and print (LED 13 every 0.5 s, and a line on the serial port each time)",
+        lambda: _BLINK_SERIAL.read_text("ascii"),
+    ),
     "pattern": ("Fill pattern, 8 KB (not a program: long enough to watch or cancel)", _pattern_hex),
 }
 

@@ -1,9 +1,13 @@
 """The demo lab's device tasks, written as a lab author would write them.
 
-``program_firmware`` writes an image into the ``board`` (a simulated Arduino) and verifies it;
-its progress reaches the page through ``task.progress``, and ``task.stop()`` cancels it at the
-next page. ``set_led`` / ``read_led`` drive the ``led`` device: output pin 17 wired to input
-pin 27, so the state shown is read back from the input, not assumed.
+``program_firmware`` writes an image into the ``board`` and verifies it; its progress reaches
+the page through ``task.progress``, and ``task.stop()`` cancels it at the next page.
+
+On the AVR twin (``sim:avr``) the LED is the board's pin 13 as the uploaded program drives it:
+``read_pin`` returns its level and its edges in simulated time (the twin keeps to the wall
+clock), which the page replays. On the fallback board (``sim:arduino``, no AVR code runs)
+``set_led`` / ``read_led`` drive the ``led`` device: output pin 17 wired to input pin 27, so the
+state shown is read back from the input, not assumed.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ from labruntime.drivers.image import parse_ihex
 if TYPE_CHECKING:
     from labruntime import WebLab
 
-__all__ = ["LED_IN", "LED_OUT", "DemoTasks", "register_tasks"]
+__all__ = ["LED_IN", "LED_OUT", "TWIN_LED", "DemoTasks", "register_tasks"]
 
 log = logging.getLogger(__name__)
 
 LED_OUT = 17  # the student's output pin
 LED_IN = 27  # the input it is wired to (a jumper on a real Pi, a wired pair in simulation)
 ADMISSION_MARGIN = 2.0  # seconds kept free at the end of the slot
+TWIN_LED = 13  # the twin's LED: Arduino pin 13 (PB5), as on an Uno
+MAX_EDGES = 200  # edges one read_pin returns (the newest)
 
 
 @dataclass(frozen=True)
@@ -31,12 +37,14 @@ class DemoTasks:
     """The registered task wrappers (``.delay()`` them from views)."""
 
     program_firmware: Any
-    set_led: Any
+    set_led: Any  # None on the twin: its LED is the program's
     read_led: Any
+    read_pin: Any  # the twin only: the LED pin and its edges
 
 
-def register_tasks(weblab: WebLab) -> DemoTasks:
-    """Declare the demo's tasks on ``weblab``."""
+def register_tasks(weblab: WebLab, *, twin: bool = False) -> DemoTasks:
+    """Declare the demo's tasks on ``weblab`` (``twin``: the board is ``sim:avr``, whose LED is
+    pin 13 as the student's program drives it, read with ``read_pin``)."""
     from labruntime import current_devices, require_time
 
     @weblab.task(device="board", unique="user")
@@ -50,6 +58,19 @@ def register_tasks(weblab: WebLab) -> DemoTasks:
         result = board.program(image, verify=True)
         log.info("demo: %s programmed (%d bytes)", source, result.bytes)
         return {"source": source, **result.to_dict()}
+
+    if twin:
+
+        @weblab.task(device="board")
+        def read_pin(after: float = 0.0) -> dict[str, Any]:
+            """The LED pin now, and its edges after ``after`` (simulated seconds), so the
+            page can replay them with their timing whatever its polling rate."""
+            board = current_devices["board"]
+            pin = board.pin(TWIN_LED)
+            edges = [[e.seconds, e.level] for e in pin.edges() if e.seconds > after]
+            return {"on": bool(pin.value), "now": board.sim_seconds, "edges": edges[-MAX_EDGES:]}
+
+        return DemoTasks(program_firmware, None, None, read_pin)
 
     @weblab.task(device="led")
     def set_led(on: bool) -> bool:
@@ -65,4 +86,4 @@ def register_tasks(weblab: WebLab) -> DemoTasks:
         """What the input wired to the LED's pin reads now."""
         return bool(current_devices["led"].input(LED_IN).value)
 
-    return DemoTasks(program_firmware, set_led, read_led)
+    return DemoTasks(program_firmware, set_led, read_led, None)

@@ -2,7 +2,8 @@
 
 ``GET /`` the page (or the "session over" page with the ``back`` link), ``GET /state`` what the
 page shows (time left, the programming task and its progress, the LED; ``?task=ID`` follows that
-task of the session, by default the last one programmed), ``POST /program`` (an
+task of the session, by default the last one programmed; on the twin ``?after=T`` asks for the
+LED pin's edges after T simulated seconds), ``POST /program`` (an
 upload or a bundled example), ``POST /cancel``, ``POST /led`` and ``POST /leave`` (logout).
 Every refusal is JSON ``{"error": message}`` with a 4xx status, never a 500 page. The POST
 routes are behind ``@requires_active``/``@requires_login``, which refuse them when another
@@ -12,6 +13,7 @@ site's page sends them. The RLMS's ``back`` link is shown only when it is an htt
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request, url_for
@@ -26,12 +28,13 @@ from labruntime import (
 )
 
 from .firmware import EXAMPLES, FirmwareError, example, from_upload
-from .lab_tasks import LED_IN, LED_OUT, DemoTasks
+from .lab_tasks import LED_IN, LED_OUT, TWIN_LED, DemoTasks
 
 __all__ = ["register_views"]
 
 log = logging.getLogger(__name__)
 LED_JOIN = 3.0  # seconds a /led request waits for its small task
+PIN_JOIN = 1.0  # seconds a /state request waits to read the twin's LED pin
 
 
 def _back_link() -> str | None:
@@ -72,15 +75,21 @@ def _led_state() -> dict[str, Any]:
 
 def register_views(app: Flask, weblab: WebLab, tasks: DemoTasks) -> None:
     """Add the demo's routes to ``app``."""
+    twin = bool(app.config.get("DEMO_TWIN"))
 
     @app.route("/")
     @requires_login
     def index() -> Any:
-        if weblab_user.active and weblab_user.data.get("led") is None:
+        if not twin and weblab_user.active and weblab_user.data.get("led") is None:
             _read_led(tasks)
         examples = [(name, label) for name, (label, _) in EXAMPLES.items()]
+        if twin:  # the example that shows the LED and the serial monitor comes first
+            examples.sort(key=lambda item: item[0] != "blink_serial")
         return render_template(
             "demo.html",
+            twin=twin,
+            twin_led=TWIN_LED,
+            board_note=app.config.get("DEMO_BOARD_NOTE"),
             examples=examples,
             led_out=LED_OUT,
             led_in=LED_IN,
@@ -93,13 +102,19 @@ def register_views(app: Flask, weblab: WebLab, tasks: DemoTasks) -> None:
     def state() -> Any:
         if not weblab_user.active:
             return jsonify(active=False, back=_back_link(), next=url_for("index"))
+        program = _task_state(
+            weblab, request.args.get("task") or weblab_user.data.get("program_task")
+        )
+        if twin:
+            busy = program is not None and program["status"] in ("submitted", "running")
+            led = None if busy else _read_pin(tasks, request.args.get("after"))
+        else:
+            led = _led_state()
         return jsonify(
             active=True,
             time_left=max(0.0, float(weblab_user.time_left)),
-            program=_task_state(
-                weblab, request.args.get("task") or weblab_user.data.get("program_task")
-            ),
-            led=_led_state(),
+            program=program,
+            led=led,
         )
 
     @app.route("/program", methods=["POST"])
@@ -134,6 +149,12 @@ def register_views(app: Flask, weblab: WebLab, tasks: DemoTasks) -> None:
     @app.route("/led", methods=["POST"])
     @requires_active
     def led() -> Any:
+        if twin:
+            return _refuse(
+                f"on this board the LED is pin {TWIN_LED}, driven by your program: program "
+                "a blink to make it blink",
+                409,
+            )
         wanted = (request.get_json(silent=True) or {}).get("on")
         if not isinstance(wanted, bool):
             return _refuse('send {"on": true} or {"on": false}')
@@ -154,6 +175,23 @@ def register_views(app: Flask, weblab: WebLab, tasks: DemoTasks) -> None:
         back = _back_link()
         logout()
         return jsonify(back=back, next=url_for("index"))
+
+
+def _read_pin(tasks: DemoTasks, after_arg: str | None) -> dict[str, Any] | None:
+    """The twin's LED pin and its edges after ``after_arg`` simulated seconds (None: the
+    board is busy or gone; the page keeps what it shows)."""
+    try:
+        after = float(after_arg or 0)
+    except ValueError:
+        after = 0.0
+    if not math.isfinite(after) or after < 0:
+        after = 0.0
+    try:
+        task = tasks.read_pin.delay(after).join(PIN_JOIN, error_on_timeout=False)
+    except WebLabError as error:
+        log.info("demo: cannot read the LED pin: %s", error)
+        return None
+    return task.result if task.done else None
 
 
 def _read_led(tasks: DemoTasks) -> None:

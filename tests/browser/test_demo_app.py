@@ -1,4 +1,6 @@
-"""The demo lab's endpoints without a browser (Flask test client, real Redis, real devices).
+"""The demo lab's endpoints without a browser (Flask test client, real Redis, real devices),
+on its fallback board (``sim:arduino`` and a GPIO LED with buttons, where the AVR twin cannot
+run); the twin's demo is in test_demo_twin.py.
 
 The runner threads of the app hold the simulated board and LED, as in ``labruntime demo``.
 """
@@ -13,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from labruntime.demo import create_app
+from labruntime.demo import DEMO_DEVICES, create_app
 from labruntime.state import get_state
 from labruntime.testing import FakeRLMS
 from tests._helpers import wait_for
@@ -26,6 +28,7 @@ def demo(tmp_path: Path, redis_url: str, redis_base: str) -> Iterator[Any]:
         WEBLAB_REDIS_URL=redis_url,
         WEBLAB_REDIS_BASE=redis_base,
         WEBLAB_AUTOCLEAN_THREAD=False,
+        WEBLAB_DEVICES=dict(DEMO_DEVICES),  # the fallback board (the twin: test_demo_twin.py)
     )
     yield app
     get_state(app).shutdown(timeout=10)

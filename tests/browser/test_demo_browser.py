@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from labruntime.demo import create_app
+from labruntime.demo import DEMO_DEVICES, create_app
 from labruntime.demo.lab_tasks import LED_OUT
 from labruntime.state import get_state
 from labruntime.testing import FakeRLMS, serve_app
@@ -28,7 +28,12 @@ BAD_HEX = GOOD_LINE + ":04001000E1F7F7CF4F\n:00000001FF\n"  # line 2: checksum o
 
 @pytest.fixture
 def demo_app(tmp_path: Path, redis_url: str, redis_base: str) -> Any:
-    app = create_app(tmp_path / "demo", WEBLAB_REDIS_URL=redis_url, WEBLAB_REDIS_BASE=redis_base)
+    app = create_app(
+        tmp_path / "demo",
+        WEBLAB_REDIS_URL=redis_url,
+        WEBLAB_REDIS_BASE=redis_base,
+        WEBLAB_DEVICES=dict(DEMO_DEVICES),  # the fallback board; the twin: test_demo_twin.py
+    )
     yield app
     get_state(app).shutdown(timeout=10)
 

@@ -12,6 +12,10 @@
   var expired = false;       // the clock reached 0 (ask the lab once)
   var submitting = false;    // a Program request is on its way: ignore the old task's state
   var currentId = null;      // the task the page follows (a late poll of an older one is old)
+  var twin = urls.twin === "true";  // the board runs the program: the LED is its pin 13
+  var REPLAY_MS = 1000;      // twin: pin edges are replayed this far behind the board
+  var edgeAfter = 0;         // twin: simulated time of the last edge scheduled
+  var toggles = 0;           // twin: level changes shown
 
   function post(url, body) {
     var options = {method: "POST", credentials: "same-origin"};
@@ -144,7 +148,35 @@
   });
 
   // -- LED -----------------------------------------------------------------------------------
+  function showLevel(on) {
+    var el = $("led");
+    if (el.dataset.on === (on ? "true" : "false") && $("led-state").textContent !== "unknown") {
+      return;
+    }
+    if ($("led-state").textContent !== "unknown") { toggles += 1; }
+    el.classList.toggle("on", on);
+    el.dataset.on = on ? "true" : "false";
+    el.dataset.toggles = String(toggles);
+    $("led-state").textContent = on ? "high (on)" : "low (off)";
+    $("toggles").textContent = toggles;
+  }
+
+  function renderPin(led) {  // twin: {on, now, edges: [[sim seconds, level]...]}
+    if (!led) { return; }
+    if (edgeAfter === 0 && !led.edges.length) { showLevel(led.on); }
+    led.edges.forEach(function (edge) {
+      if (edge[0] <= edgeAfter) { return; }
+      edgeAfter = edge[0];
+      var delay = (edge[0] - led.now) * 1000 + REPLAY_MS;
+      setTimeout(function () { showLevel(edge[1]); }, Math.max(0, delay));
+    });
+    if (!led.edges.length && led.now > edgeAfter + 2) {  // no change for a while: show the level
+      setTimeout(function () { showLevel(led.on); }, REPLAY_MS);
+    }
+  }
+
   function renderLed(led) {
+    if (twin) { renderPin(led); return; }
     if (!led) { return; }
     var on = led.on === true;
     $("led").classList.toggle("on", on);
@@ -162,8 +194,15 @@
       renderLed({on: d.led, switches: d.switches});
     });
   }
-  $("led-on").addEventListener("click", function () { switchLed(true); });
-  $("led-off").addEventListener("click", function () { switchLed(false); });
+  if (!twin) {
+    $("led-on").addEventListener("click", function () { switchLed(true); });
+    $("led-off").addEventListener("click", function () { switchLed(false); });
+  }
+
+  // -- serial monitor (twin) -------------------------------------------------------------------
+  document.addEventListener("weblab-monitor-end", function (event) {
+    console.info("serial monitor ended: " + event.target.dataset.reason);
+  });
 
   // -- logout --------------------------------------------------------------------------------
   $("leave-button").addEventListener("click", function () {
@@ -174,7 +213,10 @@
   // -- state polling -------------------------------------------------------------------------
   function poll() {
     clearTimeout(pollTimer);
-    var url = urls.state + (currentId ? "?task=" + encodeURIComponent(currentId) : "");
+    var query = [];
+    if (currentId) { query.push("task=" + encodeURIComponent(currentId)); }
+    if (twin) { query.push("after=" + edgeAfter); }
+    var url = urls.state + (query.length ? "?" + query.join("&") : "");
     fetch(url, {credentials: "same-origin", cache: "no-store"})
       .then(function (r) { return r.json(); })
       .then(function (d) {
@@ -184,7 +226,7 @@
         renderLed(d.led);
       })
       .catch(function () { /* the next poll tries again */ })
-      .then(function () { pollTimer = setTimeout(poll, busy ? 250 : 2000); });
+      .then(function () { pollTimer = setTimeout(poll, busy ? 250 : (twin ? 1000 : 2000)); });
   }
 
   tick();
