@@ -282,11 +282,15 @@ def _logout_view(session_id: str) -> Any:
 
 
 def store_unavailable_response(error: StoreUnavailableError) -> Any:
-    """503 with a clear message: JSON for the RLMS and JSON clients, HTML for browsers."""
-    log.error("%s", error)
+    """503 with a clear message: JSON for the RLMS (naming the cause: down, disk full...) and
+    JSON clients, HTML for browsers. Logged at most once per interval, not once per request."""
+    state = get_state()
+    state.connection.outage.failed("web requests", error)
     message = "The laboratory's session store (Redis) is unavailable; try again shortly."
+    if request.path.startswith(state.config.base_url + "/weblab/"):
+        message = f"The laboratory's session store is unavailable: {error}"
     if (
-        request.path.startswith(get_state().config.base_url + "/weblab/")
+        request.path.startswith(state.config.base_url + "/weblab/")
         or request.endpoint in JSON_STUDENT_ROUTES
         or request.accept_mimetypes.best == "application/json"
     ):

@@ -222,6 +222,7 @@ class OutageLog:
         self._lock = threading.Lock()
         self.since: float | None = None  # monotonic time of the first failure of this outage
         self._last_line = 0.0
+        self._last_failure = 0.0
         self._failures = 0
 
     @property
@@ -231,10 +232,13 @@ class OutageLog:
     def failed(self, what: str, error: BaseException) -> None:
         now = time.monotonic()
         with self._lock:
+            if self.since is not None and now - self._last_failure > self.interval:
+                self.since, self._failures = None, 0  # nobody said ok(): an old outage
             first = self.since is None
             if first:
                 self.since = now
             self._failures += 1
+            self._last_failure = now
             if not first and now - self._last_line < self.interval:
                 return
             self._last_line = now
