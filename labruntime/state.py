@@ -28,13 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, current_app, has_app_context
+from flask import Flask, current_app, has_app_context, has_request_context, request
 
 from .config import WebLabConfig
 from .devices.service import DeviceService
 from .errors import NoContextError, WebLabNotInitializedError
 from .sessions.binding import bind_user
 from .sessions.cleaner import CleanerThread
+from .sessions.lifecycle import LifecycleLog
 from .sessions.manager import DisposeOutcome, SessionManager
 from .sessions.users import CurrentUser, ExpiredUser, make_user
 from .store.connection import Connection
@@ -76,7 +77,11 @@ class LabState:
         self.hooks = hooks
         self.registry = registry
         self.connection = Connection(config.redis_url, config.redis_base, app.instance_path)
-        self.sessions = SessionManager(SessionStore(self.connection), config)
+        self.sessions = SessionManager(
+            SessionStore(self.connection),
+            config,
+            lifecycle=LifecycleLog(app.logger, self._event_context),
+        )
         self.devices = DeviceService(
             app, config, DeviceStore(self.connection), MonitorStore(self.connection)
         )
@@ -96,6 +101,23 @@ class LabState:
         self.no_background = False
         self._lock = threading.Lock()
         self._workers_lock = threading.Lock()
+
+    def _event_context(self, status: int | None) -> dict[str, Any]:
+        """The app's and the request's fields of a lifecycle event (weblablib's names); the
+        route (``/callback/<session_id>``), never the path that holds the session id."""
+        fields: dict[str, Any] = {
+            "lab_name": self.app.config.get("LAB_NAME"),
+            "environment": self.app.config.get("ENVIRONMENT"),
+        }
+        if has_request_context():
+            rule = request.url_rule
+            fields.update(
+                path=rule.rule if rule is not None else None,
+                endpoint=request.endpoint,
+                method=request.method,
+                status=status,
+            )
+        return fields
 
     def replace_config(self, **changes: Any) -> None:
         """A new config with ``changes`` (validated by the caller), for every service."""

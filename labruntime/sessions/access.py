@@ -15,7 +15,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Response, jsonify, redirect, render_template, request
+from flask import Response, jsonify, redirect, render_template, request, session
 
 from labruntime.globals import current_user, socket_user
 from labruntime.state import get_state
@@ -85,11 +85,20 @@ def requires_active(func: F) -> F:
         if user.active:
             return func(*args, **kwargs)
         back = None if user.is_anonymous else safe_back(user.back)
-        if back:
-            return redirect(back)
-        return forbidden_response()
+        reply = redirect(back) if back else forbidden_response()
+        _log_rejected(user, reply)
+        return reply
 
     return wrapper  # type: ignore[return-value]
+
+
+def _log_rejected(user: WebLabUser, reply: Any) -> None:
+    """weblablib's ``protected_request_rejected`` lifecycle event (see sessions/lifecycle)."""
+    state = get_state()
+    status = reply[1] if isinstance(reply, tuple) else getattr(reply, "status_code", 403)
+    cookie = session.get(state.config.session_id_name) if user.is_anonymous else None
+    facts = None if user.is_anonymous else user
+    state.sessions.rejected(facts, int(status), str(cookie) if cookie else None)
 
 
 def _socket_check(func: F, check: Callable[[WebLabUser], bool]) -> F:

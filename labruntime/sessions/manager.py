@@ -24,9 +24,11 @@ from typing import Any
 
 from labruntime.config import WebLabConfig
 from labruntime.errors import StoreUnavailableError
+from labruntime.redact import session_hash
 from labruntime.store.records import SessionRecord, SessionState
 from labruntime.store.sessions import SessionStore
 
+from .lifecycle import LifecycleLog, SessionFacts, expiry_reason
 from .start_request import StartRequest, slot_times
 
 __all__ = ["SessionManager", "DisposeOutcome", "create_token"]
@@ -45,7 +47,8 @@ def create_token(size: int | None = None) -> str:
 
 @dataclass(frozen=True)
 class DisposeOutcome:
-    """found False: unknown or already disposed. retry_in: still busy, ask again then."""
+    """found False: no such session (never was, or forgotten). retry_in: still busy, ask
+    again then. A session already disposed is found and done: dispose is idempotent."""
 
     found: bool
     retry_in: float | None = None
@@ -59,16 +62,65 @@ class SessionManager:
     """Start / status / poll / dispose of sessions, on a SessionStore, with an injectable clock."""
 
     def __init__(
-        self, store: SessionStore, config: WebLabConfig, clock: Callable[[], float] = time.time
+        self,
+        store: SessionStore,
+        config: WebLabConfig,
+        clock: Callable[[], float] = time.time,
+        lifecycle: LifecycleLog | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
+        #: weblablib's JSON lifecycle events (on the app's logger: see :mod:`.lifecycle`)
+        self.lifecycle = lifecycle or LifecycleLog(log)
 
     def _event(self, event: str, session_id: str, message: str, **fields: Any) -> None:
+        """labruntime's own record of a session's life (the session named by its hash)."""
         if self.config.log_session_lifecycle:
-            extra = {"event": event, "session_id": session_id, **fields}
-            log.info("%s session %s %s", event, session_id, message, extra={"weblab": extra})
+            sid = session_hash(session_id)
+            extra = {"event": event, "session": sid, **fields}
+            log.info("%s session %s %s", event, sid, message, extra={"weblab": extra})
+
+    # -- weblablib's lifecycle events -------------------------------------------------------
+    def _lifecycle(self, action: str, facts: SessionFacts | None, **fields: Any) -> None:
+        if self.config.log_session_lifecycle:
+            self.lifecycle.emit(action, facts, timeout=self.config.timeout, **fields)
+
+    def rejected(
+        self, user: SessionFacts | None, status: int, cookie_session_id: str | None
+    ) -> None:
+        """``@requires_active`` refused a request: ``user`` None for an anonymous one."""
+        if not self.config.log_session_lifecycle:
+            return
+        now = self.clock()
+        if user is None:
+            reason = (
+                "anonymous_session_not_found"
+                if cookie_session_id
+                else "anonymous_no_session_cookie"
+            )
+            self._lifecycle(
+                "protected_request_rejected", None, reason=reason, now=now, status=status,
+                session_id=cookie_session_id,
+            )  # fmt: skip
+        else:
+            reason = expiry_reason(user, self.config.timeout, now)
+            self._lifecycle(
+                "protected_request_rejected", user, reason=reason, now=now, status=status
+            )
+
+    def _expiry_detected(
+        self, session_id: str, state: SessionState | None, now: float, source: str
+    ) -> None:
+        """The first time a session still active is found over: one expiry_detected event."""
+        if state is None or state.status != "active" or not self.config.log_session_lifecycle:
+            return
+        if not self.store.mark_once(session_id, "expiry_detected"):
+            return
+        record = self.store.load_session(session_id)
+        if record is not None:
+            reason = expiry_reason(record, self.config.timeout, now)
+            self._lifecycle("expiry_detected", record, reason=reason, now=now, source=source)
 
     # -- start ------------------------------------------------------------------------------
     def create(self, request: StartRequest, session_id: str | None = None) -> SessionRecord:
@@ -86,10 +138,7 @@ class SessionManager:
         )
         ttl = max(60.0, record.max_date - now + self.config.expired_users_timeout + 3600)
         self.store.create_session(record, check_at=self._check_at(record, now), ttl=ttl)
-        self._event(
-            "start", record.session_id, f"for {record.username!r}, {length:g} s",
-            username=record.username, length=length,
-        )  # fmt: skip
+        self._event("start", record.session_id, f"for {length:g} s", length=length)
         return record
 
     def _check_at(self, record: SessionRecord | SessionState, last_poll: float) -> float:
@@ -117,8 +166,13 @@ class SessionManager:
         return record.status == "active" and self.should_finish(record, now) >= 0
 
     def status(self, session_id: str) -> int:
-        """One session's should_finish (one round trip)."""
-        return self.should_finish(self.store.session_states([session_id])[0], self.clock())
+        """One session's should_finish (one round trip; one more, once, at its expiry)."""
+        now = self.clock()
+        state = self.store.session_states([session_id])[0]
+        result = self.should_finish(state, now)
+        if result < 0:
+            self._expiry_detected(session_id, state, now, "status")
+        return result
 
     def bulk_status(self, session_ids: list[str], timeout: float | None = None) -> dict[str, int]:
         """should_finish of many sessions, 500 per pipelined round trip, stops at ``timeout``."""
@@ -131,6 +185,8 @@ class SessionManager:
             now = self.clock()
             for sid, state in zip(chunk, self.store.session_states(chunk), strict=True):
                 result[sid] = self.should_finish(state, now)
+                if result[sid] < 0:
+                    self._expiry_detected(sid, state, now, "status")
         return result
 
     # -- student ----------------------------------------------------------------------------
@@ -167,8 +223,8 @@ class SessionManager:
         if begun == "missing":
             self.store.forget_live(session_id)
             return DisposeOutcome(found=False)
-        if begun == "expired":
-            return DisposeOutcome(found=False)
+        if begun == "expired":  # disposed already (by anyone): "Deleted" again, as weblablib
+            return DisposeOutcome(found=True)
         if begun == "started":
             self._event("dispose", session_id, f"started ({reason})", reason=reason)
         record = self.store.load_session(session_id)
@@ -181,7 +237,9 @@ class SessionManager:
         except StoreUnavailableError:
             raise
         except Exception:
-            log.exception("session %s: the dispose steps failed; ending it anyway", session_id)
+            log.exception(
+                "session %s: the dispose steps failed; ending it anyway", session_hash(session_id)
+            )
             busy = None
         if busy is not None and busy > 0:
             self.store.reschedule(session_id, now + busy)
@@ -194,10 +252,18 @@ class SessionManager:
         except StoreUnavailableError:
             raise
         except Exception:
-            log.exception("on_dispose of session %s raised; the session ends anyway", session_id)
+            log.exception(
+                "on_dispose of session %s raised; the session ends anyway",
+                session_hash(session_id),
+            )
         self.store.finish_dispose(session_id, self.clock(), self.config.expired_users_timeout)
         self._event("dispose", session_id, "done", reason=record.reason or reason)
+        self._disposed(record, record.reason or reason, now)
         return DisposeOutcome(found=True)
+
+    def _disposed(self, record: SessionRecord, source: str, now: float) -> None:
+        reason = expiry_reason(record, self.config.timeout, now)
+        self._lifecycle("disposed", record, reason=reason, now=now, source=source, disposing=False)
 
     def _claimed_elsewhere(self, record: SessionRecord, now: float) -> DisposeOutcome:
         try:
@@ -207,9 +273,10 @@ class SessionManager:
         if now - claimed_at > self.config.dispose_timeout + STALE_CLAIM_MARGIN:
             log.warning(
                 "session %s: the process running on_dispose died; marking it ended",
-                record.session_id,
+                session_hash(record.session_id),
             )
             self.store.finish_dispose(record.session_id, now, self.config.expired_users_timeout)
+            self._disposed(record, record.reason or "dead process", now)
             return DisposeOutcome(found=True)
         self.store.reschedule(record.session_id, now + BUSY_RETRY)
         return DisposeOutcome(found=True, retry_in=BUSY_RETRY)
@@ -239,6 +306,7 @@ class SessionManager:
             if state.status == "active" and self.should_finish(state, now) >= 0:
                 self.store.reschedule(sid, self._check_at(state, state.last_poll))
                 continue
+            self._expiry_detected(sid, state, now, "cleaner")
             reason = self._reason(state, now)
             if reason == "timeout":
                 self._event("timeout", sid, "stopped polling", reason=reason)

@@ -33,6 +33,7 @@ from werkzeug.exceptions import HTTPException
 
 from labruntime.errors import InvalidStartRequestError, StoreUnavailableError
 from labruntime.globals import current_user
+from labruntime.redact import session_hash
 from labruntime.state import get_state
 
 from .access import cross_site_response, forbidden_response, logout, poll
@@ -132,7 +133,9 @@ def _start() -> Any:
     except StoreUnavailableError:
         raise
     except Exception as error:
-        log.exception("on_start of session %s raised; disposing it", record.session_id)
+        log.exception(
+            "on_start of session %s raised; disposing it", session_hash(record.session_id)
+        )
         state.dispose(record.session_id, "start failed")
         return jsonify(error=True, message=f"Error initializing laboratory: {error}")
     return jsonify(url=student_link(record.session_id), session_id=record.session_id)

@@ -75,6 +75,12 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 return redis.call('HSETNX', KEYS[1], 'dispose_claim', ARGV[1])
 """
 
+# KEYS: session hash. ARGV: field. 1 the first time the field is set (session still there).
+_MARK_ONCE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSETNX', KEYS[1], ARGV[1], '1')
+"""
+
 # KEYS: session hash. ARGV: field, value... ; writes only if the session still exists.
 _SET_IF_EXISTS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -192,6 +198,14 @@ class SessionStore:
             keys=[self._session_key(session_id), self._live_key],
             args=[repr(now), reason, session_id],
         )
+
+    def mark_once(self, session_id: str, name: str) -> bool:
+        """True the first time ``name`` is marked on this session (never on one that is gone):
+        an event logged once per session, whatever the number of processes."""
+        if not valid_session_id(session_id):
+            return False
+        script = self._conn.script(_MARK_ONCE)
+        return bool(script(keys=[self._session_key(session_id)], args=[f"once:{name}"]))
 
     def claim_dispose(self, session_id: str, claim: str) -> bool:
         """Atomically win the right to run on_dispose (exactly one caller ever wins)."""

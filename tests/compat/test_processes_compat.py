@@ -68,7 +68,7 @@ def test_clean_expired_users_ends_a_student_who_left(serve_lab, no_threads, monk
     assert result.returncode == 0, result.stderr
     assert "1 session" in result.stdout
     assert [e["event"] for e in lab.events()] == ["start", "dispose"]
-    assert lab.rlms.dispose(started.session_id) == {"message": "Not found"}
+    assert lab.rlms.dispose(started.session_id) == {"message": "Deleted"}  # as weblablib
 
 
 def test_loop_runs_tasks_and_exits_0_on_sigterm(serve_lab, no_threads):

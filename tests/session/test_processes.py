@@ -100,7 +100,7 @@ def test_cleaner_in_another_process(crosslab, redis_url):
     reply = lab.app.test_client().post(
         f"/weblab/sessions/{sid}", json={"action": "delete"}, auth=("u", "p")
     )
-    assert reply.get_json() == {"message": "Not found"}
+    assert reply.get_json() == {"message": "Deleted"}  # idempotent: on_dispose not run again
     assert (folder / "disposed.log").read_text().count(sid) == 1
     lab.weblab.shutdown(lab.app)
 

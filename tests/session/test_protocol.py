@@ -234,7 +234,7 @@ def test_dispose_replies(make_lab):
     again = lab.client.post(
         f"/weblab/sessions/{sid}", json={"action": "delete"}, headers=lab.basic()
     )
-    assert again.status_code == 200 and again.get_json() == {"message": "Not found"}
+    assert again.status_code == 200 and again.get_json() == {"message": "Deleted"}  # idempotent
     unknown = lab.dispose("never-existed")
     assert unknown == {"message": "Not found"}
     assert lab.disposed == [sid]

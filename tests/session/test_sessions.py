@@ -100,7 +100,8 @@ def test_busy_steps_retry_then_end(manager):
     sessions.clock.now += 3
     assert sessions.clean(lambda s: None, ran.append) == 1
     assert [r.session_id for r in ran] == [sid]
-    assert sessions.dispose(sid, "rlms", lambda s: None, ran.append).found is False
+    again = sessions.dispose(sid, "rlms", lambda s: None, ran.append)
+    assert again.done and len(ran) == 1  # idempotent: found, done, on_dispose not run again
 
 
 def test_stale_claim_of_a_dead_process(manager):
