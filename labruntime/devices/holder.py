@@ -273,7 +273,8 @@ class DeviceHolder:
         log.info("devices %s: admission closed, finishing the queued tasks", sorted(self.devices))
 
     def _retake(self, name: str) -> bool:
-        """The lease lapsed (this process stalled) and nobody took it: take it again."""
+        """The lease lapsed (this process stalled, or Redis was out) and nobody took it: take
+        it again, and drive the device safe before anything else runs on it."""
         info = {**self.info, "url": self.bindings.get(name, "")}
         if self.admission_closed:
             info["closed"] = True
@@ -282,11 +283,24 @@ class DeviceHolder:
             self.tokens[name] = int(lease["token"])
             log.warning(
                 "the Redis lease of device %s had lapsed (this process stalled over %g s); "
-                "taken again, fencing token %s",
+                "taken again, fencing token %s: driving it safe first",
                 name,
                 LEASE,
                 lease["token"],
             )
+            # while the lease lapsed, a dispose found no holder and could not drive it safe;
+            # the session using it may be over: cancel what runs on it, drive it safe
+            try:
+                report = self.safe(name)
+            except Exception:  # noqa: BLE001 - the device stays held; the error is logged
+                log.exception("device %s: could not be driven safe after its lease lapsed", name)
+            else:
+                log.warning(
+                    "device %s: safe state driven after its lease lapsed (ok: %s): %s",
+                    name,
+                    report.get("ok"),
+                    report.get("detail") or report.get("state"),
+                )
         return bool(ok)
 
     def _control_loop(self) -> None:
