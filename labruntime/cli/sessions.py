@@ -107,7 +107,9 @@ def _check_url_base(url: str) -> None:
 def _fake_id(state: LabState) -> str:
     session_id = state.sessions.store.get_fake_session()
     if not session_id:
-        raise click.ClickException("no fake session: create one with `fake new`")
+        raise click.ClickException(  # "Session not found": weblablib's phrase
+            "Session not found: no fake session; create one with `flask weblab fake new`"
+        )
     return session_id
 
 

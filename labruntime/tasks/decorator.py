@@ -201,7 +201,8 @@ class TaskRegistry:
     def add(self, wrapper: TaskWrapper) -> None:
         if wrapper.name in self._tasks:
             raise ValueError(
-                f"two tasks are named {wrapper.name!r}: task names must be unique, rename one"
+                f"two tasks are named {wrapper.name!r}: you can't have two tasks with the same "
+                "name, rename one"
             )
         self._tasks[wrapper.name] = wrapper
 

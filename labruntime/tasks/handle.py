@@ -213,8 +213,9 @@ class WebLabTask:
         called from inside this same task (it would wait for itself forever).
         """
         if self._is_current():
-            raise RuntimeError(
-                f"deadlock: task {self.name} ({self.task_id}) called join() on itself"
+            raise RuntimeError(  # "Deadlock": weblablib's phrase
+                f"Deadlock detected: task {self.name} ({self.task_id}) called join() on itself; "
+                "a task cannot wait for its own end"
             )
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

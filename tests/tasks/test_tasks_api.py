@@ -73,7 +73,7 @@ def test_get_task_is_scoped_to_the_session(lab) -> None:
 def test_join_inside_the_task_is_refused(lab) -> None:
     with lab.as_session(lab.start_session()):
         task = lab.tasks["join_self"].run_sync(timeout=5)
-        assert task.result.startswith("RuntimeError: deadlock")
+        assert task.result.startswith("RuntimeError: Deadlock detected")
 
 
 def test_stop_running_task_seen_quickly(lab) -> None:
