@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import InvalidConfigError
 
-__all__ = ["WebLabConfig", "load_config", "KNOWN_KEYS"]
+__all__ = ["WebLabConfig", "load_config", "check_secrets", "KNOWN_KEYS"]
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +257,72 @@ def load_config(
                 f"{cfg.get('WEBLAB_TASK_THREADS_PROCESS')!r}: set WEBLAB_TASK_THREADS_PROCESS "
                 "to 0 (or leave it unset) when WEBLAB_NO_THREAD is True"
             )
+    check_secrets(cfg)
     unknown = sorted(k for k in cfg if k.startswith("WEBLAB_") and k not in KNOWN_KEYS)
     if unknown:
         log.warning("unknown configuration keys (typo?): %s", ", ".join(unknown))
     return config
+
+
+MIN_SECRET_LENGTH = 16
+# Values published in labruntime's own files (config/lab.example.toml, the README): whoever read
+# them can forge a student's cookie or call the lab as its RLMS.
+PUBLISHED_SECRETS = frozenset(
+    {
+        "change-me-rlms-password",
+        "change-me-to-a-long-random-string",
+        "a long random string, one per lab",
+        "a long random password",
+    }
+)
+_HOW = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def check_secrets(cfg: Mapping[str, Any]) -> None:
+    """Refuse weak or published secrets: ``SECRET_KEY`` (it signs the student's cookie) and
+    ``WEBLAB_PASSWORD`` (the RLMS's password).
+
+    Refused: a value of whitespace only, an example value shipped with labruntime (anything
+    starting with ``change-me``), the password equal to the secret key, and a value shorter
+    than :data:`MIN_SECRET_LENGTH` characters, which is only a warning when ``DEBUG`` is on
+    (``app.debug``, a developer's machine). Keys that are missing or of the wrong type are left
+    to their own checks.
+    """
+    debug = cfg.get("DEBUG") is True
+    texts: dict[str, str] = {}
+    for key in ("SECRET_KEY", "WEBLAB_PASSWORD"):
+        value = cfg.get(key)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if not isinstance(value, str) or value == "":
+            continue
+        texts[key] = value
+        if not value.strip():
+            raise InvalidConfigError(
+                f"{key} is only whitespace: set it to a long random string, e.g. the output of "
+                f"{_HOW}"
+            )
+        folded = value.strip().lower()
+        if folded in PUBLISHED_SECRETS or folded.startswith(("change-me", "changeme")):
+            raise InvalidConfigError(
+                f"{key} is still the example value {value!r} published with labruntime: "
+                f"anyone can read it. Set your own long random string, e.g. the output of {_HOW}"
+            )
+        if len(value) < MIN_SECRET_LENGTH:
+            message = (
+                f"{key} is {len(value)} characters long: use at least {MIN_SECRET_LENGTH} "
+                f"random characters, e.g. the output of {_HOW}"
+            )
+            if not debug:
+                raise InvalidConfigError(message)
+            log.warning("%s (accepted because DEBUG is on)", message)
+    if texts.get("SECRET_KEY") is not None and texts.get("SECRET_KEY") == texts.get(
+        "WEBLAB_PASSWORD"
+    ):
+        raise InvalidConfigError(
+            "WEBLAB_PASSWORD is the same as SECRET_KEY: the RLMS's password must not be the key "
+            "that signs students' cookies; give each its own random string"
+        )
 
 
 KNOWN_KEYS = frozenset(

@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from labruntime.testing import FakeRLMS, serve_app
+from tests._labs import PASSWORD, USER
 
 
 class _LocalRedirects(urllib.request.HTTPRedirectHandler):
@@ -34,7 +35,7 @@ def browser() -> urllib.request.OpenerDirector:
 def test_full_session_over_http(make_lab, style, encoding):
     lab = make_lab()
     with serve_app(lab.app, script_name="/lab1") as base_url:
-        rlms = FakeRLMS(base_url, "rlms", "s3cret", style=style)
+        rlms = FakeRLMS(base_url, USER, PASSWORD, style=style)
         assert rlms.api()["api_version"] == "1"
         assert rlms.test()["valid"] is True
         started = rlms.start({"level": 2}, username="ana", assigned_time=120, encoding=encoding)
@@ -60,7 +61,7 @@ def test_full_session_over_http(make_lab, style, encoding):
 def test_https_scheme_link_over_http(make_lab):
     lab = make_lab(WEBLAB_SCHEME="https")
     with serve_app(lab.app) as base_url:
-        rlms = FakeRLMS(base_url, "rlms", "s3cret")
+        rlms = FakeRLMS(base_url, USER, PASSWORD)
         started = rlms.start()
         assert started.url.startswith("https://127.0.0.1:")
 
@@ -80,7 +81,7 @@ def test_wrong_credentials_over_http(make_lab):
 def test_many_students_at_once(make_lab):
     lab = make_lab()
     with serve_app(lab.app) as base_url:
-        rlms = FakeRLMS(base_url, "rlms", "s3cret")
+        rlms = FakeRLMS(base_url, USER, PASSWORD)
         sessions = [rlms.start(username=f"s{i}") for i in range(20)]
         errors = []
 

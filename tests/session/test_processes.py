@@ -21,7 +21,7 @@ from labruntime import WebLab, weblab_user
 
 app = Flask(__name__, instance_path=os.environ["LAB_INSTANCE"])
 app.config.update(
-    SECRET_KEY="k", WEBLAB_USERNAME="u", WEBLAB_PASSWORD="p",
+    SECRET_KEY="k" * 16, WEBLAB_USERNAME="u", WEBLAB_PASSWORD="p" * 16,
     WEBLAB_REDIS_BASE=os.environ["LAB_BASE"], WEBLAB_AUTOCLEAN_THREAD=False,
     WEBLAB_TASK_THREADS_PROCESS=0,
 )
@@ -79,7 +79,7 @@ def _start(app, length=300):
                 "request.username": "ann",
             },
         },
-        auth=("u", "p"),
+        auth=("u", "p" * 16),
     )
     return reply.get_json()["session_id"]
 
@@ -98,7 +98,7 @@ def test_cleaner_in_another_process(crosslab, redis_url):
     with lab.app.app_context():
         assert lab.weblab.clean_expired_users() == 0
     reply = lab.app.test_client().post(
-        f"/weblab/sessions/{sid}", json={"action": "delete"}, auth=("u", "p")
+        f"/weblab/sessions/{sid}", json={"action": "delete"}, auth=("u", "p" * 16)
     )
     assert reply.get_json() == {"message": "Deleted"}  # idempotent: on_dispose not run again
     assert (folder / "disposed.log").read_text().count(sid) == 1
@@ -149,7 +149,7 @@ def test_embedded_server_restarted_after_crash(crosslab):
     pid = int((folder / "inst" / "redis" / "redis.pid").read_text())
     os.kill(pid, 9)
     time.sleep(0.2)
-    status = lab.app.test_client().get(f"/weblab/sessions/{sid}/status", auth=("u", "p"))
+    status = lab.app.test_client().get(f"/weblab/sessions/{sid}/status", auth=("u", "p" * 16))
     assert status.status_code == 200
     assert status.get_json()["should_finish"] in (5, -1)  # -1 if the last write was lost
     lab.weblab.shutdown(lab.app)

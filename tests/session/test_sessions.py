@@ -23,7 +23,7 @@ class Clock:
 def manager(redis_url, redis_base):
     def make(**config):
         cfg = load_config(
-            {"SECRET_KEY": "k", "WEBLAB_USERNAME": "u", "WEBLAB_PASSWORD": "p", **config}
+            {"SECRET_KEY": "k" * 16, "WEBLAB_USERNAME": "u", "WEBLAB_PASSWORD": "p" * 16, **config}
         )
         connection = Connection(redis_url, redis_base)
         made.append(connection)
