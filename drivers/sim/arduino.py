@@ -56,7 +56,6 @@ import math
 import os
 import select
 import shutil
-import tempfile
 import threading
 import time
 from collections import deque
@@ -94,6 +93,7 @@ from .bootloader import (
 )
 from .faults import FAULT_GRAMMAR, Faults, parse_faults
 from .pty import SerialPty
+from .run_dirs import make_run_dir
 from .uart import UartRx, UartTx
 
 __all__ = [
@@ -206,7 +206,7 @@ class SimulatedArduino:
         if self._thread is not None:
             return self.tty_path
         self._stop.clear()
-        self._dir = tempfile.mkdtemp(prefix="labruntime-sim-")
+        self._dir = make_run_dir("labruntime-sim-")  # stale ones (kill -9) removed
         self._pty = SerialPty(self._dir)
         try:
             self._pty.create()
