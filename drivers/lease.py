@@ -128,11 +128,18 @@ def lock_holders(path: str) -> list[dict[str, Any]]:
     """
     try:
         st = os.stat(path)
+    except OSError:
+        return []
+    return _holders_of(st.st_dev, st.st_ino)
+
+
+def _holders_of(dev: int, ino: int) -> list[dict[str, Any]]:
+    try:
         with open("/proc/locks") as fh:
             lines = fh.read().splitlines()
     except OSError:
         return []
-    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    device = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
     holders: list[dict[str, Any]] = []
     for line in lines:
         fields = line.split()
@@ -193,7 +200,7 @@ class DeviceLease:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = _read(fd)
+            holder = _kernel_holder(fd, _read(fd))
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise DeviceIOError(f"cannot lock {path} for device {key!r}: {exc}") from exc
@@ -274,6 +281,24 @@ def _open_lease_file(path: Path) -> int:
         os.fchmod(fd, 0o666)  # not reduced by the umask: another user may take the lease later
         return fd
     return os.open(path, flags)
+
+
+def _kernel_holder(fd: int, written: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The holder of the lock on ``fd`` as the kernel says (/proc/locks: its pid; /proc: its
+    command line), not as the file says: anyone who can write the file could forge that.
+    What the file says (``since``, ``host``) is kept only when its pid is the kernel's."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return written
+    holders = _holders_of(st.st_dev, st.st_ino)
+    if not holders:
+        return written  # no /proc (or the holder just left): the file is all there is
+    holder: dict[str, Any] = {**holders[0], "host": socket.gethostname(), "from": "kernel"}
+    if written and written.get("pid") == holder["pid"]:
+        holder["since"] = written.get("since", "?")
+        holder["key"] = written.get("key")
+    return holder
 
 
 def _read(fd: int) -> dict[str, Any] | None:

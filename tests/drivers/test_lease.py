@@ -248,3 +248,18 @@ def test_another_user_sees_the_lease_in_the_shared_directory(
         assert json.loads(lease.path.read_text())["clean"] is True
     finally:
         shutil.rmtree(run_lock)
+
+
+def test_the_holder_named_comes_from_the_kernel_not_from_a_forged_file(
+    holder: subprocess.Popen[str],
+) -> None:
+    with pytest.raises(DeviceBusyError) as info:
+        DeviceLease.acquire("/dev/ttyTEST0")
+    path = Path(lock_dir()) / lease_module._file_name("/dev/ttyTEST0")
+    forged = {"pid": 1, "argv": ["/lib/systemd/systemd-udevd"], "host": "x", "since": "then"}
+    path.write_text(json.dumps(forged))  # anyone who can write the file could do this
+    with pytest.raises(DeviceBusyError) as info:
+        DeviceLease.acquire("/dev/ttyTEST0")
+    message = str(info.value)
+    assert f"pid {holder.pid}" in message and "--marker" in message, message
+    assert "systemd-udevd" not in message and info.value.holder["pid"] == holder.pid
