@@ -31,8 +31,10 @@ import base64
 import contextlib
 import datetime as dt
 import http.client
+import importlib.metadata
 import json
 import logging
+import selectors
 import threading
 import time
 import urllib.parse
@@ -59,6 +61,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_WERKZEUG = tuple(int(p) for p in importlib.metadata.version("werkzeug").split(".")[:2])
+_OLD_WERKZEUG = _WERKZEUG < (2, 3)  # its development server leaves unread bodies unread
 
 _HTTPConnection = http.client.HTTPConnection
 Style = Literal["weblabdeusto", "labsland"]
@@ -401,6 +405,23 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         logger.debug("%s %s -> %s", self.command, self.path, code)
+
+    def run_wsgi(self) -> None:
+        super().run_wsgi()
+        if _OLD_WERKZEUG:  # Werkzeug >= 2.3 drains itself
+            self._drain()
+
+    def _drain(self) -> None:
+        """Read what the client still sends of a body the app did not read (a refused huge
+        upload), so it reads the reply (413) instead of a broken pipe (10 MB a pass)."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.connection, selectors.EVENT_READ)
+            total = 0
+            while total < 100_000_000 and selector.select(timeout=0.01):
+                data = self.rfile.read1(10_000_000) if hasattr(self.rfile, "read1") else b""
+                if not data:
+                    break
+                total += len(data)
 
 
 @contextlib.contextmanager

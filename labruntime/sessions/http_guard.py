@@ -157,6 +157,31 @@ def cross_site_problem() -> str | None:
     return None
 
 
+class _CappedInput:
+    """A WSGI input that ends after ``limit`` bytes (the body cap on Flask < 3.1)."""
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self._stream = stream
+        self._left = limit
+
+    def _size(self, size: int | None) -> int:
+        return self._left if size is None or size < 0 else min(size, self._left)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        data: bytes = self._stream.read(self._size(size))
+        self._left -= len(data)
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        data: bytes = self._stream.readline(self._size(size))
+        self._left -= len(data)
+        return data
+
+
 def is_rlms_path(base_url: str) -> bool:
     """Whether this request is for the RLMS routes (``<base>/weblab/...``)."""
     return request.path.startswith(base_url + "/weblab/")
@@ -168,7 +193,11 @@ def rlms_guard(base_url: str) -> Any:
         return None
     if request.content_length is not None and request.content_length > MAX_RLMS_BODY:
         _too_large()
-    request.max_content_length = MAX_RLMS_BODY + 1  # chunked bodies: see json_body
+    try:
+        request.max_content_length = MAX_RLMS_BODY + 1  # chunked bodies: see json_body
+    except AttributeError:  # Flask < 3.1: read-only; cap the WSGI input at the same size
+        environ = request.environ
+        environ["wsgi.input"] = _CappedInput(environ["wsgi.input"], MAX_RLMS_BODY + 1)
     error = request.routing_exception
     if isinstance(error, RequestRedirect):  # e.g. a missing trailing slash
         reply = json_error(error.code, f"{request.path} moved to {error.new_url}")
