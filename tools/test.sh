@@ -59,3 +59,13 @@ esac
 .venv/bin/python -m mypy  # the [tool.mypy] section of pyproject.toml: labruntime, drivers included
 suites=(tests); [ -d hil_tests ] && suites+=(hil_tests)
 .venv/bin/python -m pytest -q "${suites[@]}" "$@"
+
+# The oldest supported Flask (2.2, with Werkzeug 2.2, as weblablib labs use): the weblablib
+# compat, session and task suites again, in their own venv (about a minute and a half).
+if [ "${LABRUNTIME_SKIP_FLASK2:-0}" != 1 ]; then
+    [ -x .venv-flask2/bin/python ] || python3 -m venv .venv-flask2
+    .venv-flask2/bin/python -m pip install -q --disable-pip-version-check \
+        "flask==2.2.5" "werkzeug==2.2.3" -e '.[test]'
+    echo "Flask 2.2 / Werkzeug 2.2: tests/compat tests/session tests/tasks (not slow)"
+    .venv-flask2/bin/python -m pytest -q -m 'not slow' tests/compat tests/session tests/tasks
+fi
