@@ -23,7 +23,7 @@ from typing import Any
 
 from flask import Flask, url_for
 
-from labruntime import WebLab, serial_monitor, weblab_user
+from labruntime import WebLab, WebLabError, serial_monitor, weblab_user
 from labruntime.drivers.sim.avr import twin_available
 
 from .lab_tasks import LED_IN, LED_OUT, register_tasks
@@ -114,6 +114,11 @@ def create_lab(instance_path: str | Path | None = None, **config: Any) -> tuple[
     @weblab.on_start
     def start(client_data: dict[str, Any], server_data: dict[str, Any]) -> dict[str, Any]:
         log.info("demo: %s starts", weblab_user.username)
+        if twin:  # the board runs nothing until this student programs it
+            try:
+                tasks.clear_board.delay()
+            except WebLabError as error:
+                log.warning("demo: board not cleared for %s: %s", weblab_user.username, error)
         return {"led": None, "switches": 0}
 
     @weblab.on_dispose

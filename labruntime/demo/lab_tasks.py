@@ -30,6 +30,8 @@ LED_IN = 27  # the input it is wired to (a jumper on a real Pi, a wired pair in 
 ADMISSION_MARGIN = 2.0  # seconds kept free at the end of the slot
 TWIN_LED = 13  # the twin's LED: Arduino pin 13 (PB5), as on an Uno
 MAX_EDGES = 200  # edges one read_pin returns (the newest)
+#: the twin's idle program: ``rjmp .-2`` at the reset vector (pins inputs, nothing printed)
+IDLE_HEX = ":02000000FFCF30\n:00000001FF\n"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class DemoTasks:
     set_led: Any  # None on the twin: its LED is the program's
     read_led: Any
     read_pin: Any  # the twin only: the LED pin and its edges
+    clear_board: Any  # the twin only: an idle program for the next student
 
 
 def register_tasks(weblab: WebLab, *, twin: bool = False) -> DemoTasks:
@@ -70,7 +73,14 @@ def register_tasks(weblab: WebLab, *, twin: bool = False) -> DemoTasks:
             edges = [[e.seconds, e.level] for e in pin.edges() if e.seconds > after]
             return {"on": bool(pin.value), "now": board.sim_seconds, "edges": edges[-MAX_EDGES:]}
 
-        return DemoTasks(program_firmware, None, None, read_pin)
+        @weblab.task(device="board")
+        def clear_board() -> dict[str, Any]:
+            """A new student's board runs nothing: the previous student's program (which
+            would go on blinking and printing) is replaced by an idle loop."""
+            result = current_devices["board"].program(IDLE_HEX.encode("ascii"), verify=True)
+            return result.to_dict()
+
+        return DemoTasks(program_firmware, None, None, read_pin, clear_board)
 
     @weblab.task(device="led")
     def set_led(on: bool) -> bool:
@@ -86,4 +96,4 @@ def register_tasks(weblab: WebLab, *, twin: bool = False) -> DemoTasks:
         """What the input wired to the LED's pin reads now."""
         return bool(current_devices["led"].input(LED_IN).value)
 
-    return DemoTasks(program_firmware, set_led, read_led, None)
+    return DemoTasks(program_firmware, set_led, read_led, None, None)

@@ -206,12 +206,13 @@ def monitor_markup(device: str, **attrs: str) -> Markup:
     ``{{ weblab_serial_monitor("board", class_="console") }}``."""
     source = url_for(f"{BLUEPRINT}.stream", device=device)
     script = url_for(f"{BLUEPRINT}.script")
+    classes = " ".join(["weblab-monitor", *([attrs.pop("class_")] if "class_" in attrs else [])])
     extra = "".join(
         f' {escape(name.rstrip("_").replace("_", "-"))}="{escape(value)}"'
         for name, value in attrs.items()
     )
     return Markup(
-        f'<pre id="weblab-monitor-{escape(device)}" class="weblab-monitor" '
+        f'<pre id="weblab-monitor-{escape(device)}" class="{escape(classes)}" '
         f'data-weblab-monitor="{escape(source)}" aria-live="polite"{extra}></pre>'
         f'<script src="{escape(script)}" defer></script>'
     )
