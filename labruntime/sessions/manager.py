@@ -191,12 +191,10 @@ class SessionManager:
 
     # -- student ----------------------------------------------------------------------------
     def load(self, session_id: str, *, poll: bool) -> SessionRecord | None:
-        """The session (one round trip), recording a poll when ``poll``."""
-        if poll:
-            return self.store.load_session(
-                session_id, poll_at=self.clock(), timeout=self.config.timeout
-            )
-        return self.store.load_session(session_id)
+        """The session as a student's request needs it (one round trip, recording a poll when
+        ``poll``); its RLMS initial data is read on first use (``store.load_blobs``)."""
+        poll_at = self.clock() if poll else None
+        return self.store.load_student(session_id, poll_at=poll_at, timeout=self.config.timeout)
 
     def poll(self, session_id: str) -> bool:
         """The student is still there."""

@@ -2,8 +2,10 @@
 
 A session user wraps a :class:`~labruntime.store.records.SessionRecord` (it copies the
 student's fields; it is not a record). ``data`` is a JSON dict, saved at the end of the request
-when it changed (or at once with ``data.store()``). Every user class has the whole interface
-(``data``, ``time_left``, ``user``...), so ``weblab_user.data`` type-checks in a lab.
+when it changed (or at once with ``data.store()``). A request's user is loaded without the
+RLMS's initial data: ``request_client_data``/``request_server_data`` read it on first use.
+Every user class has the whole interface (``data``, ``time_left``, ``user``...), so
+``weblab_user.data`` type-checks in a lab.
 """
 
 from __future__ import annotations
@@ -52,13 +54,21 @@ class WebLabUser:
     back: str | None = None
     experiment_name: str | None = None
     category_name: str | None = None
-    request_client_data: dict[str, Any] = {}
-    request_server_data: dict[str, Any] = {}
     session_id: str | None = None
     start_date: float | None = None
     max_date: float | None = None
     last_poll: float | None = None
     exited = False
+
+    @property
+    def request_client_data(self) -> dict[str, Any]:
+        """The RLMS's client initial data of the session (empty without one)."""
+        return {}
+
+    @property
+    def request_server_data(self) -> dict[str, Any]:
+        """The RLMS's server initial data of the session (empty without one)."""
+        return {}
 
     @property
     def active(self) -> bool:
@@ -121,9 +131,22 @@ class _SessionUser(WebLabUser):
         for name in STUDENT_FIELDS + TIME_FIELDS:
             setattr(self, name, getattr(record, name))
         self.session_id = record.session_id
-        self.request_client_data = record.client_data
-        self.request_server_data = record.server_data
         self.exited = record.exited
+
+    def _blobs(self) -> SessionRecord:
+        """The record with the RLMS's initial data, read on first use (a request reads only
+        the small fields: their size costs nothing to a view that does not use them)."""
+        if not self._record.blobs_loaded:
+            self._manager.store.load_blobs(self._record)
+        return self._record
+
+    @property
+    def request_client_data(self) -> dict[str, Any]:
+        return self._blobs().client_data
+
+    @property
+    def request_server_data(self) -> dict[str, Any]:
+        return self._blobs().server_data
 
     @property
     def data(self) -> SessionData:

@@ -18,6 +18,7 @@ __all__ = [
     "DONE",
     "FAILED",
     "FINAL_STATES",
+    "LIGHT_FIELDS",
     "RUNNING",
     "STUDENT_FIELDS",
     "SUBMITTED",
@@ -76,6 +77,9 @@ class SessionRecord(StudentFields):
     reason: str | None = None
     dispose_claim: str | None = None
     ended_at: float | None = None
+    #: False for a record read without the RLMS's initial data (a student's request reads
+    #: only :data:`LIGHT_FIELDS`): ``client_data``/``server_data`` are empty until loaded
+    blobs_loaded: bool = True
 
     def to_hash(self) -> dict[str, str]:
         """The fields written to Redis (JSON for nested values, never pickle)."""
@@ -91,8 +95,11 @@ class SessionRecord(StudentFields):
         return {k: v for k, v in values.items() if v is not None}
 
     @classmethod
-    def from_hash(cls, session_id: str, h: dict[str, str]) -> SessionRecord:
-        """Build a record from an HGETALL reply."""
+    def from_hash(
+        cls, session_id: str, h: dict[str, str], *, blobs_loaded: bool = True
+    ) -> SessionRecord:
+        """Build a record from an HGETALL reply (``blobs_loaded=False``: from the
+        :data:`LIGHT_FIELDS` only)."""
 
         def num(name: str) -> float:
             try:
@@ -112,9 +119,24 @@ class SessionRecord(StudentFields):
             reason=h.get("reason"),
             dispose_claim=h.get("dispose_claim"),
             ended_at=num("ended_at") if h.get("ended_at") else None,
+            blobs_loaded=blobs_loaded,
             **student,
             **times,
         )
+
+
+#: the fields of a session a student's request reads: all but the RLMS's initial data
+#: (``client_data``/``server_data``, JSON of any size), which are read on first use
+LIGHT_FIELDS = (
+    "status",
+    *STUDENT_FIELDS,
+    *TIME_FIELDS,
+    "exited",
+    "data",
+    "reason",
+    "dispose_claim",
+    "ended_at",
+)
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,20 @@
 
 The records it returns (:class:`~.records.SessionRecord`...) are in :mod:`.records`.
 
-Costs: a student's request is one EVALSHA (poll + read the whole hash); a status, or a bulk
+Costs: a student's request is one EVALSHA (poll + read the small fields, as one JSON
+string; the RLMS's initial data only when the lab reads it, one HMGET); a status, or a bulk
 status of up to 500 sessions, is one EVALSHA of HMGETs; the cleaner reads one ZRANGEBYSCORE.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from .connection import Connection, guarded
-from .records import SessionRecord, SessionState
+from .records import LIGHT_FIELDS, SessionRecord, SessionState
 
 __all__ = ["SessionStore", "valid_session_id"]
 
@@ -26,10 +28,20 @@ def valid_session_id(session_id: str) -> bool:
     return isinstance(session_id, str) and _SESSION_ID.fullmatch(session_id) is not None
 
 
+# KEYS: session hash, live zset. ARGV: now ("": no poll), timeout, session id, what to read:
+# "light" (LIGHT_FIELDS), "full" (LIGHT_FIELDS + _BLOB_FIELDS), both as one JSON array (a
+# single bulk reply to parse), else "0" (the reply only says whether the session exists).
+_BLOB_FIELDS = ("client_data", "server_data")
+
+
+def _lua_list(names: tuple[str, ...]) -> str:
+    return ", ".join(f"'{name}'" for name in names)
+
+
 _POLL_AND_GET = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {} end
-if status == 'active' then
+if status == 'active' and ARGV[1] ~= '' then
   local f = redis.call('HMGET', KEYS[1], 'max_date', 'last_poll', 'exited')
   local now = tonumber(ARGV[1]); local timeout = tonumber(ARGV[2])
   local max_date = tonumber(f[1]); local last_poll = tonumber(f[2])
@@ -40,9 +52,14 @@ if status == 'active' then
     redis.call('ZADD', KEYS[2], score, ARGV[3])
   end
 end
-if ARGV[4] == '1' then return redis.call('HGETALL', KEYS[1]) end
+if ARGV[4] == 'light' then return cjson.encode(redis.call('HMGET', KEYS[1], unpack(LIGHT))) end
+if ARGV[4] == 'full' then return cjson.encode(redis.call('HMGET', KEYS[1], unpack(FULL))) end
 return {'status', status}
 """
+_POLL_AND_GET = (
+    f"local LIGHT = {{{_lua_list(LIGHT_FIELDS)}}}\n"
+    f"local FULL = {{{_lua_list(LIGHT_FIELDS + _BLOB_FIELDS)}}}\n"
+) + _POLL_AND_GET
 
 # KEYS: session hash, live zset. ARGV: now, reason, session id.
 _BEGIN_DISPOSE = """
@@ -129,18 +146,54 @@ class SessionStore:
     def load_session(
         self, session_id: str, *, poll_at: float | None = None, timeout: float = 0.0
     ) -> SessionRecord | None:
-        """The session, or None. With ``poll_at``, also records a poll (same round trip)."""
+        """The whole session, or None. With ``poll_at``, also records a poll (same round
+        trip)."""
         if not valid_session_id(session_id):
             return None
         if poll_at is None:
             h = self._redis.hgetall(self._session_key(session_id))
-        else:
-            reply = self._conn.script(_POLL_AND_GET)(
-                keys=[self._session_key(session_id), self._live_key],
-                args=[repr(poll_at), repr(timeout), session_id, "1"],
-            )
-            h = dict(zip(reply[::2], reply[1::2], strict=True))
-        return SessionRecord.from_hash(session_id, h) if h else None
+            return SessionRecord.from_hash(session_id, h) if h else None
+        record = self._load(session_id, poll_at, timeout, full=True)
+        if record is not None:
+            record.blobs_loaded = True
+        return record
+
+    def load_student(
+        self, session_id: str, *, poll_at: float | None = None, timeout: float = 0.0
+    ) -> SessionRecord | None:
+        """What a student's request needs (:data:`~.records.LIGHT_FIELDS`: the RLMS's initial
+        data is left out, see :meth:`load_blobs`), or None; one round trip, recording a poll
+        when ``poll_at`` is given. The reply is one JSON string, whatever the fields."""
+        if not valid_session_id(session_id):
+            return None
+        return self._load(session_id, poll_at, timeout, full=False)
+
+    def _load(
+        self, session_id: str, poll_at: float | None, timeout: float, *, full: bool
+    ) -> SessionRecord | None:
+        names = LIGHT_FIELDS + _BLOB_FIELDS if full else LIGHT_FIELDS
+        now = "" if poll_at is None else repr(poll_at)
+        reply = self._conn.script(_POLL_AND_GET)(
+            keys=[self._session_key(session_id), self._live_key],
+            args=[now, repr(timeout), session_id, "full" if full else "light"],
+        )
+        if not reply:
+            return None
+        values = json.loads(reply)
+        h = {k: v for k, v in zip(names, values, strict=True) if isinstance(v, str)}
+        return SessionRecord.from_hash(session_id, h, blobs_loaded=False)
+
+    def load_blobs(self, record: SessionRecord) -> None:
+        """Read the RLMS's initial data into a record from :meth:`load_student` (one round
+        trip; a session gone meanwhile leaves them empty)."""
+        if record.blobs_loaded or not valid_session_id(record.session_id):
+            return
+        client, server = self._redis.hmget(self._session_key(record.session_id), _BLOB_FIELDS)
+        full = SessionRecord.from_hash(
+            record.session_id, {"client_data": client or "", "server_data": server or ""}
+        )
+        record.client_data, record.server_data = full.client_data, full.server_data
+        record.blobs_loaded = True
 
     def poll(self, session_id: str, *, now: float, timeout: float) -> bool:
         """Record a poll; False when the session does not exist."""

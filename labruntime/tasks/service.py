@@ -12,6 +12,7 @@ its devices) and runs the task step of a session's dispose (:mod:`.dispose`). Wh
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,9 +32,16 @@ from .handle import WebLabTask, running_task
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REAP_EVERY", "TaskService", "task_name"]
+__all__ = ["REAP_EVERY", "TaskService", "looks_like_task_id", "task_name"]
 
+_TASK_ID = re.compile(r"[A-Za-z0-9_\-]{32}")  # secrets.token_urlsafe(24)
 REAP_EVERY = 2.0  # seconds between the cleaner's reaper passes while workers are registered
+
+
+def looks_like_task_id(text: str) -> bool:
+    """True for a string shaped like a task id (:func:`~.handle.new_task_id`): such a string
+    that finds no task of this session is "not found", never looked up as a task name."""
+    return _TASK_ID.fullmatch(text) is not None
 
 
 def task_name(func_or_name: Any) -> str:
@@ -104,6 +112,8 @@ class TaskService:
             record = self.store.get(identifier)
             if record is not None and (record.session_id == session_id or self.server_side()):
                 return self.handle(record)
+            if looks_like_task_id(identifier) and identifier not in self.registry:
+                return None  # an unknown, expired or another session's id: O(1), no name scan
         try:
             name = task_name(identifier)
         except TypeError:
