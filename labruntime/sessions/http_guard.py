@@ -27,6 +27,7 @@ __all__ = [
     "json_body",
     "json_error",
     "json_http_error",
+    "json_only",
     "rlms_guard",
     "is_rlms_path",
 ]
@@ -180,6 +181,30 @@ class _CappedInput:
         data: bytes = self._stream.readline(self._size(size))
         self._left -= len(data)
         return data
+
+
+KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Location", "Retry-After")
+
+
+def json_only(base_url: str, response: Response) -> Response:
+    """after_request of the app: a reply under ``<base>/weblab/`` that is not JSON yet (Flask's
+    automatic OPTIONS answer, an error page of an extension...) becomes a JSON one, with the
+    same status and the headers that matter."""
+    if not is_rlms_path(base_url) or response.mimetype == "application/json":
+        return response
+    status = response.status_code
+    if status < 400:
+        body: dict[str, Any] = {"message": response.status}
+        if "Allow" in response.headers:
+            body["allow"] = [m.strip() for m in response.headers["Allow"].split(",")]
+    else:
+        body = {"error": True, "message": response.status}
+    reply = jsonify(body)
+    reply.status_code = status
+    for name in KEPT_HEADERS:
+        if name in response.headers:
+            reply.headers[name] = response.headers[name]
+    return reply
 
 
 def is_rlms_path(base_url: str) -> bool:

@@ -43,6 +43,7 @@ from .http_guard import (
     json_body,
     json_error,
     json_http_error,
+    json_only,
     rlms_guard,
 )
 from .manager import DisposeOutcome
@@ -338,3 +339,4 @@ def register_views(app: Flask, base_url: str, callback_url: str) -> None:
         )
     app.register_error_handler(StoreUnavailableError, store_unavailable_response)
     app.before_request(lambda: rlms_guard(base_url))
+    app.after_request(lambda response: json_only(base_url, response))
