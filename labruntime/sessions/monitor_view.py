@@ -7,7 +7,7 @@ One line in the lab adds it, one in the template shows it::
 
     {{ weblab_serial_monitor("board") }}      # in the student's page: a <pre> that fills live
 
-``GET <base>/weblab/monitor/<device>`` is a Server-Sent Events stream (``text/event-stream``):
+``GET <base>/serial-monitor/<device>`` is a Server-Sent Events stream (``text/event-stream``):
 each event carries, as a JSON string, text the board printed while the student's session owned
 it (the session whose task used the device last; see :mod:`labruntime.devices.monitor`, which
 runs in the process holding the device, whichever that is: the lines travel through Redis,
@@ -218,10 +218,14 @@ def monitor_markup(device: str, **attrs: str) -> Markup:
     )
 
 
-def serial_monitor(app: Flask, devices: list[str] | None = None) -> None:
-    """Add the serial monitor to ``app`` (after ``WebLab(app)``): the SSE route and the
+def serial_monitor(
+    app: Flask, devices: list[str] | None = None, url_prefix: str = "/serial-monitor"
+) -> None:
+    """Add the serial monitor to ``app`` (after ``WebLab(app)``): the SSE route
+    ``<url_prefix>/<device>``, its script ``<url_prefix>.js`` and the
     ``weblab_serial_monitor(device)`` template helper. ``devices`` limits which of
-    WEBLAB_DEVICES may be watched (default: all)."""
+    WEBLAB_DEVICES may be watched (default: all). Not under ``/weblab/``: those are the
+    RLMS's routes."""
     try:
         state = get_state(app)
     except WebLabError as error:
@@ -239,8 +243,14 @@ def serial_monitor(app: Flask, devices: list[str] | None = None) -> None:
                 f"({sorted(state.config.devices)}): name configured devices"
             )
         app.extensions[BLUEPRINT] = list(devices)
+    prefix = "/" + url_prefix.strip("/")
+    if prefix == "/" or prefix.startswith("/weblab/") or prefix == "/weblab":
+        raise WebLabError(
+            f"serial_monitor: url_prefix {url_prefix!r} is taken (the lab's root or the RLMS's "
+            "/weblab/ routes): give e.g. '/serial-monitor'"
+        )
     bp = Blueprint(BLUEPRINT, __name__)
-    bp.add_url_rule("/monitor/<device>", "stream", _view, methods=["GET"])
-    bp.add_url_rule("/monitor.js", "script", _script, methods=["GET"])
-    app.register_blueprint(bp, url_prefix=state.config.base_url + "/weblab")
+    bp.add_url_rule(f"{prefix}/<device>", "stream", _view, methods=["GET"])
+    bp.add_url_rule(f"{prefix}.js", "script", _script, methods=["GET"])
+    app.register_blueprint(bp, url_prefix=state.config.base_url or None)
     app.add_template_global(monitor_markup, "weblab_serial_monitor")

@@ -7,8 +7,14 @@ Skips (saying what to install) where the AVR twin cannot run.
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +22,9 @@ import pytest
 
 from labruntime import WebLabError, serial_monitor
 from labruntime.drivers.sim.avr import twin_available
+from labruntime.testing import FakeRLMS
+from tests._helpers import wait_for
+from tests._processes import stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = ROOT / "tests" / "firmware" / "hello_uart.hex"  # "hello from the twin N" every 50 ms
@@ -103,8 +112,8 @@ def test_the_holders_student_sees_the_lines_live_and_the_stream_ends_at_dispose(
     task = lab.delay(sid, "program_device", HELLO.read_text()).join(timeout=60)
     assert task.done and task.result["verified"], task.error
 
-    mine = Events(client.get("/weblab/monitor/board"))
-    theirs = Events(other.get("/weblab/monitor/board"))
+    mine = Events(client.get("/serial-monitor/board"))
+    theirs = Events(other.get("/serial-monitor/board"))
     assert mine.reply.status_code == 200 and mine.reply.mimetype == "text/event-stream"
     assert mine.next() == {"retry": "2000"}
     text = mine.text_until("hello from the twin 3")
@@ -125,7 +134,7 @@ def test_the_holders_student_sees_the_lines_live_and_the_stream_ends_at_dispose(
     mine.close()
     theirs.close()
     # after the dispose the page's EventSource gets 204 (stop retrying), not a stream
-    assert client.get("/weblab/monitor/board").status_code in (204, 403)
+    assert client.get("/serial-monitor/board").status_code == 204
     assert worker.proc.poll() is None
 
 
@@ -133,13 +142,13 @@ def test_the_next_student_never_sees_the_previous_ones_lines(monitored):
     lab, _ = monitored
     first, client = _student(lab, "ada")
     assert lab.delay(first, "program_device", HELLO.read_text()).join(timeout=60).done
-    Events(client.get("/weblab/monitor/board")).text_until("hello from the twin 2")
+    Events(client.get("/serial-monitor/board")).text_until("hello from the twin 2")
     lab.rlms.dispose(first)
 
     second, client2 = _student(lab, "bob")
     # bob's own program prints nothing: the lines ada's program printed are not his
     assert lab.delay(second, "program_device", BLINK.read_text()).join(timeout=60).done
-    stream = Events(client2.get("/weblab/monitor/board"))
+    stream = Events(client2.get("/serial-monitor/board"))
     assert stream.next() == {"retry": "2000"}
     lab.rlms.dispose(second)
     _, seen = stream.until_end()
@@ -150,11 +159,11 @@ def test_reconnecting_with_the_last_event_id_loses_nothing(monitored):
     lab, _ = monitored
     sid, client = _student(lab, "ada")
     assert lab.delay(sid, "program_device", HELLO.read_text()).join(timeout=60).done
-    first = Events(client.get("/weblab/monitor/board"))
+    first = Events(client.get("/serial-monitor/board"))
     first.text_until("hello from the twin 1")
     last = [e["id"] for e in first.seen if "id" in e][-1]
     first.close()
-    again = Events(client.get("/weblab/monitor/board", headers={"Last-Event-ID": last}))
+    again = Events(client.get("/serial-monitor/board", headers={"Last-Event-ID": last}))
     before = "".join(json.loads(e["data"]) for e in first.seen if "id" in e)
     after = again.text_until("hello from the twin 5")
     again.close()
@@ -166,19 +175,102 @@ def test_reconnecting_with_the_last_event_id_loses_nothing(monitored):
 def test_bad_requests_get_clear_answers(devlab_factory, monitored):
     lab, _ = monitored
     anonymous = lab.app.test_client()
-    refused = anonymous.get("/weblab/monitor/board")
+    refused = anonymous.get("/serial-monitor/board")
     assert refused.status_code == 403 and "no laboratory session" in refused.get_data(True)
     sid, client = _student(lab, "ada")
-    unknown = client.get("/weblab/monitor/nope")
+    unknown = client.get("/serial-monitor/nope")
     assert unknown.status_code == 404
     assert "no device 'nope'" in unknown.get_data(True) and "board" in unknown.get_data(True)
-    garbage = Events(client.get("/weblab/monitor/board", headers={"Last-Event-ID": "0;DROP"}))
+    garbage = Events(client.get("/serial-monitor/board", headers={"Last-Event-ID": "0;DROP"}))
     assert garbage.reply.status_code == 200 and garbage.next() == {"retry": "2000"}
     garbage.close()
-    assert client.get("/weblab/monitor.js").mimetype == "text/javascript"
+    assert client.get("/serial-monitor.js").mimetype == "text/javascript"
     with pytest.raises(WebLabError, match="already called"):
         serial_monitor(lab.app)
     other = devlab_factory(threads=0, start=False, devices={"board": TWIN})
     with pytest.raises(WebLabError, match=r"\['nope'\] not in WEBLAB_DEVICES"):
         serial_monitor(other.app, devices=["nope"])
+    with pytest.raises(WebLabError, match="RLMS's /weblab/ routes"):
+        serial_monitor(other.app, url_prefix="/weblab/monitor")
     lab.rlms.dispose(sid)
+
+
+GUNICORN_LAB = """
+import sys
+sys.path.insert(0, {root!r})
+from labruntime import serial_monitor
+from tests._helpers import load_module
+
+app = load_module({devlab!r}, "labruntime_tests_devlab").app
+serial_monitor(app)
+"""
+
+
+def test_under_gunicorns_threaded_worker_a_stream_runs_beside_other_requests(
+    monitored, tmp_path, redis_url, redis_base
+):
+    lab, _ = monitored
+    (tmp_path / "monlab.py").write_text(
+        GUNICORN_LAB.format(root=str(ROOT), devlab=str(ROOT / "tests/integration/devlab.py"))
+    )
+    port = _free_port()
+    env = {
+        **os.environ,
+        "LAB_REDIS_URL": redis_url,
+        "LAB_REDIS_BASE": redis_base,
+        "LAB_THREADS": "0",
+        "LAB_DEVICES": json.dumps({"board": TWIN}),
+    }
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    server = subprocess.Popen(
+        [str(gunicorn), "-w", "1", "-k", "gthread", "--threads", "4"]
+        + ["-b", f"127.0.0.1:{port}", "monlab:app"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{base}/weblab/sessions/api"), 30, "gunicorn", interval=0.1)
+        rlms = FakeRLMS(base, lab.app.config["WEBLAB_USERNAME"], lab.app.config["WEBLAB_PASSWORD"])
+        started = rlms.start(username="ada", assigned_time=300)
+        browser = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        with browser.open(started.url) as page:
+            assert page.read() == b"lab"
+        task = lab.delay(started.session_id, "program_device", HELLO.read_text()).join(60)
+        assert task.done, task.error
+        with browser.open(f"{base}/serial-monitor/board", timeout=20) as stream:
+            ctype = stream.headers["Content-Type"]
+            assert ctype.startswith("text/event-stream"), (ctype, stream.read(300))
+            text = ""
+            while "hello from the twin 3" not in text:
+                line = stream.readline().decode()
+                assert line, f"the stream ended early: {text!r}"
+                if line.startswith("data: "):
+                    text += json.loads(line[6:])
+                    # the one worker process answers other requests while this stream is open
+                    with browser.open(f"{base}/lab", timeout=5) as page:
+                        assert page.read() == b"lab"
+            rlms.dispose(started.session_id)
+            rest = stream.read().decode()  # the response ends after the end event
+        assert "event: end" in rest and '"the session ended"' in rest, rest
+    finally:
+        stop_processes([server])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            reply.read()
+            return True
+    except OSError:
+        return False
