@@ -254,3 +254,14 @@ def test_http_client_sees_json_for_a_bad_method_on_the_start(lab: SecLab) -> Non
             json.loads(reply.read())
         finally:
             conn.close()
+
+
+@pytest.mark.parametrize("authorized", [True, False])
+def test_options_under_weblab_is_json(lab: SecLab, authorized: bool) -> None:
+    headers = {"Authorization": basic()} if authorized else {}
+    reply = lab.client.options(S + "test", headers=headers)
+    body = _is_json(reply)
+    if authorized:  # Flask's automatic answer, turned JSON
+        assert reply.status_code == 200 and "GET" in body["allow"]
+    else:
+        assert reply.status_code == 401
