@@ -22,9 +22,7 @@ def _embedded(state: LabState) -> EmbeddedRedis:
     if state.config.redis_url:
         raise click.ClickException("WEBLAB_REDIS_URL is set: that server is not labruntime's")
     try:
-        server = EmbeddedRedis(embedded_redis_directory(state.app.instance_path))
-        server.check_owner()
-        return server
+        return EmbeddedRedis(embedded_redis_directory(state.app.instance_path))
     except EmbeddedRedisError as error:
         raise click.ClickException(str(error)) from None
 
@@ -42,26 +40,17 @@ def redis_start(state: LabState) -> None:
 @redis_group.command("status")
 @app_command
 def redis_status(state: LabState) -> None:
-    """Say whether the embedded Redis server runs (exit 1 when it does not); never starts it."""
+    """Say whether the embedded Redis server runs (exit 1 when it does not)."""
     server = _embedded(state)
     if not server.running:
         click.echo(f"not running ({server.directory})")
         raise SystemExit(1)
-    clients = server.clients()
-    click.echo(f"running, pid {server.pid}, {server.url}, {clients} client connection(s)")
+    click.echo(f"running, pid {server.pid}, {server.url}")
 
 
 @redis_group.command("stop")
 @app_command
 def redis_stop(state: LabState) -> None:
     """Stop the embedded Redis server (data is kept; the next use starts it again)."""
-    server = _embedded(state)
-    clients = server.clients()
-    if clients:
-        click.echo(
-            f"Warning: {clients} connection(s) of the lab's processes use it; they fail "
-            "until it runs again",
-            err=True,
-        )
-    stopped = server.stop()
+    stopped = _embedded(state).stop()
     click.echo("stopped" if stopped else "it was not running")
