@@ -3,7 +3,9 @@
 :func:`app_command` is for commands that only read or change state (``fake``,
 ``clean-expired-users``, ``redis``, ``device status``): the app is marked ``no_background``, so
 a request made through its test client starts no cleaner or task thread in the CLI process.
-:func:`worker_command` is for ``run-tasks`` and ``loop``, which run tasks on purpose. Both call
+:func:`readonly_command` is for a status (``fake status``, ``device status``): it never starts
+the embedded Redis, it says "not running". :func:`worker_command` is for ``run-tasks`` and
+``loop``, which run tasks on purpose. Both call
 the command with the lab's :class:`~labruntime.state.LabState`, inside its app context, and
 end a labruntime or device error as one line (exit 1).
 """
@@ -31,6 +33,7 @@ __all__ = [
     "how_to_name_the_lab",
     "lab_state",
     "load_app",
+    "readonly_command",
     "worker_command",
 ]
 
@@ -85,7 +88,32 @@ def lab_state(app: Flask) -> LabState:
         ) from None
 
 
-def _command(func: F, *, background: bool) -> F:
+def embedded_not_running(state: LabState) -> str | None:
+    """None when the lab's store can be read without starting anything; else the line a
+    read-only command prints: the embedded Redis is not running (it is never started here)."""
+    if state.config.redis_url:
+        return None
+    from labruntime.store.embedded import (
+        EmbeddedRedis,
+        EmbeddedRedisError,
+        embedded_redis_directory,
+    )
+
+    try:
+        server = EmbeddedRedis(embedded_redis_directory(state.app.instance_path))
+        server.check_owner()
+    except EmbeddedRedisError as error:
+        raise click.ClickException(str(error)) from None
+    if server.running:
+        return None
+    return (
+        f"not running: the lab's embedded Redis ({server.directory}) is not running, so no "
+        "session, task or device holder exists; the lab's first process starts it (or "
+        "`labruntime --app LAB redis start`)"
+    )
+
+
+def _command(func: F, *, background: bool, readonly: bool = False) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if background:  # a worker: its INFO lines on stderr, also under `flask weblab`
@@ -93,6 +121,11 @@ def _command(func: F, *, background: bool) -> F:
         app = load_app()
         register_lab_secrets(app.config)  # never in a log line of this process
         state = lab_state(app)
+        if readonly:  # a status: report, never start the embedded Redis as a side effect
+            idle = embedded_not_running(state)
+            if idle is not None:
+                click.echo(idle)
+                return None
         if not background:
             # a CLI process never runs the web process's cleaner or task threads (hardware!)
             state.no_background = True
@@ -108,6 +141,12 @@ def _command(func: F, *, background: bool) -> F:
 def app_command(func: F) -> F:
     """Run ``func(state, ...)`` in the lab's app context; no background threads here."""
     return _command(func, background=False)
+
+
+def readonly_command(func: F) -> F:
+    """Like :func:`app_command`, for a status: when the embedded Redis is not running it
+    prints "not running: ..." (exit 0) instead of starting it."""
+    return _command(func, background=False, readonly=True)
 
 
 def worker_command(func: F) -> F:

@@ -9,7 +9,8 @@
   driven safe and the message says whether that worked.
 * ``device status [--json]`` (needs the lab: ``--app``): who holds each device of
   WEBLAB_DEVICES (worker id, pid, host, fencing token) or, when none holds it, the command that
-  starts a worker for it; and its last safe report. Reads Redis only: it opens no device.
+  starts a worker for it; and its last safe report. Reads Redis only: it opens no device,
+  and never starts the embedded Redis ("not running: ..." when it is not running).
 * ``sim arduino [--baud N] [--fault F]... [--part P]``: start a simulated Arduino; its tty path
   is the first line on stdout; runs until SIGINT/SIGTERM. Try avrdude or your own tool on it.
 
@@ -46,7 +47,7 @@ from labruntime.drivers import (
 from labruntime.drivers.parts import Part
 from labruntime.state import LabState
 
-from .app import app_command
+from .app import readonly_command
 
 __all__ = ["device_group", "sim_group"]
 
@@ -240,7 +241,7 @@ def program_command(url: str, firmware: str, no_verify: bool, timeout: float | N
 
 @device_group.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-@app_command
+@readonly_command
 def status_command(state: LabState, as_json: bool) -> None:
     """Who holds each device of the lab (WEBLAB_DEVICES), and its last safe state."""
     status = state.devices.status()

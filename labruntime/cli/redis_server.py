@@ -22,7 +22,9 @@ def _embedded(state: LabState) -> EmbeddedRedis:
     if state.config.redis_url:
         raise click.ClickException("WEBLAB_REDIS_URL is set: that server is not labruntime's")
     try:
-        return EmbeddedRedis(embedded_redis_directory(state.app.instance_path))
+        server = EmbeddedRedis(embedded_redis_directory(state.app.instance_path))
+        server.check_owner()
+        return server
     except EmbeddedRedisError as error:
         raise click.ClickException(str(error)) from None
 
@@ -40,17 +42,26 @@ def redis_start(state: LabState) -> None:
 @redis_group.command("status")
 @app_command
 def redis_status(state: LabState) -> None:
-    """Say whether the embedded Redis server runs (exit 1 when it does not)."""
+    """Say whether the embedded Redis server runs (exit 1 when it does not); never starts it."""
     server = _embedded(state)
     if not server.running:
         click.echo(f"not running ({server.directory})")
         raise SystemExit(1)
-    click.echo(f"running, pid {server.pid}, {server.url}")
+    clients = server.clients()
+    click.echo(f"running, pid {server.pid}, {server.url}, {clients} client connection(s)")
 
 
 @redis_group.command("stop")
 @app_command
 def redis_stop(state: LabState) -> None:
     """Stop the embedded Redis server (data is kept; the next use starts it again)."""
-    stopped = _embedded(state).stop()
+    server = _embedded(state)
+    clients = server.clients()
+    if clients:
+        click.echo(
+            f"Warning: {clients} connection(s) of the lab's processes use it; they fail "
+            "until it runs again",
+            err=True,
+        )
+    stopped = server.stop()
     click.echo("stopped" if stopped else "it was not running")

