@@ -182,7 +182,7 @@ class WebLab:
     # -- sessions ---------------------------------------------------------------------------
     def clean_expired_users(self, app: Flask | None = None) -> int:
         """One cleaner pass (the ``clean-expired-users`` command). Returns sessions ended."""
-        return get_state(app).clean()
+        return self._state(app, "weblab.clean_expired_users()").clean()
 
     create_token = staticmethod(create_token)
 
@@ -233,10 +233,11 @@ class WebLab:
     ) -> None:
         """Run the tasks queued now in this process, then return (the ``run-tasks`` command).
 
-        Needs an app context, or ``app``. ``threads`` tasks run in parallel. Holds no
+        Needs an app context, or ``app``, or a WebLab serving one app (as in weblablib).
+        ``threads`` tasks run in parallel. Holds no
         devices (``labruntime run-tasks --device ...`` does).
         """
-        state = get_state(app)
+        state = self._state(app, "weblab.run_tasks()")
         with state.app.app_context():
             run_worker(
                 state.tasks,
@@ -261,7 +262,7 @@ class WebLab:
         devices (``labruntime loop --device ...`` does)."""
         if reload:
             log.warning("weblab.loop(reload=True): reloading is not supported; ignored")
-        state = get_state(app)
+        state = self._state(app, "weblab.loop()")
         with state.app.app_context():
             run_worker(
                 state.tasks,
@@ -273,6 +274,12 @@ class WebLab:
             )
 
     # -- settings -----------------------------------------------------------------------------
+    def _state(self, app: Flask | None, what: str) -> LabState:
+        """``app``'s state, else the current app's, else (no context) the one app served."""
+        if app is not None or has_app_context():
+            return get_state(app)
+        return self._only_state(what)
+
     def _only_state(self, what: str) -> LabState:
         """Outside a Flask context: the state of the one app this WebLab serves."""
         apps = list(self._apps)
