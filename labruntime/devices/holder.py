@@ -250,9 +250,10 @@ class DeviceHolder:
                 for name in [n for n, why in failed.items() if why == "lapsed"]:
                     if self._retake(name):
                         del failed[name]
-            except Exception:  # noqa: BLE001 - keep trying; Redis may come back
-                log.warning("cannot renew the device leases", exc_info=True)
+            except Exception as error:  # noqa: BLE001 - keep trying; Redis may come back
+                self.store.outage.failed("renewing the device leases", error)
                 continue
+            self.store.outage.ok()
             new = set(failed) - self.lost
             for name in new:
                 log.error(
@@ -308,8 +309,8 @@ class DeviceHolder:
         while names and not self._closed.is_set():
             try:
                 request = self.store.next_request(names, CONTROL_BLOCK)
-            except Exception:  # noqa: BLE001 - Redis restarting: wait and retry
-                log.warning("device control channel failed", exc_info=True)
+            except Exception as error:  # noqa: BLE001 - Redis restarting: wait and retry
+                self.store.outage.failed("device control channel", error)
                 self._closed.wait(1.0)
                 continue
             if request is not None:

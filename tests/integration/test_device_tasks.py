@@ -47,6 +47,7 @@ def test_stop_cancels_the_device_operation_and_the_board_is_safe(
     task.stop()
     task.join(timeout=10)
     assert task.failed and task.error["class"] == "OperationCancelled", task.error
+    assert task.error["code"] == "stopped", task.error  # not "exception": a page tells them apart
     mine = [r for r in caplog.records if task.task_id in r.getMessage()]
     assert [r.levelname for r in mine] == ["INFO"], [r.getMessage() for r in mine]
     assert "stopped" in mine[0].getMessage()  # an expected stop: one line, no traceback
