@@ -166,7 +166,9 @@ class LabState:
         """One cleaner pass: end every session whose time is over, and reap dead workers'
         tasks (``worker-lost``). Returns how many sessions ended."""
         with self.app.app_context():
-            ended = self.sessions.clean(self.tasks.dispose_steps, self._run_on_dispose)
+            ended = self.sessions.clean(
+                self.tasks.dispose_steps, self._run_on_dispose, self.tasks.dispose_steps_many
+            )
         self._reap_due = self.tasks.reap_dead()
         return ended
 

@@ -9,6 +9,9 @@ Dispose, whatever started it (RLMS, logout, poll timeout, slot over, cleaner)::
 
     begin_dispose (active -> disposing, atomic)  ->  steps(session_id): busy? retry later
     -> claim (HSETNX, exactly one winner across processes) -> on_dispose -> expired user
+
+A cleaner pass runs these steps for a batch of sessions at once (CLEAN_BATCH): each step is
+one round trip for the whole batch; only ``on_dispose`` runs session by session.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ __all__ = ["SessionManager", "DisposeOutcome", "create_token"]
 log = logging.getLogger(__name__)
 STALE_CLAIM_MARGIN = 60.0  # a claim older than dispose timeout + this is from a dead process
 BUSY_RETRY = 1.0  # seconds the RLMS waits when another process is running on_dispose
+CLEAN_BATCH = 1000  # sessions a cleaner pass handles per batch (each step: one round trip)
+CLEAN_PASS_BUDGET = 5.0  # seconds after which a cleaner pass starts no new batch
 
 
 def create_token(size: int | None = None) -> str:
@@ -292,22 +297,134 @@ class SessionManager:
         self,
         steps: Callable[[str], float | None],
         on_dispose: Callable[[SessionRecord], None],
+        steps_many: Callable[[list[str]], dict[str, float | None]] | None = None,
     ) -> int:
-        """One cleaner pass: dispose every session whose time is over. Returns how many ended."""
-        now = self.clock()
-        due = self.store.due_sessions(now)
+        """One cleaner pass: dispose every session whose time is over, in batches of
+        CLEAN_BATCH (each step of a batch one round trip for the whole batch; ``steps_many``
+        is the batch form of ``steps``), until none is due or CLEAN_PASS_BUDGET seconds have
+        passed. Returns how many ended."""
+        started = time.monotonic()
         ended = 0
+        while True:
+            now = self.clock()
+            due = self.store.due_sessions(now, limit=CLEAN_BATCH)
+            if not due:
+                break
+            done = self._clean_batch(due, now, steps, steps_many, on_dispose)
+            ended += done
+            if len(due) < CLEAN_BATCH or not done:
+                break
+            if time.monotonic() - started >= CLEAN_PASS_BUDGET:
+                break
+        return ended
+
+    def _clean_batch(
+        self,
+        due: list[str],
+        now: float,
+        steps: Callable[[str], float | None],
+        steps_many: Callable[[list[str]], dict[str, float | None]] | None,
+        on_dispose: Callable[[SessionRecord], None],
+    ) -> int:
+        """:meth:`dispose` of the sessions of ``due`` that are over, step by step for all of
+        them at once (on_dispose still runs once per session, in one process)."""
+        later: dict[str, float] = {}
+        forget: list[str] = []
+        over: list[tuple[str, str]] = []
         for sid, state in zip(due, self.store.session_states(due), strict=True):
             if state is None:
-                self.store.forget_live(sid)
+                forget.append(sid)
+            elif state.status == "active" and self.should_finish(state, now) >= 0:
+                later[sid] = self._check_at(state, state.last_poll)
+            else:
+                reason = self._reason(state, now)
+                if reason == "timeout":
+                    self._event("timeout", sid, "stopped polling", reason=reason)
+                over.append((sid, reason))
+        self.store.schedule(later, forget)
+        later = {}
+        ended = 0
+        ready: list[SessionRecord] = []
+        reasons = dict(over)
+        mark = self.config.log_session_lifecycle
+        begun_all = self.store.begin_dispose_many(over, now, mark_expiry=mark)
+        for (sid, reason), (begun, record, first) in zip(over, begun_all, strict=True):
+            if first and record is not None:
+                why = expiry_reason(record, self.config.timeout, now)
+                self._lifecycle("expiry_detected", record, reason=why, now=now, source="cleaner")
+            if begun == "expired":
+                ended += 1  # disposed already (by anyone)
+            if begun == "started":
+                self._event("dispose", sid, f"started ({reason})", reason=reason)
+            if record is None or begun == "expired":
                 continue
-            if state.status == "active" and self.should_finish(state, now) >= 0:
-                self.store.reschedule(sid, self._check_at(state, state.last_poll))
+            if record.dispose_claim:
+                self._claimed_elsewhere(record, now)
                 continue
-            self._expiry_detected(sid, state, now, "cleaner")
-            reason = self._reason(state, now)
-            if reason == "timeout":
-                self._event("timeout", sid, "stopped polling", reason=reason)
-            if self.dispose(sid, reason, steps, on_dispose).done:
-                ended += 1
-        return ended
+            ready.append(record)
+        busy = self._batch_steps([r.session_id for r in ready], steps, steps_many)
+        claims: dict[str, str] = {}
+        for record in ready:
+            sid = record.session_id
+            wait = busy.get(sid)
+            if wait is not None and wait > 0:
+                later[sid] = now + wait
+                self._event("dispose", sid, f"waits {wait:g} s for work", busy=wait)
+            else:
+                claims[sid] = f"{create_token(8)} {now!r}"
+        won = self.store.claim_dispose_many(claims)
+        later.update((sid, now + BUSY_RETRY) for sid in claims if sid not in won)
+        self.store.schedule(later)
+        finished: list[SessionRecord] = []
+        try:
+            for record in ready:
+                if record.session_id not in won:
+                    continue
+                try:
+                    on_dispose(record)
+                except StoreUnavailableError:
+                    raise
+                except Exception:
+                    log.exception(
+                        "on_dispose of session %s raised; the session ends anyway",
+                        session_hash(record.session_id),
+                    )
+                finished.append(record)
+        finally:
+            ids = [record.session_id for record in finished]
+            self.store.finish_dispose_many(ids, self.clock(), self.config.expired_users_timeout)
+        for record in finished:
+            reason = record.reason or reasons[record.session_id]
+            self._event("dispose", record.session_id, "done", reason=reason)
+            self._disposed(record, reason, now)
+        return ended + len(finished)
+
+    def _batch_steps(
+        self,
+        ids: list[str],
+        steps: Callable[[str], float | None],
+        steps_many: Callable[[list[str]], dict[str, float | None]] | None,
+    ) -> dict[str, float | None]:
+        """The dispose steps of a batch: {id: None (go on) or seconds to wait}. A failure
+        ends the session anyway, as in :meth:`dispose`."""
+        if not ids:
+            return {}
+        if steps_many is not None:
+            try:
+                return steps_many(ids)
+            except StoreUnavailableError:
+                raise
+            except Exception:
+                log.exception("the dispose steps of %d session(s) failed; one by one", len(ids))
+        result: dict[str, float | None] = {}
+        for sid in ids:
+            try:
+                result[sid] = steps(sid)
+            except StoreUnavailableError:
+                raise
+            except Exception:
+                log.exception(
+                    "session %s: the dispose steps failed; ending it anyway", session_hash(sid)
+                )
+                result[sid] = None
+        return result

@@ -4,7 +4,8 @@ The records it returns (:class:`~.records.SessionRecord`...) are in :mod:`.recor
 
 Costs: a student's request is one EVALSHA (poll + read the small fields, as one JSON
 string; the RLMS's initial data only when the lab reads it, one HMGET); a status, or a bulk
-status of up to 500 sessions, is one EVALSHA of HMGETs; the cleaner reads one ZRANGEBYSCORE.
+status of up to 500 sessions, is one EVALSHA of HMGETs; a cleaner pass handles its sessions in
+batches, each step of a batch one round trip (``*_many``, :meth:`SessionStore.schedule`).
 """
 
 from __future__ import annotations
@@ -84,6 +85,54 @@ for i, key in ipairs(KEYS) do
   out[i] = (f[1] or '') .. ',' .. (f[2] or '') .. ',' .. (f[3] or '') .. ',' .. (f[4] or '')
 end
 return table.concat(out, ';')
+"""
+
+# A cleaner pass's batch of begin_dispose, in one call. KEYS: live zset, session hashes.
+# ARGV: now, "1" to mark the first expiry of a session still active (once:expiry_detected),
+# then a session id and a reason per hash. Returns one JSON array: per session, [what
+# begin_dispose says ("started", "missing" or the status it had), 1 if its expiry was marked
+# now, its whole hash as a flat array after the step (empty when missing or expired)].
+_BEGIN_DISPOSE_MANY = """
+local now, mark = ARGV[1], ARGV[2]
+local out = {}
+for i = 2, #KEYS do
+  local key, sid, reason = KEYS[i], ARGV[2 * i - 1], ARGV[2 * i]
+  local status = redis.call('HGET', key, 'status')
+  local begun, first, h = 'missing', 0, {}
+  if not status then
+    redis.call('ZREM', KEYS[1], sid)
+  elseif status == 'active' then
+    if mark == '1' and redis.call('HSETNX', key, 'once:expiry_detected', '1') == 1 then
+      first = 1
+    end
+    redis.call('HSET', key, 'status', 'disposing', 'disposing_since', now, 'reason', reason)
+    redis.call('ZADD', KEYS[1], now, sid)
+    begun = 'started'
+  else
+    begun = status
+  end
+  if begun == 'expired' then
+    redis.call('ZREM', KEYS[1], sid)
+  elseif status then
+    h = redis.call('HGETALL', key)
+  end
+  out[#out + 1] = {begun, first, h}
+end
+return cjson.encode(out)
+"""
+
+# KEYS: session hashes. ARGV: a claim per hash. HSETNX each, never on a session that is gone;
+# returns "1"/"0" per session, as one string.
+_CLAIM_MANY = """
+local won = {}
+for i, key in ipairs(KEYS) do
+  local ok = 0
+  if redis.call('EXISTS', key) == 1 then
+    ok = redis.call('HSETNX', key, 'dispose_claim', ARGV[i])
+  end
+  won[i] = tostring(ok)
+end
+return table.concat(won)
 """
 
 # KEYS: session hash. ARGV: claim. HSETNX, but never on a session that is gone.
@@ -264,6 +313,62 @@ class SessionStore:
         """Atomically win the right to run on_dispose (exactly one caller ever wins)."""
         script = self._conn.script(_CLAIM)
         return bool(script(keys=[self._session_key(session_id)], args=[claim]))
+
+    # -- a cleaner pass, in batches: a few round trips for any number of sessions -----------
+    def begin_dispose_many(
+        self, items: list[tuple[str, str]], now: float, *, mark_expiry: bool
+    ) -> list[tuple[str, SessionRecord | None, bool]]:
+        """:meth:`begin_dispose` of many ``(session id, reason)`` in one round trip. Per item:
+        what it says, the whole record after the step (None when missing or expired), and
+        True the first time its expiry was marked (``mark_expiry``: see :meth:`mark_once`)."""
+        items = [(sid, reason) for sid, reason in items if valid_session_id(sid)]
+        if not items:
+            return []
+        keys = [self._live_key] + [self._session_key(sid) for sid, _ in items]
+        args = [repr(now), "1" if mark_expiry else "0"]
+        for sid, reason in items:
+            args += [sid, reason]
+        reply = json.loads(self._conn.script(_BEGIN_DISPOSE_MANY)(keys=keys, args=args))
+        out: list[tuple[str, SessionRecord | None, bool]] = []
+        for (sid, _), (begun, first, flat) in zip(items, reply, strict=True):
+            h = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
+            record = SessionRecord.from_hash(sid, h) if h else None
+            out.append((begun, record, bool(first)))
+        return out
+
+    def claim_dispose_many(self, claims: dict[str, str]) -> set[str]:
+        """:meth:`claim_dispose` of many sessions ({id: claim}) in one round trip: the ids
+        won."""
+        ids = list(claims)
+        if not ids:
+            return set()
+        keys = [self._session_key(sid) for sid in ids]
+        won = self._conn.script(_CLAIM_MANY)(keys=keys, args=[claims[sid] for sid in ids])
+        return {sid for sid, flag in zip(ids, won, strict=True) if flag == "1"}
+
+    def finish_dispose_many(self, session_ids: list[str], now: float, keep_for: float) -> None:
+        """:meth:`finish_dispose` of many sessions in one round trip."""
+        if not session_ids:
+            return
+        pipe = self._conn.pipeline(transaction=False)
+        for session_id in session_ids:
+            key = self._session_key(session_id)
+            pipe.hset(key, mapping={"status": "expired", "ended_at": repr(now)})
+            pipe.expire(key, max(1, int(keep_for)))
+        pipe.zrem(self._live_key, *session_ids)
+        pipe.execute()
+
+    def schedule(self, at: dict[str, float], forget: list[str] | None = None) -> None:
+        """Ask the cleaner to look at each session of ``at`` again then, and drop ``forget``
+        from its set (their records are gone), in one round trip."""
+        if not at and not forget:
+            return
+        pipe = self._conn.pipeline(transaction=False)
+        if at:
+            pipe.zadd(self._live_key, at)
+        if forget:
+            pipe.zrem(self._live_key, *forget)
+        pipe.execute()
 
     def reschedule(self, session_id: str, at: float) -> None:
         """Ask the cleaner to look at a session again at ``at``."""

@@ -352,6 +352,20 @@ class TaskStore:
     def clear_dispose(self, session_id: str | None) -> None:
         self._redis.delete(self._k("tasks", "dispose", session_id or ""))
 
+    def unfinished_counts(self, session_ids: list[str]) -> list[int]:
+        """How many unfinished tasks each session has, in one round trip."""
+        if not session_ids:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for session_id in session_ids:
+            pipe.scard(self._k("tasks", "unfinished", session_id))
+        return [int(n) for n in pipe.execute()]
+
+    def clear_dispose_many(self, session_ids: list[str]) -> None:
+        """:meth:`clear_dispose` of many sessions (one command)."""
+        if session_ids:
+            self._redis.delete(*(self._k("tasks", "dispose", sid) for sid in session_ids))
+
     def fail_unfinished(self, session_id: str | None, error: dict[str, str]) -> int:
         argv = [self.prefix, session_id or "", repr(time.time()), self.expires, json.dumps(error)]
         return int(self._script(FAIL_UNFINISHED)(args=argv))

@@ -162,3 +162,18 @@ class TaskService:
         """The task step of a dispose (see :func:`.dispose.dispose_steps`)."""
         self.devices.revoke(session_id, self.config.dispose_timeout)
         return dispose_steps(self.store, session_id, self.config.dispose_timeout)
+
+    def dispose_steps_many(self, session_ids: list[str]) -> dict[str, float | None]:
+        """:meth:`dispose_steps` of a cleaner pass's batch: sessions without unfinished tasks
+        (most of them) cost two round trips together; the others each go through
+        :func:`.dispose.dispose_steps`."""
+        for session_id in session_ids:  # no-op without configured devices
+            self.devices.revoke(session_id, self.config.dispose_timeout)
+        counts = self.store.unfinished_counts(session_ids)
+        idle = [sid for sid, count in zip(session_ids, counts, strict=True) if count == 0]
+        self.store.clear_dispose_many(idle)
+        result: dict[str, float | None] = dict.fromkeys(idle)
+        for sid, count in zip(session_ids, counts, strict=True):
+            if count:
+                result[sid] = dispose_steps(self.store, sid, self.config.dispose_timeout)
+        return result

@@ -39,9 +39,9 @@ def _words(args: tuple[Any, ...]) -> tuple[str, ...]:
 def redis_calls(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Callable[[], AbstractContextManager[RedisCalls]]:
-    send, pack, pack_many = (
+    send, send_one, pack_many = (
         AbstractConnection.send_packed_command,
-        AbstractConnection.pack_command,
+        AbstractConnection.send_command,
         AbstractConnection.pack_commands,
     )
 
@@ -53,9 +53,9 @@ def redis_calls(
             calls.round_trips += 1
             return send(self, command, check_health)
 
-        def counted_pack(self: Any, *args: Any) -> Any:
+        def counted_send_one(self: Any, *args: Any, **kwargs: Any) -> Any:
             calls.commands.append(_words(args))
-            return pack(self, *args)
+            return send_one(self, *args, **kwargs)
 
         def counted_pack_many(self: Any, commands: Any) -> Any:
             commands = list(commands)
@@ -64,7 +64,7 @@ def redis_calls(
 
         with monkeypatch.context() as patch:
             patch.setattr(AbstractConnection, "send_packed_command", counted_send)
-            patch.setattr(AbstractConnection, "pack_command", counted_pack)
+            patch.setattr(AbstractConnection, "send_command", counted_send_one)
             patch.setattr(AbstractConnection, "pack_commands", counted_pack_many)
             yield calls
 
@@ -80,6 +80,7 @@ class PerfLab:
     weblab: Any
     add: Any
     rlms: Any
+    disposed: list[str] = field(default_factory=list)  # on_dispose's sessions, in order
 
     def student(self, session_id: str) -> Any:
         """A test client holding the student's cookie (the callback was followed)."""
@@ -108,6 +109,12 @@ def perf_lab(redis_url: str, redis_base: str, tmp_path: Any) -> Iterator[PerfLab
     def add(a: int, b: int) -> int:
         return a + b
 
+    disposed: list[str] = []
+
+    @weblab.on_dispose
+    def on_dispose() -> None:
+        disposed.append(str(weblab_user.session_id))
+
     @app.route("/lab")
     @requires_active
     def lab() -> str:
@@ -129,6 +136,6 @@ def perf_lab(redis_url: str, redis_base: str, tmp_path: Any) -> Iterator[PerfLab
         return jsonify(weblab_user.data)
 
     try:
-        yield PerfLab(app, weblab, add, FakeRLMS.for_app(app))
+        yield PerfLab(app, weblab, add, FakeRLMS.for_app(app), disposed)
     finally:
         weblab.shutdown(app)
