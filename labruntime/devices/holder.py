@@ -148,6 +148,7 @@ class DeviceHolder:
         bindings: dict[str, str],
         worker_id: str,
         monitor_store: MonitorStore | None = None,
+        monitored: list[str] | None = None,
     ):
         self.store = device_store
         self.bindings = dict(bindings)
@@ -159,7 +160,8 @@ class DeviceHolder:
         self.lost: set[str] = set()  # devices whose Redis lease another holder took
         self.admission_closed = False  # close_admission() was called: no new tasks
         self.users: dict[str, str | None] = {}  # device -> session of the task using it now
-        self.monitor = ConsoleMonitor(monitor_store)  # what consoles print, to their student
+        #: what the ``monitored`` consoles print, to their student (the serial monitor)
+        self.monitor = ConsoleMonitor(monitor_store, monitored)
         self._closed = threading.Event()
         # called with the names of devices another holder took (a worker then stops)
         self.on_lost: Callable[[list[str]], Any] | None = None

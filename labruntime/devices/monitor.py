@@ -65,8 +65,9 @@ class _Feed:
 class ConsoleMonitor:
     """The serial monitor of one device holder (see the module docstring)."""
 
-    def __init__(self, store: MonitorStore | None) -> None:
+    def __init__(self, store: MonitorStore | None, names: list[str] | None = None) -> None:
         self.store = store
+        self.names = set(names or ())  # the devices the lab monitors (serial_monitor(app))
         self._feeds: dict[str, _Feed] = {}
         self._cond = threading.Condition()
         self._publish_lock = threading.Lock()
@@ -80,11 +81,17 @@ class ConsoleMonitor:
         """The names of the devices whose output is monitored."""
         return sorted(self._feeds)
 
+    def ownerless_bytes(self, name: str) -> int:
+        """Bytes ``name`` printed while no session owned it (dropped, never shown)."""
+        with self._cond:
+            feed = self._feeds.get(name)
+            return feed.ownerless if feed is not None else 0
+
     # -- devices -----------------------------------------------------------------------------
     def attach(self, name: str, device: Any, lock: threading.Lock) -> bool:
         """Watch ``device`` (held as ``name``; ``lock`` is the holder's lock of it). False when
-        it is no Console, or there is no store."""
-        if self.store is None or self._closed.is_set():
+        the lab does not monitor it, it is no Console, or there is no store."""
+        if self.store is None or name not in self.names or self._closed.is_set():
             return False
         add = getattr(device, "add_output_listener", None)
         if callable(add):
@@ -227,11 +234,13 @@ class ConsoleMonitor:
             self.flush()
 
     def _idle(self, feed: _Feed) -> bool:
-        """The reader may read: the device has an owner and no task uses it (lock held)."""
-        return self._closed.is_set() or (feed.owner is not None and not feed.users)
+        """The reader may read: no task uses or waits for the device (lock held). It reads
+        with no owner too: that output is dropped, as the twin's is, so bytes a board sent
+        before a session never reach that session's student."""
+        return self._closed.is_set() or not feed.users
 
     def _read_loop(self, name: str, device: Any, lock: threading.Lock) -> None:
-        """Read an idle Console that nobody else reads (a serial port) while it has an owner."""
+        """Read an idle Console that nobody else reads (a serial port)."""
         while not self._closed.is_set():
             with self._cond:
                 feed = self._feeds.get(name)

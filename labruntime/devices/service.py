@@ -46,6 +46,8 @@ class DeviceService:
         self.store = store
         #: the serial monitor's streams (what held consoles print, per session)
         self.monitor_store = monitor_store
+        #: the devices whose output the lab shows its students (set by serial_monitor(app))
+        self.monitored: list[str] = []
         self._holder: DeviceHolder | None = None
 
     @property
@@ -58,7 +60,9 @@ class DeviceService:
     # -- holding ---------------------------------------------------------------------------
     def hold(self, bindings: dict[str, str], worker_id: str) -> DeviceHolder:
         """Open and hold ``bindings`` (strict: a busy device raises DeviceBusyError)."""
-        holder = DeviceHolder(self.store, bindings, worker_id, self.monitor_store).open(strict=True)
+        holder = DeviceHolder(
+            self.store, bindings, worker_id, self.monitor_store, self.monitored
+        ).open(strict=True)
         self._holder = holder.start()
         return holder
 
@@ -74,7 +78,9 @@ class DeviceService:
             log.info("device %s is held by worker %s: tasks using it run there", name, held[name])
         if not free:
             return None
-        holder = DeviceHolder(self.store, free, worker_id, self.monitor_store).open(strict=False)
+        holder = DeviceHolder(self.store, free, worker_id, self.monitor_store, self.monitored).open(
+            strict=False
+        )
         if not holder.devices:
             return None
         self._holder = holder.start()

@@ -175,7 +175,7 @@ def _view(device: str) -> Any:
         return _plain(403, "no laboratory session: open the lab from the RLMS first")
     if not user.active:
         return Response(status=204)  # the session is over: EventSource stops retrying
-    allowed = state.app.extensions.get(BLUEPRINT) or state.config.devices
+    allowed = state.devices.monitored
     if not _DEVICE.fullmatch(device) or device not in allowed:
         known = ", ".join(sorted(allowed)) or "none (set WEBLAB_DEVICES)"
         return _plain(404, f"no device {device[:64]!r} to monitor here; devices: {known}")
@@ -242,13 +242,13 @@ def serial_monitor(
                 f"serial_monitor: {unknown} not in WEBLAB_DEVICES "
                 f"({sorted(state.config.devices)}): name configured devices"
             )
-        app.extensions[BLUEPRINT] = list(devices)
     prefix = "/" + url_prefix.strip("/")
     if prefix == "/" or prefix.startswith("/weblab/") or prefix == "/weblab":
         raise WebLabError(
             f"serial_monitor: url_prefix {url_prefix!r} is taken (the lab's root or the RLMS's "
             "/weblab/ routes): give e.g. '/serial-monitor'"
         )
+    state.devices.monitored = sorted(state.config.devices if devices is None else devices)
     bp = Blueprint(BLUEPRINT, __name__)
     bp.add_url_rule(f"{prefix}/<device>", "stream", _view, methods=["GET"])
     bp.add_url_rule(f"{prefix}.js", "script", _script, methods=["GET"])

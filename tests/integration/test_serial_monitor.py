@@ -14,14 +14,20 @@ import re
 import socket
 import subprocess
 import sys
+import tty
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labruntime import WebLabError, serial_monitor
+from labruntime.devices.holder import DeviceHolder
 from labruntime.drivers.sim.avr import twin_available
+from labruntime.store.connection import Connection
+from labruntime.store.devices import DeviceStore
+from labruntime.store.monitor import MonitorStore
 from labruntime.testing import FakeRLMS
 from tests._helpers import wait_for
 from tests._processes import stop_processes
@@ -30,12 +36,13 @@ ROOT = Path(__file__).resolve().parents[2]
 HELLO = ROOT / "tests" / "firmware" / "hello_uart.hex"  # "hello from the twin N" every 50 ms
 BLINK = ROOT / "tests" / "firmware" / "blink.hex"  # prints nothing
 TWIN = "sim:avr?mcu=atmega328p"
+LABRUNTIME = str(Path(sys.executable).parent / "labruntime")
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _twin_here() -> None:
+@pytest.fixture(scope="module")
+def twin_here() -> None:
     ok, why = twin_available()
     if not ok:
         pytest.skip(f"the AVR twin cannot run here: {why}")
@@ -96,13 +103,52 @@ def _student(lab: Any, name: str) -> tuple[str, Any]:
     return started.session_id, client
 
 
+class MonitorWorker:
+    """``labruntime --app monlab.py loop --device board``: the device lab (devlab.py) with the
+    serial monitor on, as a lab author's module would be, in a worker process of its own."""
+
+    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+        app_file = _monitor_lab(folder)
+        self.log = folder / "worker.log"
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [LABRUNTIME, "--app", str(app_file), "loop", "--device", "board"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_holding(self) -> None:
+        def holding() -> bool:
+            assert self.proc.poll() is None, self.log.read_text()
+            return "holding device(s) board" in self.log.read_text()
+
+        wait_for(holding, 60, lambda: f"the worker to hold the board:\n{self.log.read_text()}")
+
+
+def _lab_env(redis_url: str, redis_base: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "LAB_REDIS_URL": redis_url,
+        "LAB_REDIS_BASE": redis_base,
+        "LAB_THREADS": "0",
+        "LAB_DEVICES": json.dumps({"board": TWIN}),
+    }
+
+
 @pytest.fixture
-def monitored(devlab_factory: Any, worker_factory: Any) -> Any:
+def monitored(
+    twin_here: None, devlab_factory: Any, tmp_path: Path, redis_url: str, redis_base: str
+) -> Iterator[tuple[Any, MonitorWorker]]:
     lab = devlab_factory(threads=0, start=False, devices={"board": TWIN})
     serial_monitor(lab.app)
-    worker = worker_factory("loop", "--device", "board", devices={"board": TWIN})
-    worker.wait_for("holding device(s) board", timeout=60)
-    return lab, worker
+    worker = MonitorWorker(tmp_path, _lab_env(redis_url, redis_base))
+    try:
+        worker.wait_holding()
+        yield lab, worker
+    finally:
+        stop_processes([worker.proc])
 
 
 def test_the_holders_student_sees_the_lines_live_and_the_stream_ends_at_dispose(monitored):
@@ -195,7 +241,95 @@ def test_bad_requests_get_clear_answers(devlab_factory, monitored):
     lab.rlms.dispose(sid)
 
 
-GUNICORN_LAB = """
+@pytest.fixture
+def pty_console() -> Iterator[tuple[int, str]]:
+    """(master fd, tty path) of a raw pseudo-terminal: the far end of a serial: console."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    os.close(slave)
+    yield master, path
+    os.close(master)
+
+
+def _text(store: MonitorStore, session_id: str, wanted: str) -> tuple[str, list[str]]:
+    """Read the console's stream for ``session_id`` until its text holds ``wanted``."""
+    text, kinds, after = "", [], "0"
+
+    def holds() -> bool:
+        nonlocal text, after
+        after, events = store.read("console", session_id, after, 0.2)
+        for event in events:
+            kinds.append(event.kind)
+            text += event.text if event.kind == "out" else ""
+        return wanted in text
+
+    wait_for(holds, 10, lambda: f"{wanted!r} in {session_id}'s monitor (got {text!r})")
+    return text, kinds
+
+
+def test_a_serial_console_is_read_between_tasks_and_reaches_only_its_owner(
+    pty_console, redis_url, redis_base
+):
+    master, path = pty_console
+    conn = Connection(redis_url, redis_base)
+    store = MonitorStore(conn)
+    holder = DeviceHolder(
+        DeviceStore(conn), {"console": f"serial:{path}?timeout=0.2"}, "w1", store, ["console"]
+    ).open()
+    try:
+        assert holder.monitor.watched == ["console"]
+        os.write(master, b"printed before any session\n")  # read and dropped: nobody owns it
+        wait_for(lambda: holder.monitor.ownerless_bytes("console") == 27, 5, "the reader")
+        with holder.using(["console"], "session-a"):  # a task of session a takes the board
+            pass
+        os.write(master, b"hello a\n")
+        text, _ = _text(store, "session-a", "hello a\n")
+        assert "before any session" not in text, text
+        # a task reading the port itself gets its bytes: the monitor's reader stays away
+        with holder.using(["console"], "session-a") as devices:
+            os.write(master, b"for the task\n")
+            assert devices["console"].readline(timeout=2) == b"for the task\n"
+        with holder.using(["console"], "session-b"):
+            pass
+        os.write(master, b"hello b\n")
+        text_b, _ = _text(store, "session-b", "hello b\n")
+        assert "hello a" not in text_b and "for the task" not in text_b, text_b
+        holder.safe_after_session("console", "session-b")  # b's dispose: the end entry
+        _, kinds = _text(store, "session-b", "hello b\n")
+        assert kinds[-1] == "end"
+        os.write(master, b"after the dispose\n")
+        with holder.using(["console"], "session-c"):
+            pass
+        os.write(master, b"hello c\n")
+        text_c, _ = _text(store, "session-c", "hello c\n")
+        every = store.read("console", "session-b", "0", 0.2)[1]
+        assert not any("after the dispose" in e.text for e in every), every
+        assert "hello a" not in text_c and "hello b" not in text_c, text_c
+    finally:
+        holder.close()
+        conn.close()
+
+
+def test_an_unmonitored_console_is_left_alone(pty_console, redis_url, redis_base):
+    master, path = pty_console
+    conn = Connection(redis_url, redis_base)
+    holder = DeviceHolder(
+        DeviceStore(conn), {"console": f"serial:{path}?timeout=0.2"}, "w1", MonitorStore(conn)
+    ).open()
+    try:
+        assert holder.monitor.watched == []  # the lab did not call serial_monitor(app)
+        with holder.using(["console"], "session-a"):
+            pass
+        os.write(master, b"kept for the next task\n")
+        with holder.using(["console"], "session-a") as devices:
+            assert devices["console"].readline(timeout=2) == b"kept for the next task\n"
+    finally:
+        holder.close()
+        conn.close()
+
+
+MONITOR_LAB = """
 import sys
 sys.path.insert(0, {root!r})
 from labruntime import serial_monitor
@@ -210,17 +344,8 @@ def test_under_gunicorns_threaded_worker_a_stream_runs_beside_other_requests(
     monitored, tmp_path, redis_url, redis_base
 ):
     lab, _ = monitored
-    (tmp_path / "monlab.py").write_text(
-        GUNICORN_LAB.format(root=str(ROOT), devlab=str(ROOT / "tests/integration/devlab.py"))
-    )
     port = _free_port()
-    env = {
-        **os.environ,
-        "LAB_REDIS_URL": redis_url,
-        "LAB_REDIS_BASE": redis_base,
-        "LAB_THREADS": "0",
-        "LAB_DEVICES": json.dumps({"board": TWIN}),
-    }
+    env = _lab_env(redis_url, redis_base)
     gunicorn = Path(sys.executable).parent / "gunicorn"
     server = subprocess.Popen(
         [str(gunicorn), "-w", "1", "-k", "gthread", "--threads", "4"]
@@ -259,6 +384,14 @@ def test_under_gunicorns_threaded_worker_a_stream_runs_beside_other_requests(
         assert "event: end" in rest and '"the session ended"' in rest, rest
     finally:
         stop_processes([server])
+
+
+def _monitor_lab(folder: Path) -> Path:
+    path = folder / "monlab.py"
+    path.write_text(
+        MONITOR_LAB.format(root=str(ROOT), devlab=str(ROOT / "tests/integration/devlab.py"))
+    )
+    return path
 
 
 def _free_port() -> int:
