@@ -124,13 +124,6 @@ def test_avrdude_programs_the_twin_through_its_serial_port(board: SimAvrBoard) -
     assert led.wait_for(True, timeout=2) and led.wait_for(False, timeout=2)
 
 
-@pytest.mark.xfail(
-    reason="issue 13 §1: with no DTR (reset only when the port opens) the native driver's "
-    "repeated GET_SYNC overruns Optiboot 4.4's receiver during its LED flashes, and the "
-    "bootloader starts the (empty) program; the twin shows it as a real Uno does",
-    raises=DeviceTimeoutError,
-    strict=False,
-)
 def test_an_stk500_device_on_the_twins_port_programs_it(board: SimAvrBoard) -> None:
     with open_device(f"stk500:{board.tty_path}?reset=none") as programmer:
         assert isinstance(programmer, Programmer)
