@@ -1,13 +1,15 @@
 """pyserial ports for serial-like drivers: open with clear errors, name a port's holder.
 
 :func:`open_serial` wraps ``serial.serial_for_url``: a missing port, a permission problem or a
-refused connection becomes DeviceIOError with a hint, and a port that another program holds
-locked (``exclusive``) becomes DeviceBusyError naming that program (from /proc/locks).
+refused connection becomes DeviceIOError with a hint, and a port that another program has open
+(:func:`other_openers`, from /proc/*/fd) or holds locked (``exclusive``, from /proc/locks)
+becomes DeviceBusyError naming that program.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from typing import Any
 
@@ -15,19 +17,70 @@ from .errors import DeviceBusyError, DeviceIOError
 from .lease import lock_holders, path_key
 from .urls import DeviceURL
 
-__all__ = ["lease_key", "open_serial", "set_read_timeout"]
+__all__ = ["lease_key", "open_serial", "other_openers", "set_read_timeout"]
 
 
 def open_serial(port: str, settings: dict[str, Any], what: str) -> Any:
-    """``serial.serial_for_url`` with errors turned into DeviceIOError with a hint."""
+    """``serial.serial_for_url`` with errors turned into DeviceIOError with a hint.
+
+    A local device node another program has open (screen, minicom, a script: with or without
+    a lock) is refused first, naming that program: talking over it would crash it or garble
+    the programming."""
     import serial
 
+    if "://" not in port:
+        users = other_openers(port)
+        if users:
+            who = "; ".join(f"pid {u['pid']} ({_command_line(u['argv'])})" for u in users)
+            raise DeviceBusyError(
+                f"{what} is busy: held by {who}, which has it open. Stop that program first "
+                "(a terminal such as screen or minicom, or a script): it would crash, or "
+                "garble what labruntime sends",
+                holder={**users[0], "host": socket.gethostname()},
+            )
     try:
         return serial.serial_for_url(port, **settings)
     except (serial.SerialException, OSError, ValueError) as exc:
         if "exclusively lock" in str(exc):
             raise _port_busy(port, what) from exc
         raise DeviceIOError(f"cannot open {what}: {exc}. {_hint(exc)}") from exc
+
+
+def other_openers(path: str) -> list[dict[str, Any]]:
+    """Other processes (pid, argv) that have the device node ``path`` open, from Linux
+    ``/proc/*/fd`` (only those this user may look at; empty where /proc is missing)."""
+    try:
+        target = os.path.realpath(path)
+        if not os.path.exists(target) or not os.path.isdir("/proc/self/fd"):
+            return []
+    except OSError:
+        return []
+    me = os.getpid()
+    found: list[dict[str, Any]] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            links = os.scandir(f"/proc/{entry.name}/fd")
+        except OSError:  # gone, or another user's process
+            continue
+        with links:
+            opened = False
+            for fd in links:
+                try:
+                    opened = os.readlink(fd.path) == target
+                except OSError:
+                    continue
+                if opened:
+                    break
+        if opened:
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                    argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+            except OSError:
+                argv = []
+            found.append({"pid": int(entry.name), "argv": argv})
+    return found
 
 
 def _port_busy(port: str, what: str) -> DeviceBusyError:

@@ -478,6 +478,34 @@ class Stk500Programmer(ImageProgrammer):
                 f"{self.part.name} ({self.part.signature.hex()}); {hint}"
             )
 
+    # -- check (``labruntime device check``) -----------------------------------------------
+    def check(self) -> dict[str, Any]:
+        """Contact the board as deeply as a programmer can without writing: reset it, sync
+        with its bootloader (the same "no answer" diagnosis as ``program()``, after
+        ``sync_timeout`` seconds), read the signature, let the bootloader go. Returns what was
+        found; raises DeviceTimeoutError, ProgrammingError (a wrong signature) or
+        DeviceIOError."""
+        self._check_open()
+        with self._exclusive(), self.ops.operation("check") as op:
+            try:
+                self._open_port()
+                link = self._sync(op)
+                self._check_signature(link)
+                signature = self.part.signature.hex()
+                self._leave(link)  # Optiboot starts the board's program again
+            except ProtocolTimeout as exc:
+                raise DeviceTimeoutError(
+                    f"{self.label}: {exc} on {self.port}; check the cable and the board's power"
+                ) from exc
+            except ProtocolError as exc:
+                raise ProgrammingError(f"{self.label}: {exc}") from exc
+            except (serial.SerialException, OSError) as exc:
+                if isinstance(exc, DriverError):
+                    raise
+                self._close_port()
+                raise DeviceIOError(f"{self.label}: the port {self.port} failed: {exc}") from exc
+        return {"bootloader": "in sync", "signature": signature, "part": self.part.name}
+
     # -- Device hooks -----------------------------------------------------------------------
     def _drive_safe(self) -> dict[str, Any]:
         # an operation that ignored its cancel still holds the port: do not talk over it

@@ -1,7 +1,8 @@
 """Device commands: ``labruntime device check|program`` and ``labruntime sim arduino``.
 
-* ``device check URL [--json]``: open the device, describe it, drive it safe, close it. Exit 0
-  when the safe state was reached, 1 when not or on a device error, 2 on a bad URL.
+* ``device check URL [--json]``: open the device, contact it as deeply as its kind allows
+  (:func:`contact`), drive it safe, close it. Exit 0 when it answered and reached its safe
+  state, 1 when not or on a device error (the reason on one line), 2 on a bad URL.
 * ``device program URL FIRMWARE [--no-verify] [--timeout S]``: program a board (any device
   with the Programmer capability) with a progress bar. The file is read and checked before
   the board is opened, its size against the board's part before anything is written. Ctrl-C
@@ -33,7 +34,10 @@ from typing import Any
 import click
 
 from labruntime.drivers import (
+    Console,
+    DeviceIOError,
     DeviceURLError,
+    DigitalOutput,
     DriverError,
     FirmwareImage,
     OperationCancelled,
@@ -92,30 +96,89 @@ def _render(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def contact(device: Any) -> dict[str, Any]:
+    """Talk to ``device`` as deeply as its kind allows, without changing what it holds:
+
+    - a device with ``check()`` (stk500:, sim:arduino, sim:avr): reset, sync with the
+      bootloader, read the signature (the same "no answer" diagnosis as ``program``);
+    - a GPIO output: drive it on and off, reading the level back each time;
+    - a simulated GPIO board: each wired output drives its input, read back;
+    - a console (serial:): opening the port was the contact;
+    - anything else: opening it was all that can be done (said so).
+
+    Returns what was found; raises DriverError saying what did not answer."""
+    if callable(getattr(device, "check", None)):
+        return dict(device.check())
+    if has_capability(device, DigitalOutput):
+        seen = {}
+        for level in (True, False):
+            device.value = level
+            seen[level] = bool(device.value)
+        if seen != {True: True, False: False}:
+            raise DeviceIOError(
+                f"{device.label}: driven on then off, its level read back {seen[True]} then "
+                f"{seen[False]}: check the pin number and the wiring"
+            )
+        return {"output": "driven on and off, read back"}
+    wired = getattr(device, "wired", None)
+    if wired:
+        for out_pin, in_pin in wired:
+            for level in (True, False):
+                device.output(out_pin).value = level
+                if bool(device.input(in_pin).value) != level:
+                    raise DeviceIOError(
+                        f"{device.label}: output {out_pin} driven {int(level)}, but input "
+                        f"{in_pin} wired to it reads {int(not level)}"
+                    )
+        return {"wired": f"{len(wired)} pair(s) driven and read back"}
+    if has_capability(device, Console):
+        return {"console": "port opened"}
+    return {"contact": "opened (this kind of device cannot be asked anything more)"}
+
+
 @device_group.command("check")
 @click.argument("url")
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 @click.option("--name", default=None, help="A name for the device in messages.")
 def check_command(url: str, as_json: bool, name: str | None) -> None:
-    """Open URL, describe the device, drive it to its safe state and close it."""
+    """Open URL, contact the device, drive it safe and close it; exit 1 saying why not.
+
+    \b
+    A programmer is reset and synced with its bootloader, and its signature read (a board
+    that does not answer fails after its sync_timeout, 3 s by default, with the reason); a
+    GPIO output is driven and read back; a console is opened. Run it before students come.
+    """
+    problem: str | None = None
+    found: dict[str, Any] = {}
     with _driver_errors():
         device = open_device(url, name=name)
         try:
             info = device.describe()
+            try:
+                found = contact(device)
+            except DriverError as error:
+                problem = str(error)
             report = device.safe()
         finally:
             device.close()
     if as_json:
-        click.echo(json.dumps({"device": info, "safe": report.to_dict()}, indent=2))
+        checked = {"ok": problem is None, "problem": problem, **found}
+        result = {"device": info, "check": checked, "safe": report.to_dict()}
+        click.echo(json.dumps(result, indent=2))
     else:
         skip = {"safe", "operations", "closed", "busy", "url"}
         click.echo(f"device: {info['url']}")
         for key, value in info.items():
             if key not in skip:
                 click.echo(f"  {key}: {_render(value)}")
+        click.echo(f"contact: {'FAILED' if problem else 'ok'}")
+        for key, value in found.items():
+            click.echo(f"  {key}: {_render(value)}")
         click.echo(f"safe: {'ok' if report.ok else 'FAILED'} ({report.detail})")
         for key, value in report.state.items():
             click.echo(f"  {key}: {_render(value)}")
+    if problem:
+        raise DeviceCommandError(f"the device did not answer as it should: {problem}")
     if not report.ok:
         raise DeviceCommandError(f"the device did not reach its safe state: {report.detail}")
 
