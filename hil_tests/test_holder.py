@@ -4,8 +4,9 @@ Also a board unplugged mid-programming (simulated: ``fault=disconnect@50``; a ri
 switchable USB hub, so the rig map has no ``board_unplug`` and that test skips there).
 
 For the killed holder the board must outlive the process that programs it: on the rig it is
-the real board; with ``sim:arduino`` the test starts one simulated board itself and both
-processes reach it as ``stk500:<its tty>``, exactly as they would reach a USB port.
+the real board; with ``sim:arduino`` or ``sim:avr`` (the AVR twin running Optiboot) the test
+starts one simulated board itself and both processes reach it as ``stk500:<its tty>``, exactly
+as they would reach a USB port.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def shared_board_url(hil_device_map) -> Iterator[str]:
     if url is None:
         pytest.skip(f"no HIL device 'board' in the device map ({hil_device_map.source})")
     parsed = parse_device_url(url)
+    if (parsed.scheme, parsed.target) == ("sim", "avr"):
+        yield from _shared_twin(parsed.options)
+        return
     if (parsed.scheme, parsed.target) != ("sim", "arduino"):
         yield url
         return
@@ -59,6 +63,21 @@ def shared_board_url(hil_device_map) -> Iterator[str]:
     part = parsed.options.get("part", "atmega328p")
     with SimulatedArduino(baudrate=baud, part=part) as board:
         yield f"stk500:{board.start()}?baudrate={baud}&part={part}&reset=none"
+
+
+def _shared_twin(options: dict[str, str]) -> Iterator[str]:
+    """An AVR twin started here, reached by both processes as ``stk500:<its pty>`` (opening
+    the port resets the chip, as an Uno's DTR does: ``reset=none``)."""
+    from labruntime.drivers.sim.avr import twin_available
+    from labruntime.drivers.sim.avr_twin import AvrTwin
+
+    ok, why = twin_available()
+    if not ok:
+        pytest.skip(f"the AVR twin cannot run here: {why}")
+    baud = int(options.get("baudrate", "115200"))
+    mcu = options.get("mcu", "atmega328p")
+    with AvrTwin(mcu, baudrate=baud) as twin:
+        yield f"stk500:{twin.tty_path}?baudrate={baud}&part={mcu}&reset=none"
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
