@@ -27,6 +27,7 @@ Modules: :mod:`.holder` (the process owning devices: leases, control requests, s
 :mod:`.service` (a lab's devices in this process: holding, admission, dispose, status),
 :mod:`.routing` (device pools and the worker command line), :mod:`.admission` (what may start
 now), :mod:`.time_budget` (``require_time``), :mod:`.current` (``current_devices``),
-:mod:`.progress` (task progress from device operations), :mod:`.option` (``--device``)
-and :mod:`.dispose` (devices at the end of a session).
+:mod:`.progress` (task progress from device operations), :mod:`.option` (``--device``),
+:mod:`.dispose` (devices at the end of a session) and :mod:`.monitor` (the serial monitor's
+holder side: what monitored consoles print, for the session owning the device).
 """

@@ -8,4 +8,5 @@
 - :mod:`.access`: the access decorators, ``poll()``, ``logout()`` and the forbidden page;
 - :mod:`.views`: the RLMS routes and the student's callback, poll and logout routes;
 - :mod:`.http_guard`: JSON bodies read safely, a body cap, JSON errors on RLMS routes.
+- :mod:`.monitor_view`: the serial monitor's page side (``serial_monitor(app)``, SSE).
 """

@@ -4,8 +4,9 @@ Modules: :mod:`.connection` (the one connection of a lab: client, key prefix, Lu
 error mapping, shared by every store: a ``redis`` connection error becomes a
 :class:`~labruntime.errors.StoreUnavailableError`), :mod:`.embedded` (the private Redis server
 used when WEBLAB_REDIS_URL is unset), one store per record kind: :mod:`.sessions`,
-:mod:`.tasks` (+ its Lua in :mod:`.tasks_lua`) and :mod:`.devices`, and :mod:`.records` (what
-they return). Stores return records, never raw hashes; JSON everywhere, never pickle.
+:mod:`.tasks` (+ its Lua in :mod:`.tasks_lua`), :mod:`.devices` and :mod:`.monitor` (the serial
+monitor's lines), and :mod:`.records` (what they return). Stores return records, never raw
+hashes; JSON everywhere, never pickle.
 
 Key layout of the whole system (``B`` is WEBLAB_REDIS_BASE, so several labs share one Redis
 without meeting; ``P`` is ``B:``)::
@@ -30,4 +31,7 @@ without meeting; ``P`` is ``B:``)::
     P device:<name>:req     list of control requests to the holder ("safe"...)
     P device:<name>:ack:<r> list holding the holder's reply to request <r>
     P devices:used:<sid>, P devices:revoked:<sid>, P device:<name>:safe
+  serial monitor (monitor.py)
+    P monitor:<device>      capped stream of what the device printed, each entry tagged with
+                            a hash of the session that owned the device, or its "end"
 """
