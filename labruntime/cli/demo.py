@@ -22,6 +22,8 @@ __all__ = ["demo"]
     default=5000,
     show_default=True,
     type=click.IntRange(1, 65535),
+    envvar="LABRUNTIME_DEMO_PORT",
+    show_envvar=True,
     help="TCP port; checked first: a port in use is refused naming who uses it.",
 )
 @click.option(
