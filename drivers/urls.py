@@ -99,6 +99,12 @@ def parse_device_url(url: str | DeviceURL) -> DeviceURL:
             if key in options:
                 raise _fail(raw, f"option {key!r} is given twice", _GENERIC, scheme)
             options[key] = unquote(value)
+    if "baud" in options:  # one spelling for every driver: ``baud`` is ``baudrate``
+        if "baudrate" in options:
+            raise _fail(
+                raw, "give baud or baudrate, not both (they are the same)", _GENERIC, scheme
+            )
+        options["baudrate"] = options.pop("baud")
     return DeviceURL(scheme=scheme, target=target, options=options, raw=raw)
 
 

@@ -336,7 +336,15 @@ def sim_group() -> None:
 
 
 @sim_group.command("arduino")
-@click.option("--baud", type=click.IntRange(min=300), default=115200, show_default=True)
+@click.option(
+    "--baud",
+    "--baudrate",
+    "baud",
+    type=click.IntRange(min=300),
+    default=115200,
+    show_default=True,
+    help="Its bootloader's baud rate.",
+)
 @click.option(
     "--fault",
     "faults",

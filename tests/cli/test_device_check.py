@@ -78,3 +78,14 @@ def test_a_port_another_program_has_open_is_refused_naming_it(silent_port, schem
         holder.communicate(timeout=10)
     code, output = check(f"serial:{silent_port}")  # free once that program is gone
     assert code == 0, output
+
+
+@pytest.mark.parametrize(
+    "url", ["serial:loop://?baud=9600", "stk500:{silent}?baud=9600", "sim:arduino?baud=9600"]
+)
+def test_baud_and_baudrate_are_one_option_everywhere(url, silent_port):
+    from labruntime.drivers import open_device
+
+    for spelling in ("baud", "baudrate"):
+        with open_device(url.format(silent=silent_port).replace("baud=", f"{spelling}=")) as dev:
+            assert dev.describe()["baudrate"] == 9600

@@ -64,7 +64,7 @@ def test_check_json(runner: CliRunner) -> None:
     ("args", "code", "message"),
     [
         (["check", "toaster:1"], 2, "known schemes: command, gpio"),
-        (["check", "serial:loop://?baud=1"], 2, "unknown option 'baud'"),
+        (["check", "serial:loop://?speed=1"], 2, "unknown option 'speed'"),
         (["check", "serial:/dev/ttyNOPE"], 1, "Check the cable"),
         (["check", "gpio:77?factory=mock"], 2, "not a GPIO pin name"),
     ],

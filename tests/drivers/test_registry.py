@@ -122,7 +122,8 @@ def test_validate_builtin_urls_without_hardware(url: str) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("serial:/dev/ttyUSB0?baud=9600", "unknown option 'baud'"),
+        ("serial:/dev/ttyUSB0?speed=9600", "unknown option 'speed'"),
+        ("serial:/dev/ttyUSB0?baud=9600&baudrate=9600", "baud or baudrate, not both"),
         ("gpio:17?safe=2", "not a boolean"),
         ("sim:gpio?out=17&in=17", "both an output and an input"),
         ("command:avrdude?args=-v", "must contain {image}"),
