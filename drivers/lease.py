@@ -10,7 +10,8 @@ device. The file itself stays; it holds JSON about the current (or last) holder:
 
 ``clean`` turns true on a clean release, so the next holder learns (``previous_unclean``)
 that the last one died holding the device, which may have been left mid-operation. Drivers
-drive the device safe at open anyway.
+drive the device safe at open anyway. The file of a device node that is gone (a simulator's
+pty, a port unplugged for good), released cleanly, is removed by the next acquirer's sweep.
 
 Lock directory: ``$LABRUNTIME_LOCK_DIR``, else ``/run/lock/labruntime`` shared by the users of
 the lab's group (``labruntime``, or ``$LABRUNTIME_LOCK_GROUP``), so ``labruntime device
@@ -311,6 +312,10 @@ class DeviceLease:
                 "(or close its handle) first, or use another device",
                 holder=holder,
             ) from None
+        if not _linked(fd, path):  # swept away before we locked it: lock the file there now
+            os.close(fd)
+            return cls.acquire(key, directory=directory, fresh=fresh)
+        _sweep(directory, path)
         previous = None if fresh else _read(fd)
         lease = cls(key, path, fd, previous)
         lease._write(fd, clean=False)
@@ -362,6 +367,51 @@ class DeviceLease:
 
     def __repr__(self) -> str:
         return f"<DeviceLease {self.key!r} held={self.held}>"
+
+
+def _linked(fd: int, path: Path) -> bool:
+    """True if ``path`` is still the file open on ``fd`` (not unlinked by a sweep)."""
+    try:
+        st, ours = os.stat(path, follow_symlinks=False), os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino)
+
+
+def _sweep(directory: Path, keep: Path) -> None:
+    """Remove the lease files of device nodes that are gone (a simulator's pty, a USB port
+    unplugged for good), released cleanly and held by nobody: lock files are not left for
+    every port ever tried. A file is removed only while this process holds its lock, so an
+    acquirer that opened it meanwhile finds it unlinked and takes the new one (:func:`_linked`)."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.endswith(".lock") or entry.path == str(keep):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue  # another user's file, or gone already
+        try:
+            if not _gone(_read(fd)):  # looked at first without locking: a live one is never
+                continue  # locked here, even for a moment (its acquirer would see it busy)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _gone(_read(fd)) and _linked(fd, Path(entry.path)):
+                os.unlink(entry.path)
+        except OSError:
+            pass  # held (or not ours to remove): it stays
+        finally:
+            os.close(fd)
+
+
+def _gone(info: dict[str, Any] | None) -> bool:
+    """A lease file released cleanly whose device node no longer exists."""
+    if not info or info.get("clean") is not True:
+        return False
+    key = str(info.get("key") or "")
+    return key.startswith("/") and not os.path.exists(key)
 
 
 def _describe_path(path: Path) -> str:
