@@ -96,9 +96,9 @@ def test_device_options_replace_the_map_and_keep_equals_signs(tmp_path):
     result = run_pytest(
         tmp_path,
         "-v",  # with -q, which run_pytest passes: normal verbosity, so the header shows
-        "--device",
+        "--lr-device",
         "board=stk500:/dev/ttyACM0?baudrate=115200&reset=gpio:4",
-        "--device",
+        "--lr-device",
         "rig.toml",
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -106,7 +106,7 @@ def test_device_options_replace_the_map_and_keep_equals_signs(tmp_path):
         "board": "stk500:/dev/ttyACM0?baudrate=115200&reset=gpio:4",
         "led": "gpio:17?safe=0",
     }
-    assert "labruntime HIL devices (--device" in result.stdout  # the report header
+    assert "labruntime HIL devices (--lr-device" in result.stdout  # the report header
 
 
 @pytest.mark.parametrize("form", ["pairs", "toml"])
@@ -121,7 +121,7 @@ def test_environment_variable(tmp_path, form):
 
 def test_malformed_device_option_is_a_usage_error(tmp_path):
     write(tmp_path, "test_nothing.py", "def test_x():\n    pass\n")
-    result = run_pytest(tmp_path, "--device", "stk500:/dev/ttyACM0")
+    result = run_pytest(tmp_path, "--lr-device", "stk500:/dev/ttyACM0")
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
     assert "is not NAME=URL" in result.stderr and "board=stk500:/dev/ttyACM0" in result.stderr
 
@@ -129,7 +129,7 @@ def test_malformed_device_option_is_a_usage_error(tmp_path):
 def test_bad_toml_map_names_the_file(tmp_path):
     write(tmp_path, "test_map.py", MAP_DUMP)
     write(tmp_path, "broken.toml", "[WEBLAB_DEVICES]\nboard = 3\n")
-    result = run_pytest(tmp_path, "--device", "broken.toml")
+    result = run_pytest(tmp_path, "--lr-device", "broken.toml")
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
     assert "broken.toml" in result.stderr and "must be a URL string" in result.stderr
 
@@ -175,11 +175,11 @@ def test_fixtures_open_close_skip_and_mark(tmp_path):
             pass
         """,
     )
-    result = run_pytest(tmp_path, "--device", "led=gpio:17?safe=0&factory=mock")
+    result = run_pytest(tmp_path, "--lr-device", "led=gpio:17?safe=0&factory=mock")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed, 3 skipped" in result.stdout
     assert "no HIL device 'oscilloscope'" in result.stdout
-    assert "--device oscilloscope=URL" in result.stdout
+    assert "--lr-device oscilloscope=URL" in result.stdout
     assert "no GPIO loopback in the HIL device map" in result.stdout
     assert "hil_lab needs devices ['board'] in the device map" in result.stdout
     # tests using a HIL fixture carry the hil marker; the others do not
@@ -200,7 +200,7 @@ def test_teardown_fails_when_the_device_cannot_be_driven_safe(tmp_path):
             led._drive_safe = broken
         """,
     )
-    result = run_pytest(tmp_path, "--device", "led=gpio:17?factory=mock")
+    result = run_pytest(tmp_path, "--lr-device", "led=gpio:17?factory=mock")
     assert result.returncode == pytest.ExitCode.TESTS_FAILED
     assert "not safe at teardown" in result.stdout and "the pin is shorted" in result.stdout
 
@@ -218,9 +218,9 @@ def test_loopback_from_two_devices(tmp_path):
     )
     result = run_pytest(
         tmp_path,
-        "--device",
+        "--lr-device",
         "loop_out=gpio:20?factory=mock",
-        "--device",
+        "--lr-device",
         "loop_in=gpio:21?mode=in&factory=mock",
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -240,7 +240,7 @@ def test_importing_the_plugin_does_not_import_the_device_layer():
 @pytest.mark.parametrize("text", ["board", "=sim:x", "board=", "bo ard=sim:x", "sim:x?a=b"])
 def test_parse_pair_rejects(text):
     with pytest.raises(DeviceMapError, match="is not NAME=URL"):
-        parse_pair(text, "--device")
+        parse_pair(text, "--lr-device")
 
 
 def test_parse_pair_keeps_the_url_whole():

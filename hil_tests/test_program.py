@@ -8,7 +8,7 @@ simulated Optiboot bootloader on a pseudo-terminal driven by the real STK500 dri
     sudo systemctl stop labruntime-worker
     LABRUNTIME_HIL_DEVICES=config/devices.rig.toml .venv/bin/python -m pytest hil_tests -v
     # or name devices one by one (a device missing from the map skips its tests, with a reason)
-    .venv/bin/python -m pytest hil_tests --device board=stk500:/dev/ttyACM0?reset=dtr
+    .venv/bin/python -m pytest hil_tests --lr-device board=stk500:/dev/ttyACM0?reset=dtr
 
 The rig (config/devices.rig.toml, BCM numbers, physical pins in brackets):
 

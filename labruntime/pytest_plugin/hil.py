@@ -7,7 +7,9 @@ device layer only then.
 Which devices (first match wins; a map given explicitly replaces the default one entirely, so
 a test whose device is missing skips with the reason rather than silently using a simulator):
 
-1. ``--device NAME=URL`` (repeatable), or ``--device path/to/map.toml``;
+1. ``--lr-device NAME=URL`` (repeatable), or ``--lr-device path/to/map.toml`` (its options
+   are namespaced ``--lr-*``, as labgrid's are ``--lg-*``: ``--device`` would clash with
+   other plugins, pytest-playwright's among them);
 2. the environment variable ``LABRUNTIME_HIL_DEVICES``: a path to a TOML map, or
    ``name=url;name=url``;
 3. ``config/devices.sim.toml`` under pytest's rootdir;
@@ -86,7 +88,7 @@ class DeviceMap(dict[str, str]):
 
 # pytest marks UsageError final; a bad device map is a usage error, reported as one line
 class DeviceMapError(pytest.UsageError, ValueError):  # type: ignore[misc]
-    """A --device option, LABRUNTIME_HIL_DEVICES or a TOML device map is malformed."""
+    """A --lr-device option, LABRUNTIME_HIL_DEVICES or a TOML device map is malformed."""
 
 
 # -- resolving the map --------------------------------------------------------------------------
@@ -134,9 +136,9 @@ def _from_option(values: list[str], base: Path) -> DeviceMap:
         if "=" not in value and value.endswith(".toml"):
             devices.update(load_toml_map(_resolve(value, base)))
         else:
-            name, url = parse_pair(value, "--device")
+            name, url = parse_pair(value, "--lr-device")
             devices[name] = url
-    return DeviceMap(devices, "--device " + " ".join(values))
+    return DeviceMap(devices, "--lr-device " + " ".join(values))
 
 
 def _from_env(value: str, base: Path) -> DeviceMap:
@@ -172,7 +174,7 @@ def resolve_device_map(
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("labruntime-hil", "labruntime hardware-in-the-loop devices")
     group.addoption(
-        "--device",
+        "--lr-device",
         action="append",
         default=[],
         dest="hil_devices",
@@ -188,7 +190,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hil: hardware-in-the-loop test (simulated by default)")
     if config.getoption("hil_devices", default=None) or os.environ.get(ENV_VAR, "").strip():
-        _device_map(config)  # a malformed --device or map fails now, before collection
+        _device_map(config)  # a malformed --lr-device or map fails now, before collection
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -239,7 +241,7 @@ def hil_device(hil_device_map: DeviceMap) -> Iterator[Callable[..., Any]]:
         if url is None:
             pytest.skip(
                 f"no HIL device {name!r} in the device map ({hil_device_map.source}); "
-                f"give one with --device {name}=URL or in ${ENV_VAR}"
+                f"give one with --lr-device {name}=URL or in ${ENV_VAR}"
             )
         from labruntime.drivers.registry import open_device
 
