@@ -23,6 +23,7 @@ from werkzeug.routing import RequestRedirect
 __all__ = [
     "MAX_RLMS_BODY",
     "basic_credentials",
+    "form_body",
     "cross_site_problem",
     "json_body",
     "json_error",
@@ -34,6 +35,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 MAX_RLMS_BODY = 1024 * 1024  # bytes: a start request is a few kB; 1 MB leaves a wide margin
+MAX_FORM_FIELD = 500_000  # bytes of one multipart field kept in memory (Werkzeug's default)
+MAX_FORM_PARTS = 1000  # parts of a multipart body (Werkzeug's default)
 
 
 def json_error(status: int, message: str) -> Response:
@@ -51,6 +54,15 @@ def _too_large() -> NoReturn:
             "routes: send the initial data without large payloads",
         )
     )
+
+
+def form_body() -> dict[str, str]:
+    """The request's form fields (urlencoded or multipart); a field over MAX_FORM_FIELD bytes
+    or more than MAX_FORM_PARTS parts is a JSON 413, on every Werkzeug version."""
+    fields = request.form.to_dict()
+    if any(len(value) > MAX_FORM_FIELD for value in fields.values()):
+        abort(json_http_error(RequestEntityTooLarge()))
+    return fields
 
 
 def json_body() -> Any:
@@ -223,6 +235,9 @@ def rlms_guard(base_url: str) -> Any:
     except AttributeError:  # Flask < 3.1: read-only; cap the WSGI input at the same size
         environ = request.environ
         environ["wsgi.input"] = _CappedInput(environ["wsgi.input"], MAX_RLMS_BODY + 1)
+    # Werkzeug >= 2.3's defaults, also on 2.2 (which has no cap on a form field's size)
+    request.max_form_memory_size = MAX_FORM_FIELD
+    request.max_form_parts = MAX_FORM_PARTS
     error = request.routing_exception
     if isinstance(error, RequestRedirect):  # e.g. a missing trailing slash
         reply = json_error(error.code, f"{request.path} moved to {error.new_url}")

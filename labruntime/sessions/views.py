@@ -40,6 +40,7 @@ from .access import cross_site_response, forbidden_response, logout, poll
 from .http_guard import (
     basic_credentials,
     cross_site_problem,
+    form_body,
     json_body,
     json_error,
     json_http_error,
@@ -75,7 +76,7 @@ def _payload() -> dict[str, Any]:
     data = json_body()
     if isinstance(data, dict):
         return data
-    return request.form.to_dict()
+    return form_body()
 
 
 def _credentials_ok(given: tuple[str, str] | None) -> bool:
