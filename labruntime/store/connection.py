@@ -55,6 +55,7 @@ class Connection:
         self._last_heal = 0.0
         self._scripts: dict[str, Any] = {}
         self._data_dir: str | None = None
+        self._named: list[redis.Redis] = []
         #: the outage reports of this process's background loops on this connection
         self.outage = OutageLog(self)
 
@@ -80,19 +81,36 @@ class Connection:
         if self._redis is None:
             with self._lock:
                 if self._redis is None:
-                    url = self._resolve_url()
-                    self._redis = redis.Redis.from_url(
-                        url,
-                        decode_responses=True,
-                        socket_connect_timeout=3,
-                        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
-                        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-                        health_check_interval=30,
-                    )
+                    self._redis = self._new_client(self._resolve_url())
         return self._redis
 
+    @staticmethod
+    def _new_client(url: str, **extra: Any) -> redis.Redis:
+        return redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=3,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            health_check_interval=30,
+            **extra,
+        )
+
+    def named_client(self, name: str) -> redis.Redis:
+        """A client of its own whose connections carry ``name`` (CLIENT SETNAME at each
+        connect), for long blocking calls another thread may end with CLIENT UNBLOCK;
+        closed with this connection."""
+        client = self._new_client(self._resolve_url(), client_name=name)
+        with self._lock:
+            self._named.append(client)
+        return client
+
     def close(self) -> None:
-        """Close the connection pool (a new one opens on next use)."""
+        """Close the connection pool (a new one opens on next use), and the named clients."""
+        with self._lock:
+            named, self._named = self._named, []
+        for client in named:
+            client.close()
         if self._redis is not None:
             self._redis.close()
             self._redis = None

@@ -43,8 +43,10 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from labruntime.errors import DeviceUnavailableError
@@ -52,11 +54,13 @@ from labruntime.errors import DeviceUnavailableError
 from .connection import Connection, guarded
 from .records import TaskRecord, error_info
 from .tasks_lua import (
+    BEAT,
     CLAIM,
     ENQUEUE,
     FAIL_UNFINISHED,
     FINISH,
     HEARTBEAT,
+    LAPSED,
     LOCK,
     LOCK_RENEW,
     PREAMBLE,
@@ -64,7 +68,7 @@ from .tasks_lua import (
     STOP,
 )
 
-__all__ = ["REAP_GRACE", "StopListener", "TaskStore", "worker_process_gone"]
+__all__ = ["REAP_GRACE", "Beat", "StopListener", "TaskStore", "worker_process_gone"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,19 @@ def _pairs(flat: Iterable[Any]) -> dict[str, str]:
     return dict(zip(items[0::2], items[1::2], strict=True))
 
 
+@dataclass(frozen=True)
+class Beat:
+    """What a worker's beat read (:meth:`TaskStore.beat`)."""
+
+    stopping: list[str]  # ids of its running tasks flagged stopping
+    processing: list[str]  # ids it took from a queue and has not claimed
+    lapsed: list[str]  # registered workers whose lease is gone (its reaper pass's work)
+
+
+def _ids(value: Any) -> list[str]:
+    return [_text(v) for v in value] if isinstance(value, list) else []  # cjson: {} when empty
+
+
 @guarded
 class TaskStore:
     """All Redis access of the task layer, on the lab's :class:`~.connection.Connection`.
@@ -118,6 +135,8 @@ class TaskStore:
         self.prefix: str = conn.prefix
         self.expires = max(1, int(expires))
         self.outage = conn.outage  # background loops report Redis failures through it
+        self._takers: dict[str, Any] = {}  # worker id -> its runners' blocking client
+        self._takers_lock = threading.Lock()
 
     @property
     def _redis(self) -> Any:
@@ -212,14 +231,44 @@ class TaskStore:
     # -- workers ---------------------------------------------------------------------------
     def take(self, pool: str, worker_id: str, timeout: float) -> str | None:
         """Move the oldest queued id to the worker's processing list; block up to ``timeout``
-        seconds (0: do not block)."""
+        seconds (0: do not block), on a connection :meth:`unblock_takers` can wake."""
         src = self._k("tasks", "queue", pool)
         dst = self._k("worker", worker_id, "processing")
         if timeout <= 0:
             value = self._redis.lmove(src, dst, "RIGHT", "LEFT")
         else:
-            value = self._redis.blmove(src, dst, timeout, "RIGHT", "LEFT")
+            value = self._taker(worker_id).blmove(src, dst, timeout, "RIGHT", "LEFT")
         return None if value is None else _text(value)
+
+    def _taker_name(self, worker_id: str) -> str:
+        return f"labruntime-take-{worker_id}".replace(" ", "_")
+
+    def _taker(self, worker_id: str) -> Any:
+        """The client a worker's runners block on (its connections are named after it)."""
+        with self._takers_lock:
+            client = self._takers.get(worker_id)
+        if client is None:
+            client = self._conn.named_client(self._taker_name(worker_id))
+            with self._takers_lock:
+                client = self._takers.setdefault(worker_id, client)
+        return client
+
+    def unblock_takers(self, worker_id: str) -> int:
+        """End the blocking takes of the worker's runners now (they return no task): how a
+        stopping worker wakes them instead of waiting for their timeout. Returns how many."""
+        name = self._taker_name(worker_id)
+        woken = 0
+        for client in self._redis.client_list(_type="normal"):
+            if client.get("name") == name:  # one not blocked now: CLIENT UNBLOCK says 0
+                woken += int(self._redis.client_unblock(int(client["id"])))
+        return woken
+
+    def release_takers(self, worker_id: str) -> None:
+        """Close the worker's blocking connections (the worker has stopped)."""
+        with self._takers_lock:
+            client = self._takers.pop(worker_id, None)
+        if client is not None:
+            client.close()
 
     def claim(self, task_id: str, worker_id: str, lease: float) -> TaskRecord | None:
         """``submitted`` -> ``running`` for this worker, or None if it must not run."""
@@ -290,6 +339,17 @@ class TaskStore:
         argv = [self.prefix, worker_id, int(lease * 1000), json.dumps(info)]
         return [_text(i) for i in self._script(HEARTBEAT)(args=argv)]
 
+    def beat(self, worker_id: str, lease: float, info: dict[str, Any]) -> Beat:
+        """:meth:`heartbeat`, and what the worker's reaper pass needs (the ids it took and
+        has not claimed, the lapsed workers), in one round trip."""
+        argv = [self.prefix, worker_id, int(lease * 1000), json.dumps(info)]
+        reply = json.loads(self._script(BEAT)(args=argv))
+        return Beat(_ids(reply["stopping"]), _ids(reply["processing"]), _ids(reply["lapsed"]))
+
+    def wake_stop_listener(self, worker_id: str) -> None:
+        """Wake the worker's stop listener now (an empty message: no task to stop)."""
+        self._redis.publish(self.stop_channel(worker_id), "")
+
     def workers(self) -> list[str]:
         return [_text(w) for w in self._redis.smembers(self._k("workers"))]
 
@@ -311,20 +371,25 @@ class TaskStore:
     def reap_dead(self, grace: float | None = None) -> int:
         """Reap every registered worker whose lease lapsed (see :meth:`reap`). Returns tasks
         failed."""
-        ids = self.workers()
-        if not ids:
-            return 0
-        pipe = self._redis.pipeline(transaction=False)
-        for wid in ids:
-            pipe.exists(self._k("worker", wid))
+        return self.reap_lapsed(grace=grace)[0]
+
+    def reap_lapsed(
+        self, lapsed: list[str] | None = None, grace: float | None = None
+    ) -> tuple[int, int]:
+        """:meth:`reap` each registered worker whose lease lapsed (``lapsed``: as a beat just
+        read them; None: read now, one round trip). Returns (tasks failed, registered
+        workers; -1 when ``lapsed`` was given)."""
+        registered = -1
+        if lapsed is None:
+            reply = self._script(LAPSED)(args=[self.prefix])
+            registered, lapsed = int(reply[0]), [_text(w) for w in reply[1:]]
         total = 0
-        for wid, alive in zip(ids, pipe.execute(), strict=True):
-            if not alive:
-                count = self.reap(wid, grace=grace)
-                if count > 0:
-                    log.warning("worker %s died: %d running task(s) marked worker-lost", wid, count)
-                total += max(count, 0)
-        return total
+        for wid in lapsed:
+            count = self.reap(wid, grace=grace)
+            if count > 0:
+                log.warning("worker %s died: %d running task(s) marked worker-lost", wid, count)
+            total += max(count, 0)
+        return total, registered
 
     # -- waiting ---------------------------------------------------------------------------
     def wait_final(self, task_id: str, timeout: float) -> bool:

@@ -140,6 +140,34 @@ end
 return stopping
 """
 
+# A worker's beat (HEARTBEAT) that also reads what its reaper pass needs, in one call.
+# ARGV: P, wid, lease-ms, info-json. Returns JSON {stopping: [ids], processing: [ids this
+# worker took and has not claimed], lapsed: [registered workers whose lease is gone]}.
+BEAT = (
+    "local function heartbeat()\n"
+    + HEARTBEAT
+    + """end
+local stopping = heartbeat()
+local lapsed = {}
+for _, w in ipairs(redis.call('SMEMBERS', P .. 'workers')) do
+  if redis.call('EXISTS', P .. 'worker:' .. w) == 0 then table.insert(lapsed, w) end
+end
+local processing = redis.call('LRANGE', P .. 'worker:' .. ARGV[2] .. ':processing', 0, -1)
+return cjson.encode({stopping = stopping, processing = processing, lapsed = lapsed})
+"""
+)
+
+# The registered workers whose lease is gone. ARGV: P. Returns {number of registered
+# workers, lapsed id...}.
+LAPSED = """
+local out = {0}
+for _, w in ipairs(redis.call('SMEMBERS', P .. 'workers')) do
+  out[1] = out[1] + 1
+  if redis.call('EXISTS', P .. 'worker:' .. w) == 0 then table.insert(out, w) end
+end
+return out
+"""
+
 # ARGV: P, wid, now, expires, error-json, force ('1': even if the lease is alive), grace_ms,
 # gone ('1': the caller saw the worker's process is gone). -1: not reaped (alive, or its lease
 # lapsed less than grace_ms ago as seen by reapers: Redis time, counted from the first reaper

@@ -154,8 +154,8 @@ class TaskService:
         """The cleaner's reaper pass: fail the running tasks of workers that died (so a web
         process reaps too, even when no other worker is alive: the Pi layout with one device
         worker). Returns when the next pass is useful (a time.time()), None: no worker."""
-        self.store.reap_dead()
-        return time.time() + REAP_EVERY if self.store.workers() else None
+        _, registered = self.store.reap_lapsed()  # one round trip when nobody lapsed
+        return time.time() + REAP_EVERY if registered else None
 
     # -- dispose ----------------------------------------------------------------------------
     def dispose_steps(self, session_id: str) -> float | None:

@@ -6,10 +6,13 @@ Web processes start one lazily (WEBLAB_TASK_THREADS_PROCESS threads); :func:`run
 one in the calling process, for ``run-tasks`` and ``loop`` (the commands and ``WebLab``'s
 methods of the same names alike). Threads of a group:
 
-- runners: block on the queue (BLMOVE, so a ``.delay()`` wakes one within milliseconds), claim
-  the task atomically, run it (see :mod:`.runner`), store its final state;
-- heartbeat: renews the lease every HEARTBEAT seconds (and the unique locks of the tasks it
-  runs), re-reads their stop flags (a safety net for lost pub/sub messages), and reaps dead
+- runners: block on the queue (BLMOVE, so a ``.delay()`` wakes one within milliseconds; up to
+  TAKE_BLOCK seconds, on connections named after the worker, which ``stop()`` wakes at once
+  with CLIENT UNBLOCK), claim the task atomically, run it (see :mod:`.runner`), store its
+  final state;
+- heartbeat: one round trip every HEARTBEAT seconds renews the lease (and the unique locks of
+  the tasks it runs), re-reads their stop flags (a safety net for lost pub/sub messages) and
+  reads what the reaper pass needs; the pass reaps dead
   workers: their running tasks fail with ``worker-lost`` within LEASE + HEARTBEAT +
   REAP_GRACE seconds (at once when the lease lapsed and the process is seen gone on this
   host); it also requeues ids a lost BLMOVE reply stranded in its own processing list;
@@ -18,8 +21,11 @@ methods of the same names alike). Threads of a group:
   may fail them: reapers count REAP_GRACE from the first pass that *sees* the lapse (see
   :mod:`labruntime.store.tasks`). Failures are reported through the connection's
   OutageLog: one line per interval, no traceback per beat;
-- stop listener: pub/sub on the worker's stop channel; sets the running task's local Event,
-  which is what ``current_task_stopping`` reads.
+- stop listener: pub/sub on the worker's stop channel (blocking LISTEN_BLOCK seconds; ``stop()``
+  wakes it with an empty message); sets the running task's local Event, which is what
+  ``current_task_stopping`` reads.
+
+At rest a worker wakes about once a second (its beat), not a dozen times.
 
 ``stop(timeout)`` is the graceful end (SIGTERM): take no more tasks, raise ``stopping`` on the
 running ones, wait for them up to the deadline, then retire (what still runs is marked
@@ -47,7 +53,11 @@ __all__ = ["HEARTBEAT", "LEASE", "WorkerGroup", "WorkerOutcome", "run_worker"]
 
 HEARTBEAT = 1.0  # seconds between lease renewals (and reaper passes)
 LEASE = 5.0  # seconds a worker's lease lasts without renewal
-TAKE_BLOCK = 0.5  # seconds a runner blocks on the queue before checking it should stop
+# seconds a runner blocks on the queue: stop() wakes blocked runners at once (CLIENT UNBLOCK),
+# so this only bounds how long a runner stuck on a connection that died silently may wait
+TAKE_BLOCK = 10.0
+LISTEN_BLOCK = 5.0  # seconds the stop listener waits for a message (stop() wakes it at once)
+UNBLOCK_EVERY = 0.5  # seconds between stop()'s wake-ups of runners still blocked
 
 
 class WorkerGroup:
@@ -135,10 +145,12 @@ class WorkerGroup:
         self._no_more.set()
         for task_id in self._running_ids():
             self._raise_stop(task_id, remote=True)
-        clean = self.wait(timeout)
+        clean = self._wait_runners(timeout)
         self._closed.set()
+        self._wake(self.store.wake_stop_listener)
         for thread in self._service:
             thread.join(HEARTBEAT + 1)
+        self._wake(self.store.release_takers)
         try:
             lost = self.store.retire(self.worker_id)
         except Exception:  # noqa: BLE001 - the lease expires anyway; others will reap
@@ -150,6 +162,24 @@ class WorkerGroup:
             )
         self.started = False
         return clean
+
+    def _wait_runners(self, timeout: float) -> bool:
+        """wait(), waking the runners blocked on the queue (again every UNBLOCK_EVERY s: one
+        may have been about to block when it was woken)."""
+        if self.drain:
+            return self.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            self._wake(self.store.unblock_takers)
+            left = deadline - time.monotonic()
+            if self.wait(max(0.0, min(UNBLOCK_EVERY, left))) or left <= UNBLOCK_EVERY:
+                return self.wait(0)
+
+    def _wake(self, call: Callable[[str], object]) -> None:
+        try:
+            call(self.worker_id)
+        except Exception:  # noqa: BLE001 - Redis out: the blocked calls end by themselves
+            log.debug("worker %s: %s failed", self.worker_id, call.__name__, exc_info=True)
 
     # -- helpers ---------------------------------------------------------------------------
     def _running_ids(self) -> list[str]:
@@ -225,8 +255,8 @@ class WorkerGroup:
         suspects: set[str] = set()
         last_beat = time.monotonic()
         while not self._closed.wait(HEARTBEAT):
-            try:
-                stopping = self.store.heartbeat(self.worker_id, LEASE, self.info)
+            try:  # one round trip: the beat, and what the reaper pass needs
+                beat = self.store.beat(self.worker_id, LEASE, self.info)
             except Exception as error:  # noqa: BLE001 - keep beating; Redis may come back
                 self.store.outage.failed(f"worker {self.worker_id}: heartbeat", error)
                 continue
@@ -242,19 +272,21 @@ class WorkerGroup:
                     len(self._running_ids()),
                 )
             self.store.outage.ok()
-            for task_id in stopping:
+            for task_id in beat.stopping:
                 self._raise_stop(task_id)
             try:
-                self.store.reap_dead()
-                suspects = self._requeue_strays(suspects)
+                if beat.lapsed:
+                    self.store.reap_lapsed(beat.lapsed)
+                suspects = self._requeue_strays(suspects, beat.processing)
             except Exception as error:  # noqa: BLE001 - keep beating; Redis may come back
                 self.store.outage.failed(f"worker {self.worker_id}: reaper pass", error)
 
-    def _requeue_strays(self, suspects: set[str]) -> set[str]:
-        """Ids left in our processing list by a lost BLMOVE reply (a broken connection) would
-        never run: give back those seen unclaimed on two beats in a row. Harmless if a runner
-        claims one meanwhile: the queue copy is then refused by the claim script."""
-        taken = set(self.store.processing_ids(self.worker_id)) - set(self._running_ids())
+    def _requeue_strays(self, suspects: set[str], processing: list[str]) -> set[str]:
+        """Ids left in our processing list (``processing``, read by the beat) by a lost
+        BLMOVE reply (a broken connection) would never run: give back those seen unclaimed on
+        two beats in a row. Harmless if a runner claims one meanwhile: the queue copy is then
+        refused by the claim script."""
+        taken = set(processing) - set(self._running_ids())
         for task_id in taken & suspects:
             log.warning(
                 "worker %s: task %s was taken but never claimed; requeued", self.worker_id, task_id
@@ -272,7 +304,7 @@ class WorkerGroup:
             try:
                 if listener is None:
                     listener = self._listener = self.store.stop_listener(self.worker_id)
-                task_id = listener.get(timeout=0.5)
+                task_id = listener.get(timeout=LISTEN_BLOCK)
             except Exception as error:  # noqa: BLE001 - the heartbeat re-reads stop flags
                 self.store.outage.failed(f"worker {self.worker_id}: stop listener", error)
                 if listener is not None:
@@ -280,7 +312,7 @@ class WorkerGroup:
                 listener = self._listener = None
                 self._closed.wait(1.0)
                 continue
-            if task_id is not None:
+            if task_id:  # "": stop() waking us
                 self._raise_stop(task_id)
         if listener is not None:
             _close_quietly(listener)

@@ -1,0 +1,38 @@
+"""An idle worker blocks on Redis instead of waking many times a second: its runners block
+TAKE_BLOCK seconds on the queue (stop() wakes them at once), its beat is one round trip that
+also reads what the reaper pass needs, its stop listener blocks LISTEN_BLOCK seconds."""
+
+from __future__ import annotations
+
+import time
+
+from labruntime.state import get_state
+from labruntime.tasks.worker import HEARTBEAT, TAKE_BLOCK, WorkerGroup
+
+
+def test_an_idle_worker_sends_one_round_trip_per_beat(perf_lab, redis_calls):
+    tasks = get_state(perf_lab.app).tasks
+    group = WorkerGroup(tasks, threads=5, kind="loop").start()
+    try:
+        time.sleep(HEARTBEAT + 0.3)  # connected, first beat sent, runners blocked
+        window = 3 * HEARTBEAT
+        with redis_calls() as calls:
+            time.sleep(window)
+    finally:
+        assert group.stop(timeout=TAKE_BLOCK / 2)  # blocked runners woken, not timed out
+    names = calls.names()
+    assert "BLMOVE" not in names  # no runner's take timed out and started again
+    assert set(names) <= {"EVALSHA"}, names  # the beats: SMEMBERS, LRANGE... inside them
+    assert calls.round_trips == len(names) <= window / HEARTBEAT + 1
+
+
+def test_a_stopped_worker_gives_back_nothing_and_runs_what_was_queued(perf_lab):
+    tasks = get_state(perf_lab.app).tasks
+    group = WorkerGroup(tasks, threads=2, kind="loop").start()
+    try:
+        with perf_lab.app.test_request_context("/lab"):
+            task = perf_lab.add.delay(2, 3)
+            assert task.join(timeout=10).result == 5  # a blocked runner took it
+    finally:
+        assert group.stop(timeout=TAKE_BLOCK / 2)
+    assert tasks.store.processing_ids(group.worker_id) == []
