@@ -48,9 +48,9 @@ def firmware() -> Any:
 def make_lab(redis_url: str, url: str) -> tuple[Flask, WebLab, Any]:
     app = Flask("bench_devices")
     app.config.update(
-        SECRET_KEY="bench",
+        SECRET_KEY="bench-secret-key-16",
         WEBLAB_USERNAME="rlms",
-        WEBLAB_PASSWORD="bench",
+        WEBLAB_PASSWORD="bench-rlms-password",
         WEBLAB_REDIS_URL=redis_url,
         WEBLAB_REDIS_BASE="benchdev",
         WEBLAB_TASK_THREADS_PROCESS=1,

@@ -11,14 +11,14 @@ from typing import Any
 
 from flask import Flask
 
-USER, PASSWORD = "rlms", "s3cret"  # the RLMS credentials of every test lab
+USER, PASSWORD = "rlms", "s3cret-rlms-password"  # the RLMS credentials of every test lab
 
 
 def lab_config(redis_url: str, redis_base: str, **overrides: Any) -> dict[str, Any]:
     """A test lab's Flask config: RLMS ``USER``/``PASSWORD``, the test's Redis prefix, and no
     background thread started by ``WebLab(app)`` (a test starts what it needs)."""
     return {
-        "SECRET_KEY": "test-secret",
+        "SECRET_KEY": "test-secret-of-the-suite",
         "WEBLAB_USERNAME": USER,
         "WEBLAB_PASSWORD": PASSWORD,
         "WEBLAB_REDIS_URL": redis_url,

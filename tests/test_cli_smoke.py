@@ -39,7 +39,7 @@ from flask import Flask
 from labruntime import WebLab
 
 app = Flask(__name__, instance_path={instance!r})
-app.config.update(SECRET_KEY="k", WEBLAB_USERNAME="u", WEBLAB_PASSWORD="p", {extra})
+app.config.update(SECRET_KEY="k" * 16, WEBLAB_USERNAME="u", WEBLAB_PASSWORD="p" * 16, {extra})
 weblab = WebLab(app)
 
 
@@ -82,7 +82,7 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], *needles: str) 
 def labs(tmp_path: Path) -> Path:
     write_lab(tmp_path, "plain", body="from flask import Flask\napp = Flask(__name__)\n")
     write_lab(tmp_path, "unreachable", extra=f"WEBLAB_REDIS_URL={UNREACHABLE!r}")
-    write_lab(tmp_path, "nopassword", body=LAB.replace('WEBLAB_PASSWORD="p", ', "").format(
+    write_lab(tmp_path, "nopassword", body=LAB.replace('WEBLAB_PASSWORD="p" * 16, ', "").format(
         instance=str(tmp_path / "inst"), extra=""))  # fmt: skip
     write_lab(tmp_path, "badtimeout", extra="WEBLAB_TIMEOUT='soon'")
     return tmp_path
@@ -214,7 +214,7 @@ from flask import Flask
 from labruntime import WebLab
 
 app = Flask(__name__, instance_path={instance!r})
-app.config.update(SECRET_KEY="k", WEBLAB_USERNAME="u", WEBLAB_PASSWORD="p",
+app.config.update(SECRET_KEY="k" * 16, WEBLAB_USERNAME="u", WEBLAB_PASSWORD="p" * 16,
                   WEBLAB_REDIS_URL={url!r}, WEBLAB_REDIS_BASE={base!r})
 weblab = WebLab(app)
 

@@ -34,7 +34,22 @@ from labruntime.testing import FakeRLMS
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 DEVICE_MAPS = ["devices.sim.toml", "devices.rig.toml"]
 UNITS = ["labruntime-web.service", "labruntime-worker.service"]
-LAB_USER, LAB_PASSWORD = "weblabdeusto", "change-me-rlms-password"
+LAB_USER, LAB_PASSWORD = "weblabdeusto", "rlms-password-of-the-tests"
+SHIPPED_SECRETS = {  # what lab.example.toml asks the operator to change (init_app refuses them)
+    'WEBLAB_PASSWORD = "change-me-rlms-password"': f'WEBLAB_PASSWORD = "{LAB_PASSWORD}"',
+    'SECRET_KEY = "change-me-to-a-long-random-string"': 'SECRET_KEY = "secret-key-of-the-tests"',
+}
+
+
+def example_config(tmp_path: Path) -> Path:
+    """lab.example.toml with its "change-me" secrets changed, as the operator must."""
+    text = (CONFIG / "lab.example.toml").read_text()
+    for old, new in SHIPPED_SECRETS.items():
+        assert old in text, f"lab.example.toml no longer has {old!r}: update this test"
+        text = text.replace(old, new)
+    path = tmp_path / "lab1.toml"
+    path.write_text(text)
+    return path
 
 
 def _toml(name: str) -> dict[str, Any]:
@@ -132,7 +147,7 @@ def test_example_lab_config_is_accepted_by_weblab(tmp_path):
     from labruntime import WebLab
 
     app = Flask(__name__, instance_path=str(tmp_path))
-    app.config.from_file(str(CONFIG / "lab.example.toml"), load=tomllib.load, text=False)
+    app.config.from_file(str(example_config(tmp_path)), load=tomllib.load, text=False)
     app.config.from_file(str(CONFIG / "devices.rig.toml"), load=tomllib.load, text=False)
     WebLab(app)  # validates every WEBLAB_* key (and the device URLs) without starting Redis
     assert app.config["WEBLAB_TASK_THREADS_PROCESS"] == 0
@@ -299,7 +314,7 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def gunicorn_lab1(tmp_path: Path) -> Iterator[int]:
     """The example lab, as labruntime-web.service serves it: its port."""
-    with gunicorn_lab(tmp_path, "/lab1", CONFIG / "lab.example.toml") as port:
+    with gunicorn_lab(tmp_path, "/lab1", example_config(tmp_path)) as port:
         yield port
 
 
@@ -391,7 +406,7 @@ def test_gunicorn_conf_masks_session_ids_and_url_passwords():
 def test_gunicorn_logs_labruntime_lines_without_session_ids(tmp_path):
     """gunicorn with gunicorn.conf.py: labruntime's session lines reach the log at INFO (what
     journald keeps), and neither they nor the access log hold the session id in full."""
-    with gunicorn_lab(tmp_path, "/lab1", CONFIG / "lab.example.toml") as port:
+    with gunicorn_lab(tmp_path, "/lab1", example_config(tmp_path)) as port:
         rlms = FakeRLMS(f"http://127.0.0.1:{port}/lab1", LAB_USER, LAB_PASSWORD)
         started = rlms.start({}, username="alice", assigned_time=120)
         link = started.url.split(f":{port}", 1)[1]
@@ -425,12 +440,12 @@ def test_readme_explains_every_file():
 
 def _lab_config(tmp_path: Path, lab: str, redis_url: str, base: str) -> Path:
     """lab.example.toml as the README says to adapt it for ``lab``, on a shared Redis."""
-    text = (CONFIG / "lab.example.toml").read_text()
+    text = example_config(tmp_path).read_text()
     replaced = {
         'SESSION_COOKIE_NAME = "lab1sess"': f'SESSION_COOKIE_NAME = "{lab}sess"',
         'SESSION_COOKIE_PATH = "/lab1"': f'SESSION_COOKIE_PATH = "/{lab}"',
         'WEBLAB_REDIS_BASE = "lab1"': f'WEBLAB_REDIS_BASE = "{base}{lab}"',
-        'SECRET_KEY = "change-me-to-a-long-random-string"': f'SECRET_KEY = "secret-of-{lab}"',
+        'SECRET_KEY = "secret-key-of-the-tests"': f'SECRET_KEY = "secret-key-of-{lab}-tests"',
         '# WEBLAB_REDIS_URL = "redis://localhost:6379/0"': f'WEBLAB_REDIS_URL = "{redis_url}"',
     }
     for old, new in replaced.items():
@@ -598,7 +613,7 @@ def test_worker_unit_command_starts_and_stops_on_sigterm(tmp_path):
     instance = tmp_path / "instance"
     env = {
         **os.environ,
-        "LABRUNTIME_CONFIG": str(CONFIG / "lab.example.toml"),
+        "LABRUNTIME_CONFIG": str(example_config(tmp_path)),
         "LABRUNTIME_DEVICES": str(CONFIG / "devices.sim.toml"),
         "LABRUNTIME_INSTANCE": str(instance),
         "LABRUNTIME_LOCK_DIR": str(tmp_path / "locks"),
@@ -648,7 +663,7 @@ def test_redis_unit_starts_a_forking_server_and_stops_it(tmp_path):
     instance = tmp_path / "instance"
     env = {
         **os.environ,
-        "LABRUNTIME_CONFIG": str(CONFIG / "lab.example.toml"),
+        "LABRUNTIME_CONFIG": str(example_config(tmp_path)),
         "LABRUNTIME_DEVICES": str(CONFIG / "devices.sim.toml"),
         "LABRUNTIME_INSTANCE": str(instance),
     }

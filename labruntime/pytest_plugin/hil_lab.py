@@ -43,9 +43,9 @@ def create_app(redis_url: str, redis_base: str, devices: dict[str, str]) -> Flas
     """The HIL lab: tasks program_device (board) and light (led); JSON views for a student."""
     app = Flask("labruntime_hil_lab")
     app.config.update(
-        SECRET_KEY="hil-secret",
+        SECRET_KEY="hil-secret-of-the-hil-lab",
         WEBLAB_USERNAME="rlms",
-        WEBLAB_PASSWORD="hil-password",
+        WEBLAB_PASSWORD="hil-password-of-the-rlms",
         WEBLAB_REDIS_URL=redis_url,
         WEBLAB_REDIS_BASE=redis_base,
         WEBLAB_NO_THREAD=True,  # the web process never holds the devices: the worker does

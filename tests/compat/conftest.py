@@ -27,7 +27,7 @@ from labruntime.testing import FakeRLMS, serve_app
 from tests._helpers import load_module
 
 LABS = Path(__file__).parent / "labs"
-RLMS_USER, RLMS_PASSWORD = "weblabdeusto", "secret"
+RLMS_USER, RLMS_PASSWORD = "weblabdeusto", "secret-rlms-password"
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -32,9 +32,9 @@ def create_app(
         dispose_timeout = float(os.environ.get("LAB_DISPOSE_TIMEOUT", "60"))
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY="test-secret",
+        SECRET_KEY="test-secret-of-devlab",
         WEBLAB_USERNAME="rlms",
-        WEBLAB_PASSWORD="secret",
+        WEBLAB_PASSWORD="secret-rlms-password",
         WEBLAB_REDIS_URL=redis_url or os.environ["LAB_REDIS_URL"],
         WEBLAB_REDIS_BASE=redis_base or os.environ["LAB_REDIS_BASE"],
         WEBLAB_TASK_THREADS_PROCESS=threads,

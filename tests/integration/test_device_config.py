@@ -15,7 +15,7 @@ def _lab_from_toml(tmp_path: Path, devices_toml: str) -> Flask:
     path = tmp_path / "devices.toml"
     path.write_text(devices_toml)
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="s", WEBLAB_USERNAME="rlms", WEBLAB_PASSWORD="pw")
+    app.config.update(SECRET_KEY="s" * 16, WEBLAB_USERNAME="rlms", WEBLAB_PASSWORD="p" * 16)
     app.config.from_file(str(path), load=tomllib.load, text=False)
     WebLab(app)
     return app

@@ -10,7 +10,7 @@ from flask import Flask
 from labruntime import AlreadyInitializedError, InvalidConfigError, WebLab
 from labruntime.config import load_config
 
-BASE = {"SECRET_KEY": "k", "WEBLAB_USERNAME": "u", "WEBLAB_PASSWORD": "p"}
+BASE = {"SECRET_KEY": "k" * 16, "WEBLAB_USERNAME": "u", "WEBLAB_PASSWORD": "p" * 16}
 QUIET = {"WEBLAB_AUTOCLEAN_THREAD": False, "WEBLAB_TASK_THREADS_PROCESS": 0}
 
 

@@ -26,7 +26,7 @@ from flask import Flask, url_for
 from labruntime import WebLab, weblab_user, requires_active
 
 app = Flask(__name__, instance_path=os.environ["LAB_INSTANCE"])
-app.config.update(SECRET_KEY="k", WEBLAB_USERNAME="u", WEBLAB_PASSWORD="p",
+app.config.update(SECRET_KEY="k" * 16, WEBLAB_USERNAME="u", WEBLAB_PASSWORD="p" * 16,
                   WEBLAB_TASK_THREADS_PROCESS=0, WEBLAB_CLEANER_INTERVAL=0.2,
                   WEBLAB_TIMEOUT=2)
 weblab = WebLab(app)
@@ -89,7 +89,7 @@ def test_sessions_shared_by_gunicorn_workers(tmp_path):
     try:
         api = f"{base}/weblab/sessions/api"
         wait_for(lambda: _answers(api), 30, f"{api} to answer", interval=0.1)
-        rlms = FakeRLMS(base, "u", "p")
+        rlms = FakeRLMS(base, "u", "p" * 16)
         pids: set[int] = set()
         errors: list[BaseException] = []
 

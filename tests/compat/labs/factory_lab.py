@@ -30,7 +30,7 @@ def create_app():
         SESSION_COOKIE_NAME="lab2sess",
         SESSION_COOKIE_PATH="/",
         WEBLAB_USERNAME="weblabdeusto",
-        WEBLAB_PASSWORD="secret",
+        WEBLAB_PASSWORD="secret-rlms-password",
         WEBLAB_BASE="/private",
         WEBLAB_REDIS_URL=os.environ["LAB_REDIS_URL"],
         WEBLAB_REDIS_BASE=os.environ["LAB_REDIS_BASE"],

@@ -10,7 +10,7 @@ app = Flask(__name__, instance_path=os.environ["LAB_INSTANCE"])
 app.config.update(
     SECRET_KEY=os.environ["LAB_SECRET"],
     WEBLAB_USERNAME="weblabdeusto",
-    WEBLAB_PASSWORD="secret",
+    WEBLAB_PASSWORD="secret-rlms-password",
     WEBLAB_REDIS_URL=os.environ["LAB_REDIS_URL"],
     WEBLAB_REDIS_BASE=os.environ["LAB_REDIS_BASE"],
     WEBLAB_AUTOCLEAN_THREAD=False,

@@ -25,7 +25,7 @@ app.config.update(
     SECRET_KEY=os.environ["LAB_SECRET"],
     SESSION_COOKIE_NAME="seedlab",
     WEBLAB_USERNAME="weblabdeusto",
-    WEBLAB_PASSWORD="secret",
+    WEBLAB_PASSWORD="secret-rlms-password",
     WEBLAB_REDIS_URL=os.environ["LAB_REDIS_URL"],
     WEBLAB_REDIS_BASE=os.environ["LAB_REDIS_BASE"],
     WEBLAB_CALLBACK_URL="/lab/callback",
