@@ -115,17 +115,18 @@ class SessionManager:
             )
 
     def _expiry_detected(
-        self, session_id: str, state: SessionState | None, now: float, source: str
+        self, found: list[tuple[str, SessionState | None]], now: float, source: str
     ) -> None:
-        """The first time a session still active is found over: one expiry_detected event."""
-        if state is None or state.status != "active" or not self.config.log_session_lifecycle:
+        """Sessions still active found over: one expiry_detected event each, the first time
+        (one round trip marks them all, one more per event)."""
+        if not self.config.log_session_lifecycle:
             return
-        if not self.store.mark_once(session_id, "expiry_detected"):
-            return
-        record = self.store.load_session(session_id)
-        if record is not None:
-            reason = expiry_reason(record, self.config.timeout, now)
-            self._lifecycle("expiry_detected", record, reason=reason, now=now, source=source)
+        active = [sid for sid, state in found if state is not None and state.status == "active"]
+        for sid in self.store.mark_once(active, "expiry_detected") if active else []:
+            record = self.store.load_session(sid)
+            if record is not None:
+                reason = expiry_reason(record, self.config.timeout, now)
+                self._lifecycle("expiry_detected", record, reason=reason, now=now, source=source)
 
     # -- start ------------------------------------------------------------------------------
     def create(self, request: StartRequest, session_id: str | None = None) -> SessionRecord:
@@ -176,7 +177,7 @@ class SessionManager:
         state = self.store.session_states([session_id])[0]
         result = self.should_finish(state, now)
         if result < 0:
-            self._expiry_detected(session_id, state, now, "status")
+            self._expiry_detected([(session_id, state)], now, "status")
         return result
 
     def bulk_status(self, session_ids: list[str], timeout: float | None = None) -> dict[str, int]:
@@ -188,10 +189,12 @@ class SessionManager:
                 break
             chunk = session_ids[first : first + 500]
             now = self.clock()
+            over = []
             for sid, state in zip(chunk, self.store.session_states(chunk), strict=True):
                 result[sid] = self.should_finish(state, now)
                 if result[sid] < 0:
-                    self._expiry_detected(sid, state, now, "status")
+                    over.append((sid, state))
+            self._expiry_detected(over, now, "status")
         return result
 
     # -- student ----------------------------------------------------------------------------

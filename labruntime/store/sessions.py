@@ -141,10 +141,15 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 return redis.call('HSETNX', KEYS[1], 'dispose_claim', ARGV[1])
 """
 
-# KEYS: session hash. ARGV: field. 1 the first time the field is set (session still there).
+# KEYS: session hashes. ARGV: field. Per key: 1 the first time the field is set (never on a
+# session that is gone), else 0.
 _MARK_ONCE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-return redis.call('HSETNX', KEYS[1], ARGV[1], '1')
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 0 then out[i] = 0
+  else out[i] = redis.call('HSETNX', key, ARGV[1], '1') end
+end
+return out
 """
 
 # KEYS: session hash. ARGV: field, value... ; writes only if the session still exists.
@@ -301,13 +306,16 @@ class SessionStore:
             args=[repr(now), reason, session_id],
         )
 
-    def mark_once(self, session_id: str, name: str) -> bool:
-        """True the first time ``name`` is marked on this session (never on one that is gone):
-        an event logged once per session, whatever the number of processes."""
-        if not valid_session_id(session_id):
-            return False
+    def mark_once(self, session_ids: Iterable[str], name: str) -> list[str]:
+        """The sessions on which ``name`` is marked now for the first time (never one that is
+        gone), in one round trip: an event logged once per session, whatever the number of
+        processes."""
+        ids = [i for i in session_ids if valid_session_id(i)]
+        if not ids:
+            return []
         script = self._conn.script(_MARK_ONCE)
-        return bool(script(keys=[self._session_key(session_id)], args=[f"once:{name}"]))
+        marked = script(keys=[self._session_key(i) for i in ids], args=[f"once:{name}"])
+        return [i for i, first in zip(ids, marked, strict=True) if first]
 
     def claim_dispose(self, session_id: str, claim: str) -> bool:
         """Atomically win the right to run on_dispose (exactly one caller ever wins)."""

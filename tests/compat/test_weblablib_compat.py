@@ -137,6 +137,21 @@ def test_1_time_limit_reached(lab, logs):
     assert events[0]["seconds_past_max_date"] >= 19
 
 
+def test_1_bulk_status_detects_each_expiry_once(lab, logs):
+    caplog = logs(lab.app)
+    rlms = FakeRLMS.for_app(lab.app)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)
+    over = [rlms.start({}, assigned_time=10, start=start).session_id for _ in range(2)]
+    live = rlms.start({}).session_id
+    ids = [*over, live, "never-existed"]
+    assert rlms.bulk_status(ids) == {over[0]: -1, over[1]: -1, live: 5, "never-existed": -1}
+    assert rlms.bulk_status(ids)[over[0]] == -1  # asked again: no new event
+    events = _events(caplog, lab.app)
+    assert sorted(e["session_id_hash"] for e in events) == sorted(_hash(s) for s in over)
+    kinds = {(e["action"], e["reason"]) for e in events}
+    assert kinds == {("expiry_detected", "time_limit_reached")}
+
+
 def test_1_events_can_be_turned_off(redis_url, redis_base, caplog):
     app = lab_app("quietlab", redis_url, redis_base, WEBLAB_LOG_SESSION_LIFECYCLE=False)
     weblab = WebLab(app)
