@@ -55,7 +55,11 @@ def run_demo(
         )
         reply = client.post(
             "/weblab/sessions/",
-            json={"client_initial_data": {}, "server_initial_data": server_data, "back": base},
+            json={
+                "client_initial_data": {},
+                "server_initial_data": server_data,
+                "back": f"{base}/rlms/",  # the demo's "laboratory list": a new session
+            },
             auth=(app.config["WEBLAB_USERNAME"], app.config["WEBLAB_PASSWORD"]),
             base_url=base,
         )

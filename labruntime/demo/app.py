@@ -27,6 +27,7 @@ from labruntime import WebLab, WebLabError, serial_monitor, weblab_user
 from labruntime.drivers.sim.avr import twin_available
 
 from .lab_tasks import LED_IN, LED_OUT, register_tasks
+from .rlms_pages import FORBIDDEN_TEMPLATE, register_rlms_pages
 from .views import register_views
 
 __all__ = [
@@ -99,6 +100,7 @@ def create_lab(instance_path: str | Path | None = None, **config: Any) -> tuple[
         WEBLAB_REDIS_BASE="demo",
         WEBLAB_TIMEOUT=60,
         WEBLAB_TASK_THREADS_PROCESS=2,
+        WEBLAB_UNAUTHORIZED_TEMPLATE=FORBIDDEN_TEMPLATE,
     )
     app.config.update(config)
     note = None
@@ -131,4 +133,5 @@ def create_lab(instance_path: str | Path | None = None, **config: Any) -> tuple[
         return url_for("index")
 
     register_views(app, weblab, tasks)
+    register_rlms_pages(app)  # where `back` leads, and the forbidden page: no circles
     return app, weblab
