@@ -233,7 +233,7 @@ def test_missing_port() -> None:
 @pytest.mark.parametrize(
     ("url", "why"),
     [
-        ("stk500:/dev/ttyACM0?baud=115200", "unknown option 'baud'"),
+        ("stk500:/dev/ttyACM0?speed=115200", "unknown option 'speed'"),
         ("stk500:/dev/ttyACM0?part=pic16", "unknown AVR part"),
         ("stk500:/dev/ttyACM0?reset=maybe", "reset='maybe' must be dtr, none"),
         ("stk500:/dev/ttyACM0?sync_timeout=-1", "below"),
