@@ -6,7 +6,8 @@ A session id is the student's login link (``/callback/<id>``): logs name a sessi
 without the id. A Redis URL may hold a password (``redis://:pw@host``): :func:`mask_url`.
 :class:`SecretFilter` is the safety net labruntime's own processes install on their log
 handler (:mod:`labruntime.cli.logs`): it masks ``scheme://user:password@`` in any line and the
-secrets registered with :func:`add_secret` (the RLMS password, the Redis password).
+secrets registered with :func:`add_secret` (the RLMS password, the Redis password), and
+turns the id in a student's link (``/callback/<id>``: a web server's access log) into its hash.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import urllib.parse
 __all__ = ["SecretFilter", "add_secret", "mask_text", "mask_url", "session_hash"]
 
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<pw>[^\s@/]+)@")
+_CALLBACK = re.compile(r"/callback/(?!sid:)([A-Za-z0-9_\-.~%]{8,})")
 _secrets: set[str] = set()
 _lock = threading.Lock()
 MIN_SECRET = 4  # shorter values are not masked (they would mask ordinary words)
@@ -49,8 +51,11 @@ def add_secret(value: str | None) -> None:
 
 
 def mask_text(text: str) -> str:
-    """``text`` with URL passwords and the registered secrets replaced by ``***``."""
+    """``text`` with URL passwords and the registered secrets replaced by ``***``, and the
+    session id of a student's link (``/callback/<id>``, e.g. in an access log line) by its
+    :func:`session_hash`."""
     text = _URL_PASSWORD.sub(r"\g<head>***@", text)
+    text = _CALLBACK.sub(lambda m: f"/callback/sid:{session_hash(m.group(1))}", text)
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:

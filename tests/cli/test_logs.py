@@ -27,6 +27,17 @@ def test_session_hash_and_masked_url():
     assert mask_url("unix:///run/redis.sock") == "unix:///run/redis.sock"
 
 
+def test_a_students_link_in_an_access_log_line_is_hashed():
+    record = logging.LogRecord(
+        "werkzeug", logging.INFO, __file__, 1, '"GET /callback/%s HTTP/1.1" 302', None, None
+    )
+    record.args = ("I-4ZuBDmYVhVy19WH318vGaTA1a5UtqBC2qWB4paDyI",)
+    SecretFilter().filter(record)
+    line = record.getMessage()
+    assert "I-4ZuBD" not in line
+    assert f"/callback/sid:{session_hash('I-4ZuBDmYVhVy19WH318vGaTA1a5UtqBC2qWB4paDyI')}" in line
+
+
 def test_the_filter_masks_urls_secrets_and_tracebacks():
     add_secret("s3cret-value-123")
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "to %s with %s", None, None)
