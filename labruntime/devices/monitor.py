@@ -41,7 +41,7 @@ __all__ = ["ConsoleMonitor", "FLUSH_DELAY", "IDLE_READ", "MAX_PENDING"]
 log = logging.getLogger(__name__)
 
 FLUSH_DELAY = 0.05  # seconds text waits to be batched into one write
-IDLE_READ = 0.1  # seconds the reader thread holds an idle serial device per read
+IDLE_READ = 0.1  # seconds the reader thread holds an idle serial device per read (at most)
 MAX_PENDING = 64 * 1024  # characters kept per device between two flushes
 OWNER_WAIT = 1.0  # seconds the reader thread waits for an owner before looking again
 ERROR_PAUSE = 1.0  # seconds the reader thread waits after a failed read
@@ -252,7 +252,7 @@ class ConsoleMonitor:
             if not lock.acquire(timeout=IDLE_READ):
                 continue
             try:
-                data = device.read(4096, timeout=IDLE_READ)
+                data = device.readline(timeout=IDLE_READ)  # a line as soon as it ends
             except DriverError as error:
                 data = b""
                 log.debug("serial monitor: reading %s: %s", name, error)
