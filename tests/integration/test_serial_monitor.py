@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import render_template_string
 
 from labruntime import WebLabError, serial_monitor
 from labruntime.devices.holder import DeviceHolder
@@ -407,3 +408,21 @@ def _answers(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_the_readmes_two_lines_add_the_monitor(devlab_factory):
+    """README.md's serial monitor lines, run as written: the Python block on a lab, the
+    template line rendered in one of its pages."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### The serial monitor") :]
+    python = re.search(r"```python\n(.*?)```", section, re.S)
+    html = re.search(r"```html\n(.*?)```", section, re.S)
+    assert python and html, "README.md's serial monitor section lost its code blocks"
+    lab = devlab_factory(start=False, devices={"board": TWIN})
+    exec(compile(python.group(1), "README.md", "exec"), {"app": lab.app})  # noqa: S102
+    template = html.group(1).split("<!--")[0].strip()
+    with lab.app.test_request_context("/lab"):
+        markup = str(render_template_string(template))
+    assert 'data-weblab-monitor="/serial-monitor/board"' in markup, markup
+    assert '<script src="/serial-monitor.js" defer></script>' in markup
+    assert lab.state.devices.monitored == ["board"]
