@@ -12,6 +12,7 @@ own pages are not concerned (same origin).
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
 
 
 def forbidden_response() -> Any:
@@ -51,6 +53,8 @@ def forbidden_response() -> Any:
 def cross_site_response(problem: str) -> Any:
     """403 for a state-changing request another site sent (JSON to a JSON client)."""
     message = f"Refused: {problem}. Use the laboratory's own page."
+    route = request.url_rule.rule if request.url_rule else "(no route)"  # no session id
+    log.warning("refused a cross-site %s to %s: %s", request.method, route, problem)
     if request.is_json or request.accept_mimetypes.best == "application/json":
         reply = jsonify(error=True, message=message)
         reply.status_code = 403

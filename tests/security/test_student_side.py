@@ -140,10 +140,13 @@ def test_the_same_link_twice_just_enters(lab: SecLab) -> None:
         {"Referer": "https://evil.example/page"},
     ],
 )
-def test_a_state_changing_request_from_another_site_is_refused(lab: SecLab, headers) -> None:
+def test_a_state_changing_request_from_another_site_is_refused(
+    lab: SecLab, headers, caplog
+) -> None:
     lab.client.get(f"/callback/{lab.new_session()}")
     reply = lab.client.post("/lab/change", headers=headers)
     assert reply.status_code == 403 and "Refused" in reply.get_data(as_text=True)
+    assert "refused a cross-site POST to /lab/change" in caplog.text
     assert lab.changes == []
     assert lab.client.post("/lab/change", json={}, headers=headers).get_json()["error"] is True
 
