@@ -236,7 +236,7 @@ def _confirm_page(current: Any, new: Any, lab_url: str) -> Response:
         f"<p>This browser has an active session of {who} "
         f"({int(current.time_left)} s left). The link you opened is a session of {other}.</p>"
         f"<p><a id='keep' href='{escape(lab_url)}'>Stay in the current session</a></p>"
-        f"<form method='post' action='{escape(request.path)}'>"
+        f"<form method='post' action='{escape(request.script_root + request.path)}'>"
         "<button id='switch' type='submit'>Switch to the new session</button></form>"
         "</body></html>"
     )

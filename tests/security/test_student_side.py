@@ -172,3 +172,13 @@ def test_a_cross_site_get_is_not_refused(lab: SecLab) -> None:
     lab.client.get(f"/callback/{lab.new_session()}")
     reply = lab.client.get("/lab/", headers={"Sec-Fetch-Site": "cross-site"})
     assert reply.status_code == 200
+
+
+def test_the_confirmation_form_posts_under_the_labs_prefix(lab: SecLab) -> None:
+    """Behind nginx the lab lives under SCRIPT_NAME (e.g. /lab1): the form must post there."""
+    prefixed = "http://localhost/lab1"
+    mine = lab.new_session("ana")
+    assert lab.client.get(f"/callback/{mine}", base_url=prefixed).status_code == 302
+    theirs = lab.new_session("mallory")
+    page = lab.client.get(f"/callback/{theirs}", base_url=prefixed).get_data(as_text=True)
+    assert f"action='/lab1/callback/{theirs}'" in page, page
