@@ -352,8 +352,25 @@ def sim_group() -> None:
     help="nosync | verify@ADDR | disconnect@PERCENT | noleave | slow=FACTOR (repeatable).",
 )
 @click.option("--part", default="atmega328p", show_default=True, help="The AVR part.")
-def sim_arduino_command(baud: int, faults: tuple[str, ...], part: str) -> None:
-    """Start a simulated Arduino; print its tty path first; run until interrupted."""
+@click.option(
+    "--startup",
+    type=click.FloatRange(min=0, max=10),
+    default=0.065,
+    show_default=True,
+    help="Seconds the chip is deaf after a reset (an Uno's fuses: 65 ms).",
+)
+@click.option(
+    "--flashes",
+    type=click.IntRange(min=0, max=20),
+    default=3,
+    show_default=True,
+    help="LED flashes of the bootloader after a reset (125 ms each, not reading the UART).",
+)
+def sim_arduino_command(
+    baud: int, faults: tuple[str, ...], part: str, startup: float, flashes: int
+) -> None:
+    """Start a simulated Arduino Uno (Optiboot 4.4's timing); print its tty path first; run
+    until interrupted. Opening the port resets it, as on an Uno."""
     from labruntime.drivers.sim.arduino import SimulatedArduino
 
     stop = threading.Event()
@@ -363,7 +380,13 @@ def sim_arduino_command(baud: int, faults: tuple[str, ...], part: str) -> None:
 
     with _driver_errors():
         try:
-            board = SimulatedArduino(baudrate=baud, part=part, faults=",".join(faults) or None)
+            board = SimulatedArduino(
+                baudrate=baud,
+                part=part,
+                faults=",".join(faults) or None,
+                startup=startup,
+                flashes=flashes,
+            )
         except (ValueError, KeyError) as error:
             message = error.args[0] if isinstance(error, KeyError) and error.args else error
             raise DeviceCommandError(str(message), exit_code=2) from None

@@ -128,13 +128,15 @@ def test_sim_arduino_bad_options(runner: CliRunner) -> None:
     result = runner.invoke(sim_group, ["arduino", "--part", "z80"])
     assert result.exit_code == 2 and result.output.startswith("Error: ")
     assert "atmega328p" in result.output
+    result = runner.invoke(sim_group, ["arduino", "--flashes", "-1"])
+    assert result.exit_code == 2 and "--flashes" in result.output
 
 
 @pytest.fixture
 def sim_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``labruntime sim arduino`` as a real process: (process, tty path from its first line)."""
     proc = subprocess.Popen(
-        labruntime_argv("sim", "arduino", "--baud", "115200"),
+        labruntime_argv("sim", "arduino", "--baud", "115200", "--startup", "0.004"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
