@@ -381,13 +381,14 @@ class DeviceHolder:
             )
         taken: list[threading.Lock] = []
         for name in names:
-            self.monitor.claim(name, session_id)  # its output goes to this session now
+            self.monitor.reserve(name)  # the monitor's reader leaves the port to this task
         try:
             for name in sorted(names):
                 self.locks[name].acquire()
                 taken.append(self.locks[name])
             for name in names:
                 self.users[name] = session_id
+                self.monitor.claim(name, session_id)  # its output goes to this session now
             yield {name: self.devices[name] for name in names}
         finally:
             for name in names if len(taken) == len(names) else []:
@@ -395,7 +396,7 @@ class DeviceHolder:
             for lock in reversed(taken):
                 lock.release()
             for name in names:
-                self.monitor.unclaim(name)
+                self.monitor.release(name)
 
     def _tracker(self, name: str) -> ObservedTracker:
         ops = self.devices[name].ops

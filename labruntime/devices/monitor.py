@@ -13,7 +13,7 @@ watches every device that is a Console:
 
 The text goes to the device's stream (:class:`~labruntime.store.monitor.MonitorStore`) tagged
 with the session that owns the board now: the session whose task used it last
-(:meth:`ConsoleMonitor.claim`, called by the holder when a task takes the device). Output
+(:meth:`ConsoleMonitor.claim`, called by the holder when a task has taken the device). Output
 with no owner (before the first task, after a dispose) goes nowhere. At the end of a session
 (:meth:`ConsoleMonitor.end_session`, called where the holder drives the device safe for that
 session) the owner is cleared and an ``end`` entry tells the student's page to stop.
@@ -124,21 +124,29 @@ class ConsoleMonitor:
         return True
 
     # -- sessions ----------------------------------------------------------------------------
+    def reserve(self, name: str) -> None:
+        """A task is about to take ``name`` (it waits for the holder's lock): the reader
+        thread takes the lock no more until :meth:`release`."""
+        with self._cond:
+            feed = self._feeds.get(name)
+            if feed is not None:
+                feed.users += 1
+
     def claim(self, name: str, session_id: str | None) -> None:
-        """A task of ``session_id`` takes ``name``: its output goes to that session now."""
+        """A task of ``session_id`` holds ``name`` now: its output goes to that session (the
+        previous owner's task, if any, has ended: the holder's lock is taken)."""
         with self._cond:
             feed = self._feeds.get(name)
             if feed is None:
                 return
-            feed.users += 1
             if feed.owner != session_id:
                 self._decode(feed, b"", final=True)
                 feed.owner = session_id
                 if session_id:
                     log.info("serial monitor: %s prints for a new session now", name)
 
-    def unclaim(self, name: str) -> None:
-        """The task that claimed ``name`` ended (the owner stays until its dispose)."""
+    def release(self, name: str) -> None:
+        """The task that reserved ``name`` ended (the owner stays until its dispose)."""
         with self._cond:
             feed = self._feeds.get(name)
             if feed is not None:
