@@ -128,8 +128,8 @@ def basic_credentials() -> tuple[str, str] | None:
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
-def _origin_of(url: str) -> tuple[str, str] | None:
-    """(scheme, host[:port] without the scheme's default port) of an absolute http(s) URL."""
+def _host_port(url: str) -> tuple[str, int | None] | None:
+    """(host name, port or None for the scheme's default) of an absolute http(s) URL."""
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
@@ -138,18 +138,21 @@ def _origin_of(url: str) -> tuple[str, str] | None:
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not host:
         return None
-    default = 443 if scheme == "https" else 80
-    return scheme, host if port in (None, default) else f"{host}:{port}"
+    return host, None if port == (443 if scheme == "https" else 80) else port
 
 
 def _same_host(url: str) -> bool:
-    origin = _origin_of(url)
-    if origin is None:
+    """Whether ``url`` (an Origin or Referer) names the host this request was sent to. The
+    scheme is not compared: behind a proxy that ends TLS the lab sees http. A Host without a
+    port (or 80/443) is compared by name: nginx's ``proxy_set_header Host $host`` drops the
+    port the browser used (a page on another port is same-site, refused by Sec-Fetch-Site)."""
+    origin = _host_port(url)
+    own = _host_port(f"http://{request.host}")
+    if origin is None or own is None:
         return False
-    scheme = "https" if request.host.endswith(":443") else "http"
-    own = _origin_of(f"{scheme}://{request.host}")
-    # the scheme is not compared: behind a proxy that ends TLS the lab sees http
-    return own is not None and origin[1] == own[1]
+    if own[1] in (None, 80, 443):
+        return origin[0] == own[0]
+    return origin == own
 
 
 def cross_site_problem() -> str | None:

@@ -182,3 +182,23 @@ def test_the_confirmation_form_posts_under_the_labs_prefix(lab: SecLab) -> None:
     theirs = lab.new_session("mallory")
     page = lab.client.get(f"/callback/{theirs}", base_url=prefixed).get_data(as_text=True)
     assert f"action='/lab1/callback/{theirs}'" in page, page
+
+
+@pytest.mark.parametrize(
+    "host,origin,allowed",
+    [
+        ("lab.example.org", "https://lab.example.org:8443", True),  # nginx's $host: no port
+        ("lab.example.org", "https://evil.example.org:8443", False),
+        ("127.0.0.1:5000", "http://127.0.0.1:5000", True),
+        ("127.0.0.1:5000", "http://127.0.0.1:5001", False),
+        ("[::1]:5000", "http://[::1]:5000", True),
+        ("[::1]:5000", "http://[::2]:5000", False),
+    ],
+)
+def test_origin_and_host_are_compared_as_a_proxy_forwards_them(
+    lab: SecLab, host: str, origin: str, allowed: bool
+) -> None:
+    base_url = f"http://{host}"
+    lab.client.get(f"/callback/{lab.new_session()}", base_url=base_url)
+    reply = lab.client.post("/lab/change", base_url=base_url, headers={"Origin": origin})
+    assert (reply.status_code == 200) is allowed, (reply.status_code, reply.data[:100])
