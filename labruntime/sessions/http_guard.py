@@ -157,12 +157,15 @@ def _same_host(url: str) -> bool:
 
 def cross_site_problem() -> str | None:
     """Why this request is a state-changing one sent by another site's page (a forged form or
-    ``fetch``), or None. Reads what browsers send: ``Sec-Fetch-Site``, else ``Origin``, else
-    ``Referer``; a request with none of them is not a browser's cross-site request."""
+    ``fetch``), or None. Reads what browsers send: ``Sec-Fetch-Site`` (set by the browser
+    itself, so it decides when present), else ``Origin``, else ``Referer``; a request with none
+    of them is not a browser's cross-site request."""
     if request.method in SAFE_METHODS:
         return None
     fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
+    if fetch_site is not None:
+        if fetch_site.lower() in ("same-origin", "none"):
+            return None  # e.g. a same-origin form of a page with Referrer-Policy no-referrer
         return f"it comes from another site (Sec-Fetch-Site: {fetch_site[:40]})"
     origin = request.headers.get("Origin")
     if origin is not None:

@@ -242,7 +242,9 @@ def _confirm_page(current: Any, new: Any, lab_url: str) -> Response:
     )
     reply = Response(html, 200, mimetype="text/html")
     reply.headers["Cache-Control"] = "no-store"
-    reply.headers["Referrer-Policy"] = "no-referrer"  # the page's URL holds the new session id
+    # the page's URL holds the new session id: no Referer to other sites (same-origin keeps
+    # the Origin of the switch form's POST, which "no-referrer" would turn into "null")
+    reply.headers["Referrer-Policy"] = "same-origin"
     return reply
 
 

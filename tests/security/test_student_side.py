@@ -109,6 +109,7 @@ def test_a_second_link_does_not_replace_an_active_session_without_confirmation(
     forged = lab.client.post(f"/callback/{theirs}", headers={"Origin": "https://evil.example"})
     assert forged.status_code == 403
     assert lab.client.get("/lab/").get_data(as_text=True) == "hello ana"
+    assert page.headers["Referrer-Policy"] == "same-origin"  # its own form keeps its Origin
     confirmed = lab.client.post(f"/callback/{theirs}", headers={"Origin": LAB})
     assert confirmed.status_code == 303 and confirmed.headers["Location"] == "/lab/"
     assert lab.client.get("/lab/").get_data(as_text=True) == "hello mallory"
@@ -157,6 +158,7 @@ def test_a_state_changing_request_from_another_site_is_refused(
         {"Origin": LAB},
         {"Origin": "https://localhost"},  # a proxy ending TLS: the lab sees http
         {"Sec-Fetch-Site": "same-origin", "Origin": LAB},
+        {"Sec-Fetch-Site": "same-origin", "Origin": "null"},  # a no-referrer page's own form
         {"Referer": LAB + "/lab/"},
         {},  # no browser header at all: not a browser's cross-site request
     ],
