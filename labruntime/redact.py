@@ -2,7 +2,8 @@
 masked, and no registered secret at all.
 
 A session id is the student's login link (``/callback/<id>``): logs name a session by
-:func:`session_hash`, the same 8 hex digits in every process, so its lines can be followed
+:func:`session_hash` (``sid:`` and 8 hex digits), the same in every process and in
+gunicorn's access log, so its lines can be followed
 without the id. A Redis URL may hold a password (``redis://:pw@host``): :func:`mask_url`.
 :class:`SecretFilter` is the safety net labruntime's own processes install on their log
 handler (:mod:`labruntime.cli.logs`): it masks ``scheme://user:password@`` in any line and the
@@ -28,10 +29,11 @@ MIN_SECRET = 4  # shorter values are not masked (they would mask ordinary words)
 
 
 def session_hash(session_id: str | None) -> str:
-    """The name of a session in logs: ``sha256(id).hexdigest()[:8]`` (``-`` for none)."""
+    """The name of a session in logs: ``sid:`` + ``sha256(id).hexdigest()[:8]`` (``-`` for
+    none), as gunicorn's access log (config/gunicorn.conf.py) writes it: grep one session."""
     if not session_id:
         return "-"
-    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()[:8]
+    return "sid:" + hashlib.sha256(session_id.encode("utf-8")).hexdigest()[:8]
 
 
 def mask_url(url: str) -> str:
@@ -55,7 +57,7 @@ def mask_text(text: str) -> str:
     session id of a student's link (``/callback/<id>``, e.g. in an access log line) by its
     :func:`session_hash`."""
     text = _URL_PASSWORD.sub(r"\g<head>***@", text)
-    text = _CALLBACK.sub(lambda m: f"/callback/sid:{session_hash(m.group(1))}", text)
+    text = _CALLBACK.sub(lambda m: f"/callback/{session_hash(m.group(1))}", text)
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:

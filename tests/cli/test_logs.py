@@ -22,7 +22,7 @@ RLMS_PASSWORD = "Rl9-rlms-pass-not-for-logs-0123"
 
 
 def test_session_hash_and_masked_url():
-    assert session_hash("abc") == "ba7816bf" and session_hash(None) == "-"
+    assert session_hash("abc") == "sid:ba7816bf" and session_hash(None) == "-"
     assert mask_url("redis://:pw@host:6379/0") == "redis://:***@host:6379/0"
     assert mask_url("unix:///run/redis.sock") == "unix:///run/redis.sock"
 
@@ -35,7 +35,7 @@ def test_a_students_link_in_an_access_log_line_is_hashed():
     SecretFilter().filter(record)
     line = record.getMessage()
     assert "I-4ZuBD" not in line
-    assert f"/callback/sid:{session_hash('I-4ZuBDmYVhVy19WH318vGaTA1a5UtqBC2qWB4paDyI')}" in line
+    assert f"/callback/{session_hash('I-4ZuBDmYVhVy19WH318vGaTA1a5UtqBC2qWB4paDyI')}" in line
 
 
 def test_the_filter_masks_urls_secrets_and_tracebacks():
