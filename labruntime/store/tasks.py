@@ -68,7 +68,7 @@ from .tasks_lua import (
     STOP,
 )
 
-__all__ = ["REAP_GRACE", "Beat", "StopListener", "TaskStore", "worker_process_gone"]
+__all__ = ["REAP_GRACE", "Beat", "Reaped", "StopListener", "TaskStore", "worker_process_gone"]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,16 @@ class Beat:
     stopping: list[str]  # ids of its running tasks flagged stopping
     processing: list[str]  # ids it took from a queue and has not claimed
     lapsed: list[str]  # registered workers whose lease is gone (its reaper pass's work)
+
+
+@dataclass
+class Reaped:
+    """What a reaper pass did (:meth:`TaskStore.reap_lapsed`)."""
+
+    failed: int = 0  # running tasks of dead workers failed ``worker-lost``
+    waiting: int = 0  # lapsed workers not reaped yet (within REAP_GRACE)
+    live: int = -1  # registered workers with a live lease (-1: not read)
+    next_lapse: float | None = None  # seconds until the first live lease lapses
 
 
 def _ids(value: Any) -> list[str]:
@@ -371,25 +381,26 @@ class TaskStore:
     def reap_dead(self, grace: float | None = None) -> int:
         """Reap every registered worker whose lease lapsed (see :meth:`reap`). Returns tasks
         failed."""
-        return self.reap_lapsed(grace=grace)[0]
+        return self.reap_lapsed(grace=grace).failed
 
-    def reap_lapsed(
-        self, lapsed: list[str] | None = None, grace: float | None = None
-    ) -> tuple[int, int]:
+    def reap_lapsed(self, lapsed: list[str] | None = None, grace: float | None = None) -> Reaped:
         """:meth:`reap` each registered worker whose lease lapsed (``lapsed``: as a beat just
-        read them; None: read now, one round trip). Returns (tasks failed, registered
-        workers; -1 when ``lapsed`` was given)."""
-        registered = -1
+        read them; None: read now, one round trip when nobody lapsed)."""
+        outcome = Reaped()
         if lapsed is None:
             reply = self._script(LAPSED)(args=[self.prefix])
-            registered, lapsed = int(reply[0]), [_text(w) for w in reply[1:]]
-        total = 0
+            ttl = int(reply[1])
+            lapsed = [_text(w) for w in reply[2:]]
+            outcome.live = int(reply[0]) - len(lapsed)
+            outcome.next_lapse = ttl / 1000 if ttl >= 0 else None
         for wid in lapsed:
             count = self.reap(wid, grace=grace)
             if count > 0:
                 log.warning("worker %s died: %d running task(s) marked worker-lost", wid, count)
-            total += max(count, 0)
-        return total, registered
+            if count < 0:
+                outcome.waiting += 1
+            outcome.failed += max(count, 0)
+        return outcome
 
     # -- waiting ---------------------------------------------------------------------------
     def wait_final(self, task_id: str, timeout: float) -> bool:

@@ -158,12 +158,17 @@ return cjson.encode({stopping = stopping, processing = processing, lapsed = laps
 )
 
 # The registered workers whose lease is gone. ARGV: P. Returns {number of registered
-# workers, lapsed id...}.
+# workers, milliseconds until the first live lease lapses (-1: none), lapsed id...}.
 LAPSED = """
-local out = {0}
+local out = {0, -1}
 for _, w in ipairs(redis.call('SMEMBERS', P .. 'workers')) do
   out[1] = out[1] + 1
-  if redis.call('EXISTS', P .. 'worker:' .. w) == 0 then table.insert(out, w) end
+  local ttl = redis.call('PTTL', P .. 'worker:' .. w)
+  if ttl == -2 then
+    table.insert(out, w)
+  elseif ttl >= 0 and (out[2] < 0 or ttl < out[2]) then
+    out[2] = ttl
+  end
 end
 return out
 """

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 __all__ = ["REAP_EVERY", "TaskService", "looks_like_task_id", "task_name"]
 
 _TASK_ID = re.compile(r"[A-Za-z0-9_\-]{32}")  # secrets.token_urlsafe(24)
-REAP_EVERY = 2.0  # seconds between the cleaner's reaper passes while workers are registered
+REAP_EVERY = 2.0  # seconds between the cleaner's reaper passes while a lapsed worker waits
+REAP_LOOK_MAX = 10.0  # at most this long between two looks while workers are registered
 
 
 def looks_like_task_id(text: str) -> bool:
@@ -153,9 +154,15 @@ class TaskService:
     def reap_dead(self) -> float | None:
         """The cleaner's reaper pass: fail the running tasks of workers that died (so a web
         process reaps too, even when no other worker is alive: the Pi layout with one device
-        worker). Returns when the next pass is useful (a time.time()), None: no worker."""
-        _, registered = self.store.reap_lapsed()  # one round trip when nobody lapsed
-        return time.time() + REAP_EVERY if registered else None
+        worker). Returns when the next pass is useful (a time.time()), None: no worker: when
+        the first live lease would lapse (a live worker renews it before: the pass then only
+        looks again), or REAP_EVERY seconds while a lapsed worker waits out its grace."""
+        reaped = self.store.reap_lapsed()  # one round trip when nobody lapsed
+        if reaped.waiting:
+            return time.time() + REAP_EVERY
+        if reaped.live > 0 and reaped.next_lapse is not None:
+            return time.time() + min(max(reaped.next_lapse, 0.05), REAP_LOOK_MAX)
+        return None
 
     # -- dispose ----------------------------------------------------------------------------
     def dispose_steps(self, session_id: str) -> float | None:

@@ -36,3 +36,19 @@ def test_a_stopped_worker_gives_back_nothing_and_runs_what_was_queued(perf_lab):
     finally:
         assert group.stop(timeout=TAKE_BLOCK / 2)
     assert tasks.store.processing_ids(group.worker_id) == []
+
+
+def test_the_cleaners_reaper_looks_when_a_lease_can_lapse(perf_lab, redis_calls):
+    from labruntime.tasks.service import REAP_EVERY
+
+    tasks = get_state(perf_lab.app).tasks
+    assert tasks.reap_dead() is None  # no worker: nothing to look at
+    tasks.store.heartbeat("w-live", 4.0, {})
+    with redis_calls() as calls:
+        due = tasks.reap_dead()
+    assert calls.round_trips == 1
+    assert due is not None and 3.0 < due - time.time() <= 4.0  # when its lease would lapse
+    tasks.store.heartbeat("w-gone", 0.05, {})
+    time.sleep(0.1)
+    due = tasks.reap_dead()  # lapsed, within its grace: looked at again soon
+    assert due is not None and due - time.time() <= REAP_EVERY
