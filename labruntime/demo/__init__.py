@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from labruntime.errors import InvalidConfigError
-from labruntime.store.embedded import EmbeddedRedis, embedded_redis_directory
+from labruntime.store.embedded import EmbeddedRedis, embedded_redis_directory, systemd_unit
 
 from .app import DEFAULT_INSTANCE, DEMO_DEVICES, create_app, create_lab
 
@@ -44,7 +44,10 @@ def run_demo(
         raise InvalidConfigError(f"port {port!r} is not a TCP port: give --port 1-65535")
     check_port_free(host, port)  # before touching anything (the store, the devices)
     folder = Path(instance_path or DEFAULT_INSTANCE).resolve()
-    ours = not EmbeddedRedis(embedded_redis_directory(folder)).running  # we start it
+    server = EmbeddedRedis(embedded_redis_directory(folder))
+    ours = not server.running  # we start it, and stop it at the end
+    if ours:  # the demo owns it: under systemd in the demo's own unit, else under its guard
+        server.ensure_running(implicit=systemd_unit() is None)
     app, weblab = create_lab(instance_path)
     base = f"http://{link_host(host)}:{port}"
     with app.test_client() as client:

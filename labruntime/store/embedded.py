@@ -61,6 +61,7 @@ __all__ = [
     "ensure_embedded_redis",
     "find_redis_server",
     "stop_embedded_redis",
+    "systemd_unit",
 ]
 
 logger = logging.getLogger(__name__)
