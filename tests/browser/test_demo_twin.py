@@ -9,6 +9,7 @@ the twin skip, naming what to install, where simavr or avr-gcc is missing.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +20,19 @@ import pytest
 from labruntime.demo import app as demo_app_module
 from labruntime.demo import create_app
 from labruntime.drivers.sim.avr import twin_available
+from labruntime.drivers.sim.avr_build import cache_root
 from labruntime.state import get_state
 from labruntime.testing import FakeRLMS, serve_app
 from tests._helpers import wait_for
 
 BACK = "http://rlms.invalid/back"
+
+
+@pytest.fixture(autouse=True)
+def cache_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo sets LABRUNTIME_CACHE_DIR only when unset: set it here (to the cache in use, so
+    nothing is rebuilt) so that it does not leak into the tests that run after these."""
+    monkeypatch.setenv("LABRUNTIME_CACHE_DIR", str(cache_root().parent))
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +103,7 @@ def test_without_the_twin_the_demo_says_why_and_falls_back(
 ):
     why = "simavr is missing: apt-get install simavr libsimavr-dev gcc"
     monkeypatch.setattr(demo_app_module, "twin_available", lambda: (False, why))
+    monkeypatch.delenv("LABRUNTIME_CACHE_DIR")  # restored after the test
     caplog.set_level(logging.WARNING, logger="labruntime.demo.app")
     app = create_app(
         tmp_path / "demo",
@@ -103,6 +113,8 @@ def test_without_the_twin_the_demo_says_why_and_falls_back(
     )
     try:
         assert app.config["WEBLAB_DEVICES"]["board"].startswith("sim:arduino")
+        # the twin's builds would go to the instance folder (a systemd unit has no ~/.cache)
+        assert os.environ["LABRUNTIME_CACHE_DIR"] == str((tmp_path / "demo" / "cache").resolve())
         assert any(why in r.getMessage() for r in caplog.records), caplog.text
         _, client, _ = _student(app)
         page = client.get("/").get_data(as_text=True)
@@ -172,9 +184,9 @@ def test_student_sees_the_led_follow_the_program_and_the_serial_monitor(
 
 
 def test_the_monitor_streams_nothing_to_a_student_without_a_session(twin_demo):
-    reply = twin_demo.test_client().get("/weblab/monitor/board")
+    reply = twin_demo.test_client().get("/serial-monitor/board")
     assert reply.status_code == 403 and "open the lab from the RLMS" in reply.get_data(True)
     _, client, session_id = _student(twin_demo)
-    stream = client.get("/weblab/monitor/board")
+    stream = client.get("/serial-monitor/board")
     assert stream.status_code == 200 and next(iter(stream.response)) == b"retry: 2000\n\n"
     stream.close()
