@@ -75,6 +75,7 @@ class ConsoleMonitor:
         self._flusher: threading.Thread | None = None
         self._threads: list[threading.Thread] = []  # the reader threads
         self._detach: list[Any] = []
+        self._failing = False  # the last write failed (Redis down): said once
 
     @property
     def watched(self) -> list[str]:
@@ -227,8 +228,14 @@ class ConsoleMonitor:
                 try:
                     assert self.store is not None
                     self.store.publish(name, session, kind, text)
-                except Exception:  # noqa: BLE001 - a monitor never breaks the device
-                    log.warning("serial monitor: cannot write %s's output", name, exc_info=True)
+                except Exception as error:  # noqa: BLE001 - a monitor never breaks the device
+                    if not self._failing:  # once per outage, not 20 times a second
+                        log.warning("serial monitor: %s's output is lost: %s", name, error)
+                    self._failing = True
+                else:
+                    if self._failing:
+                        log.info("serial monitor: writing %s's output again", name)
+                    self._failing = False
 
     def _flush_loop(self) -> None:
         while not self._closed.is_set():
