@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask, url_for
+from flask import Flask, render_template_string, request, url_for
 
 from labruntime import WebLab, requires_active, weblab_user
 from tests._labs import PASSWORD, USER, lab_app
@@ -63,9 +63,11 @@ class SecLab:
         return str(reply.get_json()["session_id"])
 
 
-@pytest.fixture
-def lab(redis_url: str, redis_base: str, tmp_path: Any) -> Iterator[SecLab]:
-    app = lab_app("seclab", redis_url, redis_base, str(tmp_path / "instance"))
+def build_lab(redis_url: str, redis_base: str, instance: str) -> SecLab:
+    """The security suite's lab: ``/lab/`` (a page with the poll script; ``?close=1``: it
+    logs out when the page closes; ``?bare=1``: no script) and ``POST /lab/change`` (records
+    who reached it), both behind ``@requires_active``."""
+    app = lab_app("seclab", redis_url, redis_base, instance)
     weblab = WebLab(app)
     secure = SecLab(app, weblab)
 
@@ -76,7 +78,9 @@ def lab(redis_url: str, redis_base: str, tmp_path: Any) -> Iterator[SecLab]:
     @app.route("/lab/")
     @requires_active
     def page() -> str:
-        return f"hello {weblab_user.username}"
+        close = bool(request.args.get("close"))  # ?close=1: log out when the page closes
+        script = render_template_string("{{ weblab_poll_script(logout_on_close=c) }}", c=close)
+        return f"hello {weblab_user.username}" + ("" if request.args.get("bare") else script)
 
     @app.route("/lab/change", methods=["POST"])
     @requires_active
@@ -84,5 +88,11 @@ def lab(redis_url: str, redis_base: str, tmp_path: Any) -> Iterator[SecLab]:
         secure.changes.append(str(weblab_user.username))
         return {"changed": True}
 
+    return secure
+
+
+@pytest.fixture
+def lab(redis_url: str, redis_base: str, tmp_path: Any) -> Iterator[SecLab]:
+    secure = build_lab(redis_url, redis_base, str(tmp_path / "instance"))
     yield secure
-    weblab.shutdown(app)
+    secure.weblab.shutdown(secure.app)
