@@ -487,6 +487,9 @@ class EmbeddedRedis:
             'appendfilename "appendonly.aof"',
             "appendfsync everysec",
             'save ""',
+            # the server's own timer: 5 wake-ups a second instead of 10 (about half its idle
+            # CPU); a blocking call's timeout then ends within 200 ms of its deadline
+            "hz 5",
             "loglevel notice",
         ]
         self.conffile.write_text("\n".join(lines) + "\n")
