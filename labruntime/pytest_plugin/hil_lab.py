@@ -161,7 +161,7 @@ class HilLab:
         self.base = "hil"
         self.app = create_app(self.redis_url, self.base, self.devices)
         self.base_url = self._stack.enter_context(serve_app(self.app))
-        self.rlms = FakeRLMS(self.base_url, "rlms", "hil-password", max_dispose_wait=60)
+        self.rlms = FakeRLMS(self.base_url, "rlms", "hil-password-of-the-rlms", max_dispose_wait=60)
         self._app_file = workdir / "hil_lab_app.py"
         self._app_file.write_text(APP_FILE)
         self.worker: subprocess.Popen[bytes] | None = None
