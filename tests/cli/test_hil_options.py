@@ -7,16 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-OTHER_PLUGIN = '''
+OTHER_PLUGIN = """
 def pytest_addoption(parser):
     parser.addoption("--device", default=None, help="another plugin's device (a browser's)")
-'''
+"""
 
-TEST = '''
+TEST = """
 def test_both(hil_device_map, pytestconfig):
     assert pytestconfig.getoption("--device") == "Pixel 5"
     assert dict(hil_device_map) == {"led": "gpio:17?factory=mock"}
-'''
+"""
 
 
 def test_the_plugin_loads_next_to_another_device_option(tmp_path: Path):
