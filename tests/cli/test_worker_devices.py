@@ -5,6 +5,8 @@ to name it, with one exit status."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from click.testing import CliRunner
 
@@ -99,3 +101,15 @@ def test_every_command_needing_a_lab_says_how_to_name_it(command, tmp_path, monk
     assert result.exit_code == NO_LAB_EXIT, result.output
     assert "--app MODULE:APP" in result.output and "FLASK_APP" in result.output
     assert " ".join(command[:2]) in result.output.replace("--dont-open-browser", "")
+
+
+@pytest.mark.slow
+def test_loop_says_the_same_thread_count_as_its_log(worker_factory):
+    worker = worker_factory("loop", "--threads", "2", "--device", "led")
+    worker.wait_for("SIGTERM to stop")
+    out = worker.output()
+    printed = re.search(r"loop: worker \S+, (\d+) runner thread\(s\)", out)
+    logged = re.search(r"worker \S+: (\d+) runner thread\(s\) on", out)
+    assert printed and logged, out
+    assert printed.group(1) == logged.group(1) == "3", out  # 2 asked + 1 for the led's queue
+    assert "2 asked" in out
