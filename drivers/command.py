@@ -45,11 +45,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import DeviceIOError, DeviceTimeoutError, DeviceURLError, ProgrammingError
+from .errors import (
+    DeviceBusyError,
+    DeviceIOError,
+    DeviceTimeoutError,
+    DeviceURLError,
+    ProgrammingError,
+)
 from .image import FirmwareImage
 from .lease import DeviceLease, path_key
 from .operations import Operation
 from .programming import ImageProgrammer
+from .serial_ports import other_openers
 from .tool_output import ToolOutput
 from .urls import DeviceURL, opt_float, opt_str, reject_unknown
 
@@ -121,8 +128,38 @@ class CommandProgrammer(ImageProgrammer):
             return self.estimate
         return _TOOL_START + img.size * (_PER_BYTE if verify else _PER_BYTE_NO_VERIFY)
 
+    def check(self) -> dict[str, Any]:
+        """What can be known without running the tool on the board (``device check``): the
+        tool is installed, the port exists and no other program has it open."""
+        self._check_open()
+        found = shutil.which(self.tool)
+        if found is None:
+            raise DeviceIOError(f"{self.label}: the tool {self.tool!r} is not installed (PATH)")
+        if self.port and "://" not in self.port and not os.path.exists(self.port):
+            raise DeviceIOError(
+                f"{self.label}: the port {self.port} does not exist: check the cable and the "
+                "port name (ls /dev/serial/by-id/)"
+            )
+        self._port_free()
+        return {"tool": found, "port": self.port or "-"}
+
+    def _port_free(self) -> None:
+        """Refuse to run the tool on a port another program has open (it would fail, or
+        crash that program), naming it."""
+        if not self.port or "://" in self.port:
+            return
+        users = other_openers(self.port)
+        if users:
+            who = "; ".join(f"pid {u['pid']} ({' '.join(u['argv'])[:200]})" for u in users)
+            raise DeviceBusyError(
+                f"{self.label}: the port {self.port} is busy: held by {who}, which has it "
+                "open. Stop that program first",
+                holder=users[0],
+            )
+
     def _write(self, op: Operation, source: Any, img: FirmwareImage, verify: bool) -> None:
         """Run the tool on the image: its own file if ``source`` is a HEX Path, else a temp HEX."""
+        self._port_free()
         started = time.monotonic()
         with _ImageFile(source, img) as path:
             argv = [self.tool, *(self._expand(a, path) for a in self.args)]

@@ -89,3 +89,13 @@ def test_baud_and_baudrate_are_one_option_everywhere(url, silent_port):
     for spelling in ("baud", "baudrate"):
         with open_device(url.format(silent=silent_port).replace("baud=", f"{spelling}=")) as dev:
             assert dev.describe()["baudrate"] == 9600
+
+
+def test_a_command_programmer_checks_its_tool_and_port(silent_port):
+    tool = f"command:{sys.executable}?port={silent_port}&args=-c pass {{image}} {{port}}"
+    code, output = check(tool)
+    assert code == 0 and f"tool: {sys.executable}" in output, output
+    code, output = check("command:no-such-tool-here?args={image}")
+    assert code == 1 and "'no-such-tool-here' is not on PATH" in output, output  # at open
+    code, output = check(f"command:{sys.executable}?port=/dev/ttyNOPE9&args={{image}} {{port}}")
+    assert code == 1 and "/dev/ttyNOPE9 does not exist" in output, output
