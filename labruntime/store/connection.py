@@ -86,21 +86,24 @@ class Connection:
 
     @staticmethod
     def _new_client(url: str, **extra: Any) -> redis.Redis:
-        return redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=3,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-            health_check_interval=30,
-            **extra,
-        )
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_connect_timeout": 3,
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+            "health_check_interval": 30,
+        }
+        options.update(extra)
+        return redis.Redis.from_url(url, **options)
 
-    def named_client(self, name: str) -> redis.Redis:
+    def named_client(self, name: str, socket_timeout: float) -> redis.Redis:
         """A client of its own whose connections carry ``name`` (CLIENT SETNAME at each
-        connect), for long blocking calls another thread may end with CLIENT UNBLOCK;
-        closed with this connection."""
-        client = self._new_client(self._resolve_url(), client_name=name)
+        connect), for long blocking calls (shorter than ``socket_timeout`` seconds: redis-py's
+        default, 5 s, would cut them) another thread may end with CLIENT UNBLOCK; closed with
+        this connection."""
+        client = self._new_client(
+            self._resolve_url(), client_name=name, socket_timeout=socket_timeout
+        )
         with self._lock:
             self._named.append(client)
         return client

@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 #: before its running tasks fail ``worker-lost``: a live worker beats every second, so after
 #: an outage it renews well within this (worker lease 5 s + a reaper pass + this <= 10 s)
 REAP_GRACE = 4.0
+TAKE_BLOCK_MAX = 30.0  # seconds a blocking take may last (its connection's socket timeout: + 15)
 
 
 def worker_process_gone(worker_id: str) -> bool:
@@ -247,7 +248,8 @@ class TaskStore:
         if timeout <= 0:
             value = self._redis.lmove(src, dst, "RIGHT", "LEFT")
         else:
-            value = self._taker(worker_id).blmove(src, dst, timeout, "RIGHT", "LEFT")
+            block = min(timeout, TAKE_BLOCK_MAX)
+            value = self._taker(worker_id).blmove(src, dst, block, "RIGHT", "LEFT")
         return None if value is None else _text(value)
 
     def _taker_name(self, worker_id: str) -> str:
@@ -258,7 +260,8 @@ class TaskStore:
         with self._takers_lock:
             client = self._takers.get(worker_id)
         if client is None:
-            client = self._conn.named_client(self._taker_name(worker_id))
+            name = self._taker_name(worker_id)
+            client = self._conn.named_client(name, socket_timeout=TAKE_BLOCK_MAX + 15)
             with self._takers_lock:
                 client = self._takers.setdefault(worker_id, client)
         return client

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from labruntime.state import get_state
 from labruntime.tasks.worker import HEARTBEAT, TAKE_BLOCK, WorkerGroup
 
@@ -52,3 +54,13 @@ def test_the_cleaners_reaper_looks_when_a_lease_can_lapse(perf_lab, redis_calls)
     time.sleep(0.1)
     due = tasks.reap_dead()  # lapsed, within its grace: looked at again soon
     assert due is not None and due - time.time() <= REAP_EVERY
+
+
+@pytest.mark.slow
+def test_a_blocking_take_outlasts_the_clients_default_socket_timeout(perf_lab, redis_calls):
+    store = get_state(perf_lab.app).tasks.store
+    store.take("default", "w-long", 0.1)  # connected
+    with redis_calls() as calls:
+        assert store.take("default", "w-long", 6.0) is None  # redis-py's default cuts at 5 s
+    assert calls.names() == ["BLMOVE"]  # no error, no reconnect
+    store.release_takers("w-long")
