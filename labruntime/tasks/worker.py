@@ -389,6 +389,11 @@ def run_worker(
             on_stopping()
     finally:
         lost = sorted(holder.lost) if holder is not None else []
+        if holder is not None and not holder.admission_closed:
+            try:  # stopping: no new task is admitted for devices about to be released
+                holder.close_admission()
+            except Exception:  # noqa: BLE001 - Redis down: the lease lapses by itself
+                log.warning("worker %s: cannot close admission", group.worker_id, exc_info=True)
         try:
             clean = group.stop(stop_timeout)
         finally:
