@@ -273,7 +273,7 @@ class DeviceHolder:
         self.admission_closed = True
         for name in list(self.devices):
             self.store.close_admission(name, self.worker_id)
-        log.info("devices %s: admission closed, finishing the queued tasks", sorted(self.devices))
+        log.info("devices %s: admission closed, no new task for them", sorted(self.devices))
 
     def _retake(self, name: str) -> bool:
         """The lease lapsed (this process stalled, or Redis was out) and nobody took it: take
