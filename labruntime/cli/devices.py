@@ -320,6 +320,8 @@ def status_command(state: LabState, as_json: bool) -> None:
                 f"held by {holder['worker']} (pid {holder['pid']} on {holder['host']}, "
                 f"token {holder['token']})"
             )
+            if holder.get("closed"):
+                who += "; takes no new task (a run-tasks draining, or a worker stopping)"
         else:
             who = f"NOT HELD: start `{info['start']}`"
         click.echo(f"{name}: {info['url']}\n  {who}")
