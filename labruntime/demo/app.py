@@ -9,8 +9,8 @@ program drives it, its UART the page's serial monitor). Otherwise (no simavr or 
 demo says why, on the page and in the log, and falls back to :data:`DEMO_DEVICES`: a simulated
 Arduino that takes an upload but runs no AVR code (STK500 bootloader on a pty, 57600 baud like
 an older Nano), and ``led``, a simulated GPIO board whose output 17 is wired to input 27,
-switched by buttons. The twin's build cache is ``$LABRUNTIME_CACHE_DIR`` (default here: the
-instance folder's ``cache/``).
+switched by buttons. The twin's build cache is ``$LABRUNTIME_CACHE_DIR``, else ``~/.cache``, else
+(not writable: a service with ProtectHome) the instance folder's ``cache/``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from flask import Flask, url_for
 
 from labruntime import WebLab, WebLabError, serial_monitor, weblab_user
 from labruntime.drivers.sim.avr import twin_available
+from labruntime.drivers.sim.avr_build import cache_root
 
 from .lab_tasks import LED_IN, LED_OUT, register_tasks
 from .rlms_pages import FORBIDDEN_TEMPLATE, register_rlms_pages
@@ -49,10 +50,30 @@ DEMO_DEVICES = {
 TWIN_DEVICES = {"board": "sim:avr?mcu=atmega328p"}
 
 
+def _cache_here(instance: Path) -> None:
+    """Where the twin's builds go when LABRUNTIME_CACHE_DIR is unset and the default cache
+    (``~/.cache``) cannot be written (a service with ProtectHome, a user with no home): the
+    instance folder's ``cache/``. The device holder opens ``sim:avr`` with no cache folder of
+    its own, so the choice goes through the environment."""
+    if os.environ.get("LABRUNTIME_CACHE_DIR"):
+        return
+    default = cache_root()
+    try:
+        default.mkdir(parents=True, exist_ok=True)
+        if os.access(default, os.W_OK):
+            return
+    except OSError:
+        pass
+    os.environ["LABRUNTIME_CACHE_DIR"] = str(instance / "cache")
+    log.info(
+        "demo: the AVR twin's builds go to %s (%s is not writable)", instance / "cache", default
+    )
+
+
 def choose_devices(instance: Path) -> tuple[dict[str, str], str | None]:
     """:data:`TWIN_DEVICES` if the AVR twin can run here, else :data:`DEMO_DEVICES` and the
     line that says why (shown on the page and logged)."""
-    os.environ.setdefault("LABRUNTIME_CACHE_DIR", str(instance / "cache"))
+    _cache_here(instance)
     ok, why = twin_available()
     if ok:
         log.info("demo: the board is the AVR twin (%s)", why)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +105,8 @@ def test_without_the_twin_the_demo_says_why_and_falls_back(
     why = "simavr is missing: apt-get install simavr libsimavr-dev gcc"
     monkeypatch.setattr(demo_app_module, "twin_available", lambda: (False, why))
     monkeypatch.delenv("LABRUNTIME_CACHE_DIR")  # restored after the test
+    (tmp_path / "a-file").write_text("")  # ~/.cache cannot be written (ProtectHome, say)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file" / "cache"))
     caplog.set_level(logging.WARNING, logger="labruntime.demo.app")
     app = create_app(
         tmp_path / "demo",
@@ -113,7 +116,7 @@ def test_without_the_twin_the_demo_says_why_and_falls_back(
     )
     try:
         assert app.config["WEBLAB_DEVICES"]["board"].startswith("sim:arduino")
-        # the twin's builds would go to the instance folder (a systemd unit has no ~/.cache)
+        # the twin's builds would go to the instance folder (~/.cache is not writable)
         assert os.environ["LABRUNTIME_CACHE_DIR"] == str((tmp_path / "demo" / "cache").resolve())
         assert any(why in r.getMessage() for r in caplog.records), caplog.text
         _, client, _ = _student(app)
@@ -174,12 +177,21 @@ def test_student_sees_the_led_follow_the_program_and_the_serial_monitor(
         report = get_state(twin_demo).devices.store.last_safe("board")
         assert report["ok"] and report["at"] >= disposing, report
 
-        # the next student's monitor starts empty: nothing of ada's output reaches bob
+        # the next student: nothing ada's program printed for her reaches bob. Her program
+        # runs on until bob's session clears the board (an idle program, at its start); only
+        # a line it prints in the few ms between bob's clearing task taking the board and the
+        # reset could show, and it would be numbered after every line ada saw
+        store = get_state(twin_demo).devices.monitor_store
+        adas = "".join(e.text for e in store.read("board", started.session_id, "0", 0.1)[1])
+        seen_by_ada = max(int(n) for n in re.findall(r"LED on, blink (\d+)", adas))
         second = rlms.start(username="bob", assigned_time=60, back=BACK, style="labsland")
         page.goto(second.url)
         page.wait_for_selector("pre.monitor[data-state=open]")
-        page.wait_for_timeout(1500)  # ada's program still prints on the board meanwhile
-        assert page.inner_text("pre.weblab-monitor") == ""
+        page.wait_for_timeout(1500)  # the board cleared meanwhile; bob's monitor stays quiet
+        bobs = page.inner_text("pre.weblab-monitor")
+        assert "blink_serial: hello" not in bobs, bobs
+        assert all(int(n) > seen_by_ada for n in re.findall(r"blink (\d+)", bobs)), bobs
+        assert len(bobs.splitlines()) <= 1, bobs
         assert rlms.dispose(second.session_id)["message"] == "Deleted"
 
 
@@ -190,3 +202,16 @@ def test_the_monitor_streams_nothing_to_a_student_without_a_session(twin_demo):
     stream = client.get("/serial-monitor/board")
     assert stream.status_code == 200 and next(iter(stream.response)) == b"retry: 2000\n\n"
     stream.close()
+
+
+def test_the_demo_leaves_a_writable_default_cache_alone(
+    tmp_path, redis_url, redis_base, monkeypatch
+):
+    monkeypatch.setattr(demo_app_module, "twin_available", lambda: (False, "no simavr"))
+    monkeypatch.delenv("LABRUNTIME_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    app = create_app(tmp_path / "demo", WEBLAB_REDIS_URL=redis_url, WEBLAB_REDIS_BASE=redis_base)
+    try:
+        assert "LABRUNTIME_CACHE_DIR" not in os.environ  # ~/.cache/labruntime serves
+    finally:
+        get_state(app).shutdown(timeout=10)
