@@ -73,8 +73,8 @@ __all__ = ["REAP_GRACE", "Beat", "Reaped", "StopListener", "TaskStore", "worker_
 log = logging.getLogger(__name__)
 
 #: seconds a lapsed worker lease is given, counted from the first reaper that sees it lapsed,
-#: before its running tasks fail ``worker-lost``: a live worker beats every second, so after
-#: an outage it renews well within this (worker lease 5 s + a reaper pass + this <= 10 s)
+#: before its running tasks fail ``worker-lost``: a live worker beats every 2 s, so after an
+#: outage it renews well within this (worker lease 4 s + a reaper pass + this <= 10 s)
 REAP_GRACE = 4.0
 TAKE_BLOCK_MAX = 30.0  # seconds a blocking take may last (its connection's socket timeout: + 15)
 

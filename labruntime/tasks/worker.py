@@ -25,7 +25,7 @@ methods of the same names alike). Threads of a group:
   wakes it with an empty message); sets the running task's local Event, which is what
   ``current_task_stopping`` reads.
 
-At rest a worker wakes about once a second (its beat), not a dozen times.
+At rest a worker wakes every 2 s (its beat), not a dozen times a second.
 
 ``stop(timeout)`` is the graceful end (SIGTERM): take no more tasks, raise ``stopping`` on the
 running ones, wait for them up to the deadline, then retire (what still runs is marked
@@ -51,8 +51,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["HEARTBEAT", "LEASE", "WorkerGroup", "WorkerOutcome", "run_worker"]
 
-HEARTBEAT = 1.0  # seconds between lease renewals (and reaper passes)
-LEASE = 5.0  # seconds a worker's lease lasts without renewal
+# seconds between beats (lease renewals and reaper passes): a beat wakes the worker and Redis
+# (an append-only write), most of an idle lab's cost; LEASE + HEARTBEAT + REAP_GRACE = 10 s
+HEARTBEAT = 2.0
+LEASE = 4.0  # seconds a worker's lease lasts without renewal (a late beat: REAP_GRACE more)
 # seconds a runner blocks on the queue: stop() wakes blocked runners at once (CLIENT UNBLOCK),
 # so this only bounds how long a runner stuck on a connection that died silently may wait
 TAKE_BLOCK = 10.0
