@@ -221,18 +221,22 @@ def _quote(value: Path | str) -> str:
 GUARD_INTERVAL = 2.0  # seconds between the guard's looks at the folder
 
 
-def systemd_unit() -> str | None:
-    """The systemd service this process runs in (``labruntime-web.service``), or None."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
+def systemd_unit(cgroup: str | None = None) -> str | None:
+    """The systemd service this process runs in (``labruntime-web.service``), or None;
+    ``cgroup``: the text of /proc/self/cgroup (read when None)."""
+    if cgroup is None:
+        try:
+            cgroup = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            return None
+    for line in cgroup.splitlines():
         hierarchy, _, path = line.partition(":")[2].partition(":")
         if hierarchy in ("", "name=systemd"):
-            for part in reversed(path.split("/")):
-                if part.endswith(".service"):
-                    return part
+            # a service's own cgroup ends in ".service"; a terminal or a login session ends
+            # in a ".scope" (even under user@UID.service): those are not services
+            last = path.rstrip("/").rpartition("/")[2]
+            if last.endswith(".service"):
+                return last
     return None
 
 

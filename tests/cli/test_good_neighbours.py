@@ -179,8 +179,22 @@ def test_an_implicit_server_ends_when_its_folder_is_deleted(tmp_path: Path):
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 20, "the orphan Redis to end")
 
 
+@pytest.mark.parametrize(
+    ("cgroup", "unit"),
+    [
+        ("0::/system.slice/labruntime-web.service\n", "labruntime-web.service"),
+        ("1:name=systemd:/system.slice/lab1.service\n0::/\n", "lab1.service"),
+        ("0::/user.slice/user-1000.slice/session-3.scope\n", None),  # a login shell
+        ("0::/user.slice/user-1000.slice/user@1000.service/app.slice/vte-spawn-1.scope", None),
+        ("4:memory:/process_api/04aad58e\n0::/\n", None),  # a container, no systemd
+    ],
+)
+def test_the_systemd_unit_is_read_from_the_cgroup(cgroup, unit):
+    assert embedded.systemd_unit(cgroup) == unit
+
+
 def test_under_systemd_an_implicit_start_is_refused_naming_the_unit(tmp_path, monkeypatch):
-    monkeypatch.setattr(embedded, "systemd_unit", lambda: "labruntime-web.service")
+    monkeypatch.setattr(embedded, "systemd_unit", lambda cgroup=None: "labruntime-web.service")
     with pytest.raises(EmbeddedRedisError, match="labruntime-web.service.*systemctl start"):
         ensure_embedded_redis(tmp_path / "inst")
     assert not EmbeddedRedis(tmp_path / "inst" / "redis").running
