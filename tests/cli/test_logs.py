@@ -89,3 +89,25 @@ def test_a_worker_logs_info_and_no_password_through_a_redis_outage(tmp_path: Pat
     text = log.read_text()
     assert " INFO labruntime." in text, text  # an operator sees the worker's INFO lines
     assert REDIS_PASSWORD not in text and RLMS_PASSWORD not in text, text
+
+
+@pytest.mark.slow
+def test_flask_weblab_run_tasks_logs_info_too(tmp_path: Path, redis_url: str, redis_base: str):
+    lab = tmp_path / "infolab.py"
+    lab.write_text(
+        textwrap.dedent(f"""
+        from flask import Flask
+        from labruntime import WebLab
+        app = Flask(__name__, instance_path={str(tmp_path / "inst")!r})
+        app.config.update(SECRET_KEY="k9Fz2LqWm4Xv8RtY3PbN", WEBLAB_USERNAME="rlms",
+                          WEBLAB_PASSWORD={RLMS_PASSWORD!r}, WEBLAB_REDIS_URL={redis_url!r},
+                          WEBLAB_REDIS_BASE={redis_base!r}, WEBLAB_NO_THREAD=True)
+        weblab = WebLab(app)
+        """)
+    )
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "flask"), "--app", str(lab), "weblab", "run-tasks"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert " INFO labruntime.tasks.worker: worker " in done.stderr, done.stderr
