@@ -37,6 +37,7 @@ from labruntime.drivers import (
     Console,
     DeviceIOError,
     DeviceURLError,
+    DigitalInput,
     DigitalOutput,
     DriverError,
     FirmwareImage,
@@ -136,17 +137,47 @@ def contact(device: Any) -> dict[str, Any]:
     return {"contact": "opened (this kind of device cannot be asked anything more)"}
 
 
+def read_back(device: Any, wired_url: str) -> dict[str, Any]:
+    """Drive the output ``device`` on and off and read each level on the input ``wired_url``
+    that the rig wires to it (a jumper, a loopback)."""
+    if not has_capability(device, DigitalOutput):
+        raise DeviceCommandError(f"--wired-to needs a GPIO output, and {device.url} is not one", 2)
+    with open_device(wired_url) as opened:
+        sensor: Any = opened  # a DigitalInput (checked below)
+        if not has_capability(sensor, DigitalInput):
+            raise DeviceCommandError(f"--wired-to {wired_url} is not a GPIO input", 2)
+        for level in (True, False):
+            device.value = level
+            waited = (
+                sensor.wait_for(level, 1.0) if callable(getattr(sensor, "wait_for", None)) else None
+            )
+            if waited is False or bool(sensor.value) != level:
+                raise DeviceIOError(
+                    f"{device.label} driven {int(level)}, but {wired_url} wired to it reads "
+                    f"{int(bool(sensor.value))}: check the wiring and the pin numbers"
+                )
+    return {"wired": f"driven on and off, read back on {wired_url}"}
+
+
 @device_group.command("check")
 @click.argument("url")
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 @click.option("--name", default=None, help="A name for the device in messages.")
-def check_command(url: str, as_json: bool, name: str | None) -> None:
+@click.option(
+    "--wired-to",
+    "wired_to",
+    default=None,
+    metavar="URL",
+    help="A GPIO input wired to this output (a jumper): each level is read back on it.",
+)
+def check_command(url: str, as_json: bool, name: str | None, wired_to: str | None) -> None:
     """Open URL, contact the device, drive it safe and close it; exit 1 saying why not.
 
     \b
     A programmer is reset and synced with its bootloader, and its signature read (a board
     that does not answer fails after its sync_timeout, 3 s by default, with the reason); a
-    GPIO output is driven and read back; a console is opened. Run it before students come.
+    GPIO output is driven and read back (on the input --wired-to names, if the rig wires
+    one to it); a console is opened. Run it before students come.
     """
     problem: str | None = None
     found: dict[str, Any] = {}
@@ -156,6 +187,8 @@ def check_command(url: str, as_json: bool, name: str | None) -> None:
             info = device.describe()
             try:
                 found = contact(device)
+                if wired_to:
+                    found.update(read_back(device, wired_to))
             except DriverError as error:
                 problem = str(error)
             report = device.safe()

@@ -99,3 +99,18 @@ def test_a_command_programmer_checks_its_tool_and_port(silent_port):
     assert code == 1 and "'no-such-tool-here' is not on PATH" in output, output  # at open
     code, output = check(f"command:{sys.executable}?port=/dev/ttyNOPE9&args={{image}} {{port}}")
     assert code == 1 and "/dev/ttyNOPE9 does not exist" in output, output
+
+
+def test_an_output_is_read_back_on_the_input_wired_to_it():
+    # mock pins 20 and 21 are not joined: as a rig whose jumper is missing
+    result = CliRunner().invoke(
+        device_group,
+        ["check", "gpio:20?factory=mock", "--wired-to", "gpio:21?mode=in&factory=mock"],
+    )
+    assert result.exit_code == 1, result.output
+    assert "gpio:21?mode=in&factory=mock wired to it reads 0" in result.output
+    assert "check the wiring" in result.output
+    refused = CliRunner().invoke(
+        device_group, ["check", "gpio:20?factory=mock", "--wired-to", "serial:loop://"]
+    )
+    assert refused.exit_code == 2 and "is not a GPIO input" in refused.output
