@@ -24,13 +24,11 @@ process that died without stopping are removed by the next :meth:`start`.
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import weakref
@@ -41,8 +39,9 @@ from pathlib import Path
 from ..errors import DeviceIOError, DeviceTimeoutError
 from .avr_build import Bootloader, build_bootloader, build_harness
 from .avr_pins import PinEdge, parse_pin
+from .run_dirs import make_run_dir
 
-__all__ = ["AvrTwin", "remove_stale_run_dirs"]
+__all__ = ["AvrTwin"]
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +121,7 @@ class AvrTwin:
         harness = build_harness(self._cache_dir)
         if self.bootloader is None:
             self.bootloader = build_bootloader(self.mcu, self.f_cpu, self._cache_dir)
-        remove_stale_run_dirs()
-        self._dir = tempfile.mkdtemp(prefix=f"{_RUN_PREFIX}{os.getpid()}-")
+        self._dir = make_run_dir(_RUN_PREFIX)  # stale ones (kill -9) removed
         self._link = os.path.join(self._dir, "ttyTWIN")
         ours, theirs = socket.socketpair()
         cmd = [
@@ -463,25 +461,3 @@ def _forget_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
-
-
-def remove_stale_run_dirs() -> int:
-    """Remove run folders of twins whose owning process is gone; how many were removed."""
-    removed = 0
-    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{_RUN_PREFIX}*-*")):
-        owner = os.path.basename(path)[len(_RUN_PREFIX) :].split("-", 1)[0]
-        if not owner.isdigit() or _alive(int(owner)):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed += 1
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
