@@ -182,25 +182,32 @@ def open_with_lease(
     *,
     drive_safe: bool = True,
     fresh: bool = False,
+    on_failure: Callable[[], object] | None = None,
 ) -> DeviceT:
     """Take the lease on ``key``, ``build(lease)`` the device, drive it safe; release on failure.
 
     The usual body of a driver's ``open_url``: the lease is released again if building or the
     first ``safe()`` raises, so a failed open never leaves the device locked. ``fresh``: see
-    :meth:`DeviceLease.acquire`.
+    :meth:`DeviceLease.acquire`. ``on_failure`` runs last when the open fails at any step (a
+    simulator started for the device is stopped).
     """
-    lease = DeviceLease.acquire(key, fresh=fresh)
     try:
-        device = build(lease)
-    except BaseException:
-        lease.release()
-        raise
-    if drive_safe:
+        lease = DeviceLease.acquire(key, fresh=fresh)
         try:
-            report = device.safe()
+            device = build(lease)
         except BaseException:
-            device.close(safe=False)
+            lease.release()
             raise
-        if not report.ok:
-            log.warning("device %s: not safe after open: %s", device.label, report.detail)
+        if drive_safe:
+            try:
+                report = device.safe()
+            except BaseException:
+                device.close(safe=False)
+                raise
+            if not report.ok:
+                log.warning("device %s: not safe after open: %s", device.label, report.detail)
+    except BaseException:
+        if on_failure is not None:
+            on_failure()
+        raise
     return device

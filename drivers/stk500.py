@@ -90,7 +90,7 @@ from .stk500_protocol import (
 )
 from .urls import DeviceURL, opt_float, opt_int, opt_str, parse_device_url, reject_unknown
 
-__all__ = ["GRAMMAR", "Stk500Programmer", "open_url", "validate"]
+__all__ = ["GRAMMAR", "Stk500Programmer", "open_url", "sync_options", "validate"]
 
 log = logging.getLogger(__name__)
 
@@ -644,10 +644,18 @@ def _options(url: DeviceURL) -> dict[str, Any]:
         "reset_pulse": opt_float(
             url, "reset_pulse", 0.1, minimum=0.001, maximum=5, grammar=GRAMMAR
         ),
+        **sync_options(url, GRAMMAR),
+    }
+
+
+def sync_options(url: DeviceURL, grammar: str) -> dict[str, Any]:
+    """A URL's ``sync_timeout`` and ``retries``, for :class:`Stk500Programmer`: the options of
+    ``stk500:`` and of the simulators programmed through it (``sim:arduino``, ``sim:avr``)."""
+    return {
         "sync_timeout": opt_float(
-            url, "sync_timeout", 3.0, minimum=0.05, maximum=600, grammar=GRAMMAR
+            url, "sync_timeout", 3.0, minimum=0.05, maximum=600, grammar=grammar
         ),
-        "retries": opt_int(url, "retries", None, minimum=1, maximum=1000, grammar=GRAMMAR),
+        "retries": opt_int(url, "retries", None, minimum=1, maximum=1000, grammar=grammar),
     }
 
 

@@ -66,7 +66,7 @@ from ..errors import DeviceURLError
 from ..lease import path_key
 from ..operations import Operation
 from ..parts import Part, get_part
-from ..stk500 import Stk500Programmer
+from ..stk500 import Stk500Programmer, sync_options
 from ..urls import (
     DeviceURL,
     opt_choice,
@@ -529,10 +529,7 @@ def _options(url: DeviceURL) -> dict[str, Any]:
         "reset": opt_choice(url, "reset", ["dtr", "none"], "dtr", grammar=GRAMMAR),
         "startup": opt_float(url, "startup", STARTUP, minimum=0, maximum=10, grammar=GRAMMAR),
         "flashes": opt_int(url, "flashes", FLASHES, minimum=0, maximum=20, grammar=GRAMMAR),
-        "sync_timeout": opt_float(
-            url, "sync_timeout", 3.0, minimum=0.05, maximum=600, grammar=GRAMMAR
-        ),
-        "retries": opt_int(url, "retries", None, minimum=1, maximum=1000, grammar=GRAMMAR),
+        **sync_options(url, GRAMMAR),
     }
 
 
@@ -590,23 +587,20 @@ def open_url(url: str | DeviceURL, *, name: str | None = None) -> SimulatedArdui
         flashes=opts["flashes"],
     )
     board.start()
-    try:
-        # leased under the pty's real path, the key an stk500: URL on the same tty gets; the
-        # board is new, so an earlier holder of a reused /dev/pts/N is not its concern
-        return open_with_lease(
-            path_key(board.tty_path),
-            lambda lease: SimulatedArduinoProgrammer(
-                parsed,
-                board=board,
-                reset=opts["reset"],
-                baudrate=opts["baudrate"],
-                sync_timeout=opts["sync_timeout"],
-                retries=opts["retries"],
-                name=name,
-                lease=lease,
-            ),
-            fresh=True,
-        )
-    except BaseException:
-        board.stop()
-        raise
+    # leased under the pty's real path, the key an stk500: URL on the same tty gets; the board
+    # is new, so an earlier holder of a reused /dev/pts/N is not its concern
+    return open_with_lease(
+        path_key(board.tty_path),
+        lambda lease: SimulatedArduinoProgrammer(
+            parsed,
+            board=board,
+            reset=opts["reset"],
+            baudrate=opts["baudrate"],
+            sync_timeout=opts["sync_timeout"],
+            retries=opts["retries"],
+            name=name,
+            lease=lease,
+        ),
+        fresh=True,
+        on_failure=board.stop,
+    )

@@ -46,7 +46,7 @@ from ..base import open_with_lease
 from ..errors import DeviceIOError, DeviceTimeoutError, DeviceURLError
 from ..operations import Operation
 from ..parts import get_part
-from ..stk500 import Stk500Programmer
+from ..stk500 import Stk500Programmer, sync_options
 from ..urls import DeviceURL, opt_float, opt_int, opt_str, parse_device_url, reject_unknown
 from .avr_build import BOOTLOADERS, Bootloader, bootloader_from_file, twin_available
 from .avr_pins import PinEdge, parse_pin
@@ -341,10 +341,7 @@ def _options(url: DeviceURL) -> dict[str, Any]:
         "startup_ms": opt_float(
             url, "startup_ms", 65.0, minimum=0.0, maximum=1000.0, grammar=GRAMMAR
         ),
-        "sync_timeout": opt_float(
-            url, "sync_timeout", 3.0, minimum=0.05, maximum=600, grammar=GRAMMAR
-        ),
-        "retries": opt_int(url, "retries", None, minimum=1, maximum=1000, grammar=GRAMMAR),
+        **sync_options(url, GRAMMAR),
     }
 
 
@@ -371,22 +368,19 @@ def open_url(
         cache_dir=cache_dir,
     )
     twin.start()
-    try:
-        # leased under its own key: the pty stays free for an stk500: device (or avrdude) that
-        # programs the same chip between this device's operations
-        return open_with_lease(
-            f"sim:avr:{twin.run_dir}",
-            lambda lease: SimAvrBoard(
-                parsed,
-                twin=twin,
-                baudrate=opts["baudrate"],
-                sync_timeout=opts["sync_timeout"],
-                retries=opts["retries"],
-                name=name,
-                lease=lease,
-            ),
-            fresh=True,
-        )
-    except BaseException:
-        twin.stop()
-        raise
+    # leased under its own key: the pty stays free for an stk500: device (or avrdude) that
+    # programs the same chip between this device's operations
+    return open_with_lease(
+        f"sim:avr:{twin.run_dir}",
+        lambda lease: SimAvrBoard(
+            parsed,
+            twin=twin,
+            baudrate=opts["baudrate"],
+            sync_timeout=opts["sync_timeout"],
+            retries=opts["retries"],
+            name=name,
+            lease=lease,
+        ),
+        fresh=True,
+        on_failure=twin.stop,
+    )
