@@ -72,24 +72,14 @@ WATCHDOG_16MS = 0.016
 PAGE_OPERATION = 0.0045
 
 
-class _Getch:
+class _Signal:
+    """A request that carries nothing: GETCH, SPM_WAIT, HANG, WATCHDOG_RESET (one each)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
     def __repr__(self) -> str:
-        return "GETCH"
-
-
-class _SpmWait:
-    def __repr__(self) -> str:
-        return "SPM_WAIT"
-
-
-class _Hang:
-    def __repr__(self) -> str:
-        return "HANG"
-
-
-class _WatchdogReset:
-    def __repr__(self) -> str:
-        return "WATCHDOG_RESET"
+        return self.name
 
 
 @dataclass(frozen=True)
@@ -114,12 +104,12 @@ class SpmStart:
     erase: bool
 
 
-GETCH = _Getch()
-SPM_WAIT = _SpmWait()
-HANG = _Hang()
-WATCHDOG_RESET = _WatchdogReset()
+GETCH = _Signal("GETCH")
+SPM_WAIT = _Signal("SPM_WAIT")
+HANG = _Signal("HANG")
+WATCHDOG_RESET = _Signal("WATCHDOG_RESET")
 
-Request = _Getch | _SpmWait | _Hang | _WatchdogReset | Putch | Busy | Watchdog | SpmStart
+Request = _Signal | Putch | Busy | Watchdog | SpmStart
 #: what optiboot() yields, is sent (a received byte after GETCH, else 0) and returns
 Program = Generator[Request, int, None]
 
