@@ -238,30 +238,14 @@ class SessionManager:
             return DisposeOutcome(found=False)
         if record.dispose_claim:
             return self._claimed_elsewhere(record, now)
-        try:
-            busy = steps(session_id)
-        except StoreUnavailableError:
-            raise
-        except Exception:
-            log.exception(
-                "session %s: the dispose steps failed; ending it anyway", session_hash(session_id)
-            )
-            busy = None
+        busy = _run_steps(steps, session_id)
         if busy is not None and busy > 0:
             self.store.reschedule(session_id, now + busy)
             self._event("dispose", session_id, f"waits {busy:g} s for work", busy=busy)
             return DisposeOutcome(found=True, retry_in=busy)
         if not self.store.claim_dispose(session_id, f"{create_token(8)} {now!r}"):
             return DisposeOutcome(found=True, retry_in=BUSY_RETRY)
-        try:
-            on_dispose(record)
-        except StoreUnavailableError:
-            raise
-        except Exception:
-            log.exception(
-                "on_dispose of session %s raised; the session ends anyway",
-                session_hash(session_id),
-            )
+        _run_on_dispose(on_dispose, record)
         self.store.finish_dispose(session_id, self.clock(), self.config.expired_users_timeout)
         self._event("dispose", session_id, "done", reason=record.reason or reason)
         self._disposed(record, record.reason or reason, now)
@@ -383,15 +367,7 @@ class SessionManager:
             for record in ready:
                 if record.session_id not in won:
                     continue
-                try:
-                    on_dispose(record)
-                except StoreUnavailableError:
-                    raise
-                except Exception:
-                    log.exception(
-                        "on_dispose of session %s raised; the session ends anyway",
-                        session_hash(record.session_id),
-                    )
+                _run_on_dispose(on_dispose, record)
                 finished.append(record)
         finally:
             ids = [record.session_id for record in finished]
@@ -421,13 +397,33 @@ class SessionManager:
                 log.exception("the dispose steps of %d session(s) failed; one by one", len(ids))
         result: dict[str, float | None] = {}
         for sid in ids:
-            try:
-                result[sid] = steps(sid)
-            except StoreUnavailableError:
-                raise
-            except Exception:
-                log.exception(
-                    "session %s: the dispose steps failed; ending it anyway", session_hash(sid)
-                )
-                result[sid] = None
+            result[sid] = _run_steps(steps, sid)
         return result
+
+
+def _run_steps(steps: Callable[[str], float | None], session_id: str) -> float | None:
+    """The dispose steps of one session: seconds to wait for its work, or None (none, or the
+    steps failed: logged, the session ends anyway; a store that is down stops the dispose)."""
+    try:
+        return steps(session_id)
+    except StoreUnavailableError:
+        raise
+    except Exception:
+        log.exception(
+            "session %s: the dispose steps failed; ending it anyway", session_hash(session_id)
+        )
+        return None
+
+
+def _run_on_dispose(on_dispose: Callable[[SessionRecord], None], record: SessionRecord) -> None:
+    """The lab's on_dispose for one session; what it raises is logged, the session ends anyway
+    (but a store that is down stops the dispose)."""
+    try:
+        on_dispose(record)
+    except StoreUnavailableError:
+        raise
+    except Exception:
+        log.exception(
+            "on_dispose of session %s raised; the session ends anyway",
+            session_hash(record.session_id),
+        )
