@@ -23,7 +23,6 @@ import logging
 import os
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -32,6 +31,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from labruntime.errors import StoreUnavailableError
+from labruntime.redact import mask_url
 
 __all__ = ["Connection", "OutageLog", "guarded", "is_store_outage"]
 
@@ -145,7 +145,7 @@ class Connection:
         """The server, for messages: the URL with its password masked, or the embedded one."""
         if not self.url:
             return f"the embedded Redis in {self.instance_path}"
-        return _masked(self.url)
+        return mask_url(self.url)
 
     def unavailable(self, error: Exception) -> StoreUnavailableError:
         """The StoreUnavailableError for a redis connection ``error`` (or a MISCONF one)."""
@@ -196,14 +196,6 @@ class Connection:
             return bool(self.client.ping())
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise self.unavailable(error) from error
-
-
-def _masked(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 class _HasConnection(Protocol):
