@@ -38,6 +38,7 @@ from labruntime.errors import DeviceUnavailableError
 from labruntime.redact import session_hash
 from labruntime.store.devices import DeviceStore
 from labruntime.store.monitor import MonitorStore
+from labruntime.store.tasks import worker_process_gone
 
 from .monitor import ConsoleMonitor
 from .routing import pools_for
@@ -124,19 +125,8 @@ def describe_holder(name: str, holder: dict[str, Any]) -> str:
 
 
 def _dead_here(holder: dict[str, Any]) -> bool:
-    """True if the holder ran on this host and its process is gone (kill -9)."""
-    if holder.get("host") != socket.gethostname():
-        return False
-    pid = holder.get("pid")
-    if not isinstance(pid, int) or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    """True if the holder ran on this host and its process is gone (kill -9, or a zombie)."""
+    return worker_process_gone(f"{holder.get('host')}:{holder.get('pid')}:")
 
 
 class DeviceHolder:
