@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from labruntime.drivers import known_schemes, unregister_scheme
 from labruntime.testing import FakeRLMS, serve_app
 from tests._helpers import load_module
 
@@ -144,8 +145,11 @@ def lab_env(
 
 @pytest.fixture
 def load_lab(lab_env: dict[str, str]) -> Iterator[Callable[..., ModuleType]]:
-    """Import a fresh copy of ``labs/<name>.py``; its threads are stopped afterwards."""
+    """Import a fresh copy of ``labs/<name>.py``; its threads are stopped afterwards, and the
+    device schemes it registered (``register_scheme`` at import, as a lab does) are dropped, so
+    that later tests see the process's own schemes only."""
     loaded: list[ModuleType] = []
+    schemes_before = set(known_schemes())
 
     def load(name: str, **config: Any) -> ModuleType:
         module = import_lab(name)
@@ -156,6 +160,8 @@ def load_lab(lab_env: dict[str, str]) -> Iterator[Callable[..., ModuleType]]:
     yield load
     for module in loaded:
         forget_lab(module)
+    for scheme in set(known_schemes()) - schemes_before:
+        unregister_scheme(scheme)
 
 
 @pytest.fixture
