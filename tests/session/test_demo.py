@@ -11,12 +11,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from labruntime.demo import create_app
+from labruntime.demo import DEMO_DEVICES, create_app
 from labruntime.state import get_state
 from labruntime.store.embedded import EmbeddedRedis, stop_embedded_redis
 from labruntime.testing import FakeRLMS
@@ -30,7 +31,15 @@ def test_demo_lab_flow(tmp_path, redis_url, redis_base):
         WEBLAB_REDIS_BASE=redis_base,
         WEBLAB_AUTOCLEAN_THREAD=False,
         WEBLAB_TASK_THREADS_PROCESS=2,  # the web process holds the demo's devices itself
+        WEBLAB_DEVICES=dict(DEMO_DEVICES),  # the fallback board (the twin: test_demo_twin.py)
     )
+    try:
+        _demo_lab_flow(app, tmp_path)
+    finally:
+        get_state(app).shutdown(timeout=10)  # even when the flow fails: no thread left running
+
+
+def _demo_lab_flow(app, tmp_path):
     rlms = FakeRLMS.for_app(app)
     started = rlms.start(username="ada", full_name="Ada L.", style="labsland")
     student = rlms.client
@@ -45,7 +54,6 @@ def test_demo_lab_flow(tmp_path, redis_url, redis_base):
     assert student.post("/led", json={"on": True}).status_code == 302  # back, not the LED
     assert rlms.dispose(started.session_id)["message"] == "Deleted"
     assert (tmp_path / "demo" / "secret_key").stat().st_mode & 0o077 == 0
-    get_state(app).shutdown(timeout=10)
 
 
 def _free_port() -> int:
@@ -94,8 +102,23 @@ def test_labruntime_demo_serves_and_prints_link(tmp_path):
             data=json.dumps({"on": True}).encode(),
             headers={"Content-Type": "application/json"},
         )
-        with opener.open(request) as reply:
-            assert json.loads(reply.read()) == {"led": True, "switches": 1}
+        if 'data-twin="true"' in body:  # the AVR twin runs here: the LED is the program's pin
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                opener.open(request)
+            assert refused.value.code == 409
+            assert "pin 13" in json.loads(refused.value.read())["error"]
+            refused.value.close()
+            # the page's LED is read from the twin's pin by a task on the served demo's board
+            # (None while the board is busy: the new student's board is being cleared)
+            led = None
+            deadline = time.monotonic() + 30
+            while led is None and time.monotonic() < deadline:
+                with opener.open(f"http://127.0.0.1:{port}/state") as reply:
+                    led = json.loads(reply.read())["led"]
+            assert led is not None and isinstance(led["on"], bool) and "edges" in led
+        else:  # the fallback board (sim:arduino and a sim:gpio LED)
+            with opener.open(request) as reply:
+                assert json.loads(reply.read()) == {"led": True, "switches": 1}
     finally:
         stop_processes([process], signal.SIGINT, timeout=10)
         output = process.stdout.read()
