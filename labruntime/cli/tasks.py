@@ -26,7 +26,7 @@ from labruntime.devices.option import parse_device_options
 from labruntime.state import LabState
 from labruntime.tasks.worker import WorkerGroup, WorkerOutcome, run_worker
 
-from .app import worker_command
+from .app import F, worker_command
 
 log = logging.getLogger(__name__)
 
@@ -89,46 +89,57 @@ def _run(
     return outcome
 
 
-_DEVICE = click.option(
-    "--device",
-    "devices",
-    multiple=True,
-    metavar="[NAME=]URL|NAME",
-    help=(
-        "Hold this device and run the tasks that need it (repeat it). NAME: its URL from "
-        "WEBLAB_DEVICES; NAME=URL or URL (the lab's only device): a URL of the same kind, "
-        "or serial:PORT to move a serial-attached device to PORT keeping its options."
-    ),
-)
+def _worker_options(threads: int) -> Callable[[F], F]:
+    """The options both worker commands take: ``--threads`` (default ``threads``),
+    ``--stop-timeout``, ``--pool``, ``--device``; they reach :func:`_run` as its keywords."""
+    options = [
+        click.option(
+            "--threads",
+            default=threads,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help=(
+                "Runner threads on the --pool queues (at least one per pool); each device "
+                "queue of --device gets one more. The log says the total."
+            ),
+        ),
+        click.option(
+            "--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM."
+        ),
+        click.option(
+            "--pool",
+            "pools",
+            multiple=True,
+            default=("default",),
+            show_default=True,
+            help="Queue(s) to take tasks from (repeat it; threads are spread over the pools).",
+        ),
+        click.option(
+            "--device",
+            "devices",
+            multiple=True,
+            metavar="[NAME=]URL|NAME",
+            help=(
+                "Hold this device and run the tasks that need it (repeat it). NAME: its URL "
+                "from WEBLAB_DEVICES; NAME=URL or URL (the lab's only device): a URL of the "
+                "same kind, or serial:PORT to move a serial-attached device to PORT keeping "
+                "its options."
+            ),
+        ),
+    ]
 
-_THREADS = (
-    "Runner threads on the --pool queues (at least one per pool); each device queue of "
-    "--device gets one more. The log says the total."
-)
+    def decorate(func: F) -> F:
+        for option in reversed(options):  # listed in --help in this order
+            func = option(func)
+        return func
 
-_POOL = click.option(
-    "--pool",
-    "pools",
-    multiple=True,
-    default=("default",),
-    show_default=True,
-    help="Queue(s) to take tasks from (repeat it; threads are spread over the pools).",
-)
+    return decorate
 
 
 @click.command("run-tasks")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help=_THREADS)
-@click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
-@_POOL
-@_DEVICE
+@_worker_options(threads=1)
 @worker_command
-def run_tasks_command(
-    state: LabState,
-    threads: int,
-    stop_timeout: float,
-    pools: tuple[str, ...],
-    devices: tuple[str, ...],
-) -> None:
+def run_tasks_command(state: LabState, **options: Any) -> None:
     """Run the tasks queued now, then exit: cron-style draining.
 
     \b
@@ -139,38 +150,19 @@ def run_tasks_command(
     only while a worker holds its device, so this finishes what a stopped worker left queued;
     it does not serve students: `loop --device` (a systemd service) does.
     """
-    outcome = _run(
-        state,
-        kind="run-tasks",
-        threads=threads,
-        drain=True,
-        pools=pools,
-        devices=devices,
-        stop_timeout=stop_timeout,
-        on_started=None,
-    )
+    outcome = _run(state, kind="run-tasks", drain=True, **options)
     click.echo("run-tasks: the queue is empty" if not outcome.stopped else "run-tasks: stopped")
 
 
 @click.command("loop")
-@click.option("--threads", default=5, show_default=True, type=click.IntRange(min=1), help=_THREADS)
+@_worker_options(threads=5)
 @click.option(
     "--reload/--no-reload",
     default=False,
     help="weblablib's flag, accepted; --reload only warns: restart the worker to load new code.",
 )
-@click.option("--stop-timeout", default=30.0, show_default=True, help="Seconds to wait on SIGTERM.")
-@_POOL
-@_DEVICE
 @worker_command
-def loop_command(
-    state: LabState,
-    threads: int,
-    reload: bool,
-    stop_timeout: float,
-    pools: tuple[str, ...],
-    devices: tuple[str, ...],
-) -> None:
+def loop_command(state: LabState, reload: bool, **options: Any) -> None:
     """Run tasks and clean expired users until SIGTERM: the long-running worker.
 
     \b
@@ -179,6 +171,7 @@ def loop_command(
     at any time. SIGTERM: no new tasks, running ones asked to stop, devices driven safe and
     released, exit 0. For a one-off drain of the queue, use `run-tasks`.
     """
+    threads = options["threads"]
     if reload:
         # a reloader would kill running tasks (and their devices) mid-operation on each edit
         click.echo(
@@ -197,13 +190,10 @@ def loop_command(
     outcome = _run(
         state,
         kind="loop",
-        threads=threads,
         drain=False,
-        pools=pools,
-        devices=devices,
-        stop_timeout=stop_timeout,
         on_started=started,
         on_stopping=lambda: click.echo("loop: stopping (no new tasks; running ones asked to stop)"),
+        **options,
     )
     click.echo(
         "loop: stopped" if outcome.clean else "loop: stopped; some tasks did not end in time"
