@@ -15,6 +15,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from .errors import DeviceTimeoutError
 from .operations import CancelSource, ProgressCallback
 
 __all__ = [
@@ -25,7 +26,10 @@ __all__ = [
     "ProgramResult",
     "Programmer",
     "capability_names",
+    "console_pattern",
+    "console_timeout",
     "has_capability",
+    "take_line",
 ]
 
 
@@ -54,6 +58,32 @@ class Console(Protocol):
     def expect(self, pattern: bytes | str | re.Pattern[bytes], timeout: float) -> re.Match[bytes]:
         """Read until ``pattern`` matches; DeviceTimeoutError (with what was read) if not."""
         ...
+
+
+def console_pattern(pattern: bytes | str | re.Pattern[bytes]) -> re.Pattern[bytes]:
+    """The regex of a :meth:`Console.expect` pattern (a str is matched as its UTF-8 bytes)."""
+    if isinstance(pattern, str):
+        pattern = pattern.encode("utf-8")
+    return pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
+
+
+def take_line(buf: bytearray) -> bytes:
+    """Remove and return the first line of ``buf`` including b"\\n" (all of it if none)."""
+    end = buf.find(b"\n")
+    end = len(buf) if end < 0 else end + 1
+    data = bytes(buf[:end])
+    del buf[:end]
+    return data
+
+
+def console_timeout(
+    label: str, regex: re.Pattern[bytes], timeout: float, buf: bytearray
+) -> DeviceTimeoutError:
+    """The error of a :meth:`Console.expect` that timed out, with the last bytes received."""
+    return DeviceTimeoutError(
+        f"{label}: {regex.pattern!r} did not appear within {timeout:g} s; "
+        f"last bytes received: {bytes(buf[-200:])!r}"
+    )
 
 
 @runtime_checkable

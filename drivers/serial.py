@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .base import Device
+from .capabilities import console_pattern, console_timeout, take_line
 from .errors import DeviceIOError, DeviceTimeoutError
 from .lease import DeviceLease
 from .operations import Operation
@@ -161,17 +162,11 @@ class SerialConsole(Device):
             deadline = self._deadline(timeout)
             while b"\n" not in self._buf and self._fill(op, deadline):
                 pass
-            end = self._buf.find(b"\n")
-            end = len(self._buf) if end < 0 else end + 1
-            data = bytes(self._buf[:end])
-            del self._buf[:end]
-            return data
+            return take_line(self._buf)
 
     def expect(self, pattern: bytes | str | re.Pattern[bytes], timeout: float) -> re.Match[bytes]:
         """Read until ``pattern`` matches; consumes through the match. DeviceTimeoutError if not."""
-        if isinstance(pattern, str):
-            pattern = pattern.encode("utf-8")
-        regex = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
+        regex = console_pattern(pattern)
         with self._reading("expect") as op:
             deadline = self._deadline(timeout)
             while True:
@@ -180,11 +175,7 @@ class SerialConsole(Device):
                     del self._buf[: match.end()]
                     return match
                 if not self._fill(op, deadline):
-                    tail = bytes(self._buf[-200:])
-                    raise DeviceTimeoutError(
-                        f"{self.label}: {regex.pattern!r} did not appear within {timeout:g} s; "
-                        f"last bytes received: {tail!r}"
-                    )
+                    raise console_timeout(self.label, regex, timeout, self._buf)
 
     def write(self, data: bytes) -> int:
         import serial

@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from ..base import open_with_lease
-from ..errors import DeviceIOError, DeviceTimeoutError, DeviceURLError
+from ..capabilities import console_pattern, console_timeout, take_line
+from ..errors import DeviceIOError, DeviceURLError
 from ..operations import Operation
 from ..parts import get_part
 from ..stk500 import Stk500Programmer, sync_options
@@ -271,17 +272,11 @@ class SimAvrBoard(Stk500Programmer):
         with self._operation("readline") as op:
             self._wait_console(op, lambda: b"\n" in self._console, timeout)
             with self._console_cond:
-                end = self._console.find(b"\n")
-                end = len(self._console) if end < 0 else end + 1
-                data = bytes(self._console[:end])
-                del self._console[:end]
-            return data
+                return take_line(self._console)
 
     def expect(self, pattern: bytes | str | re.Pattern[bytes], timeout: float) -> re.Match[bytes]:
         """Read until ``pattern`` matches; consumes through the match. DeviceTimeoutError if not."""
-        if isinstance(pattern, str):
-            pattern = pattern.encode("utf-8")
-        regex = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
+        regex = console_pattern(pattern)
         found: list[re.Match[bytes]] = []
 
         def match() -> bool:
@@ -293,11 +288,7 @@ class SimAvrBoard(Stk500Programmer):
         with self._operation("expect") as op:
             if not self._wait_console(op, match, timeout):
                 with self._console_cond:
-                    tail = bytes(self._console[-200:])
-                raise DeviceTimeoutError(
-                    f"{self.label}: {regex.pattern!r} did not appear within {timeout:g} s; last "
-                    f"bytes received: {tail!r}"
-                )
+                    raise console_timeout(self.label, regex, timeout, self._console)
             with self._console_cond:
                 del self._console[: found[-1].end()]
             return found[-1]
