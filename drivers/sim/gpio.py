@@ -12,7 +12,7 @@ DigitalInput capabilities); ``safe()`` drives every output to ``safe``.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from ..base import Device
 from ..errors import DeviceURLError
@@ -23,6 +23,8 @@ from ..urls import DeviceURL, reject_unknown
 __all__ = ["GRAMMAR", "SIM_GRAMMAR", "SimGpioBoard", "open_url", "validate"]
 
 log = logging.getLogger(__name__)
+
+_Line = TypeVar("_Line", InputLine, OutputLine)
 
 SIM_GRAMMAR = (
     "sim:gpio?out=17,18&in=27,22&wired=17-27,18-22&safe=0&active_high=true&pull=down|up|none"
@@ -50,23 +52,18 @@ class SimGpioBoard(Device):
 
     def output(self, pin: int | str) -> OutputLine:
         """The output line on ``pin`` (any gpiozero name); KeyError if it is not an output."""
-        self._check_open()
-        name = self._canonical(pin)
-        if name not in self.outputs:
-            raise KeyError(
-                f"{name} is not an output of {self.label} (outputs: {sorted(self.outputs)})"
-            )
-        return self.outputs[name]
+        return self._line(pin, self.outputs, "output")
 
     def input(self, pin: int | str) -> InputLine:
         """The input line on ``pin`` (any gpiozero name); KeyError if it is not an input."""
+        return self._line(pin, self.inputs, "input")
+
+    def _line(self, pin: int | str, lines: dict[str, _Line], kind: str) -> _Line:
         self._check_open()
         name = self._canonical(pin)
-        if name not in self.inputs:
-            raise KeyError(
-                f"{name} is not an input of {self.label} (inputs: {sorted(self.inputs)})"
-            )
-        return self.inputs[name]
+        if name not in lines:
+            raise KeyError(f"{name} is not an {kind} of {self.label} ({kind}s: {sorted(lines)})")
+        return lines[name]
 
     def _drive_safe(self) -> dict[str, Any]:
         outputs = {pin: line.drive_safe() for pin, line in self.outputs.items()}
