@@ -1,6 +1,7 @@
-"""What many tests need: loading a lab file as a module, and waiting for a condition.
+"""What many tests need: loading a lab file as a module, waiting for a condition, and the
+demo lab on the test's Redis.
 
-Tests import them as ``from tests._helpers import load_module, wait_for``.
+Tests import them as ``from tests._helpers import load_module, running_demo, wait_for``.
 """
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -52,3 +54,20 @@ def wait_for(
             said = what() if callable(what) else what
             raise AssertionError(f"still waiting for {said} after {timeout:g} s")
         time.sleep(interval)
+
+
+@contextmanager
+def running_demo(tmp_path: Path, redis_url: str, redis_base: str, **config: Any) -> Iterator[Any]:
+    """The demo lab's app (instance folder ``tmp_path/demo``) on the test's Redis, with
+    ``config`` (``WEBLAB_*`` keys); its threads are shut down after the block, even when it
+    fails."""
+    from labruntime.demo import create_app
+    from labruntime.state import get_state
+
+    app = create_app(
+        tmp_path / "demo", WEBLAB_REDIS_URL=redis_url, WEBLAB_REDIS_BASE=redis_base, **config
+    )
+    try:
+        yield app
+    finally:
+        get_state(app).shutdown(timeout=10)

@@ -15,23 +15,22 @@ from typing import Any
 
 import pytest
 
-from labruntime.demo import DEMO_DEVICES, create_app
+from labruntime.demo import DEMO_DEVICES
 from labruntime.state import get_state
 from labruntime.testing import FakeRLMS
-from tests._helpers import wait_for
+from tests._helpers import running_demo, wait_for
 
 
 @pytest.fixture
 def demo(tmp_path: Path, redis_url: str, redis_base: str) -> Iterator[Any]:
-    app = create_app(
-        tmp_path / "demo",
-        WEBLAB_REDIS_URL=redis_url,
-        WEBLAB_REDIS_BASE=redis_base,
+    with running_demo(
+        tmp_path,
+        redis_url,
+        redis_base,
         WEBLAB_AUTOCLEAN_THREAD=False,
         WEBLAB_DEVICES=dict(DEMO_DEVICES),  # the fallback board (the twin: test_demo_twin.py)
-    )
-    yield app
-    get_state(app).shutdown(timeout=10)
+    ) as app:
+        yield app
 
 
 def _student(app: Any, **slot: Any) -> tuple[FakeRLMS, Any, str]:

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from labruntime.demo import DEMO_DEVICES, create_app
+from labruntime.demo import DEMO_DEVICES
 from labruntime.demo.lab_tasks import LED_OUT
 from labruntime.state import get_state
 from labruntime.testing import FakeRLMS, serve_app
+from tests._helpers import running_demo
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +29,13 @@ BAD_HEX = GOOD_LINE + ":04001000E1F7F7CF4F\n:00000001FF\n"  # line 2: checksum o
 
 @pytest.fixture
 def demo_app(tmp_path: Path, redis_url: str, redis_base: str) -> Any:
-    app = create_app(
-        tmp_path / "demo",
-        WEBLAB_REDIS_URL=redis_url,
-        WEBLAB_REDIS_BASE=redis_base,
+    with running_demo(
+        tmp_path,
+        redis_url,
+        redis_base,
         WEBLAB_DEVICES=dict(DEMO_DEVICES),  # the fallback board; the twin: test_demo_twin.py
-    )
-    yield app
-    get_state(app).shutdown(timeout=10)
+    ) as app:
+        yield app
 
 
 def _fraction(page: Any) -> float:

@@ -19,12 +19,11 @@ from typing import Any
 import pytest
 
 from labruntime.demo import app as demo_app_module
-from labruntime.demo import create_app
 from labruntime.drivers.sim.avr import twin_available
 from labruntime.drivers.sim.avr_build import cache_root
 from labruntime.state import get_state
 from labruntime.testing import FakeRLMS, serve_app
-from tests._helpers import wait_for
+from tests._helpers import running_demo, wait_for
 
 BACK = "http://rlms.invalid/back"
 
@@ -45,15 +44,9 @@ def twin_here() -> None:
 
 @pytest.fixture
 def twin_demo(twin_here: None, tmp_path: Path, redis_url: str, redis_base: str) -> Iterator[Any]:
-    app = create_app(
-        tmp_path / "demo",
-        WEBLAB_REDIS_URL=redis_url,
-        WEBLAB_REDIS_BASE=redis_base,
-        WEBLAB_AUTOCLEAN_THREAD=False,
-    )
-    assert app.config["WEBLAB_DEVICES"] == {"board": "sim:avr?mcu=atmega328p"}
-    yield app
-    get_state(app).shutdown(timeout=10)
+    with running_demo(tmp_path, redis_url, redis_base, WEBLAB_AUTOCLEAN_THREAD=False) as app:
+        assert app.config["WEBLAB_DEVICES"] == {"board": "sim:avr?mcu=atmega328p"}
+        yield app
 
 
 def _student(app: Any, name: str = "ada") -> tuple[FakeRLMS, Any, str]:
@@ -108,13 +101,7 @@ def test_without_the_twin_the_demo_says_why_and_falls_back(
     (tmp_path / "a-file").write_text("")  # ~/.cache cannot be written (ProtectHome, say)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file" / "cache"))
     caplog.set_level(logging.WARNING, logger="labruntime.demo.app")
-    app = create_app(
-        tmp_path / "demo",
-        WEBLAB_REDIS_URL=redis_url,
-        WEBLAB_REDIS_BASE=redis_base,
-        WEBLAB_AUTOCLEAN_THREAD=False,
-    )
-    try:
+    with running_demo(tmp_path, redis_url, redis_base, WEBLAB_AUTOCLEAN_THREAD=False) as app:
         assert app.config["WEBLAB_DEVICES"]["board"].startswith("sim:arduino")
         # the twin's builds would go to the instance folder (~/.cache is not writable)
         assert os.environ["LABRUNTIME_CACHE_DIR"] == str((tmp_path / "demo" / "cache").resolve())
@@ -123,8 +110,6 @@ def test_without_the_twin_the_demo_says_why_and_falls_back(
         page = client.get("/").get_data(as_text=True)
         assert 'id="board-note"' in page and "apt-get install simavr" in page
         assert 'id="led-on"' in page and "data-weblab-monitor" not in page
-    finally:
-        get_state(app).shutdown(timeout=10)
 
 
 @pytest.mark.slow
@@ -210,8 +195,5 @@ def test_the_demo_leaves_a_writable_default_cache_alone(
     monkeypatch.setattr(demo_app_module, "twin_available", lambda: (False, "no simavr"))
     monkeypatch.delenv("LABRUNTIME_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    app = create_app(tmp_path / "demo", WEBLAB_REDIS_URL=redis_url, WEBLAB_REDIS_BASE=redis_base)
-    try:
+    with running_demo(tmp_path, redis_url, redis_base):
         assert "LABRUNTIME_CACHE_DIR" not in os.environ  # ~/.cache/labruntime serves
-    finally:
-        get_state(app).shutdown(timeout=10)

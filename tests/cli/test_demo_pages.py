@@ -7,23 +7,21 @@ import re
 
 import pytest
 
-from labruntime.demo import create_app
-from labruntime.state import get_state
 from labruntime.testing import FakeRLMS
+from tests._helpers import running_demo
 
 
 @pytest.fixture
 def demo(tmp_path, redis_url, redis_base):
-    app = create_app(
-        tmp_path / "demo",
-        WEBLAB_REDIS_URL=redis_url,
-        WEBLAB_REDIS_BASE=redis_base,
+    with running_demo(
+        tmp_path,
+        redis_url,
+        redis_base,
         WEBLAB_AUTOCLEAN_THREAD=False,
         WEBLAB_TASK_THREADS_PROCESS=0,
         WEBLAB_DEVICES={},
-    )
-    yield app
-    get_state(app).shutdown(timeout=10)
+    ) as app:
+        yield app
 
 
 def test_a_browser_without_a_session_gets_a_styled_page_with_a_way_in(demo):

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from labruntime.demo import create_app
-from labruntime.state import get_state
 from labruntime.testing import FakeRLMS
+from tests._helpers import running_demo
 
 EVIL = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
 OWN = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
@@ -20,15 +19,14 @@ BACK = "https://rlms.example/labs"
 
 @pytest.fixture
 def demo(tmp_path: Path, redis_url: str, redis_base: str) -> Iterator[Any]:
-    app = create_app(
-        tmp_path / "demo",
-        WEBLAB_REDIS_URL=redis_url,
-        WEBLAB_REDIS_BASE=redis_base,
+    with running_demo(
+        tmp_path,
+        redis_url,
+        redis_base,
         WEBLAB_AUTOCLEAN_THREAD=False,
         WEBLAB_TASK_THREADS_PROCESS=0,  # nothing is programmed: the refusal comes first
-    )
-    yield app
-    get_state(app).shutdown(timeout=10)
+    ) as app:
+        yield app
 
 
 def test_cross_site_program_and_leave_are_refused(demo: Any) -> None:
