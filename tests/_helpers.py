@@ -1,5 +1,5 @@
-"""What many tests need: loading a lab file as a module, waiting for a condition, and the
-demo lab on the test's Redis.
+"""What many tests need: loading a lab file as a module, waiting for a condition, the demo
+lab on the test's Redis, and a minimal lab file for the CLI (run with :func:`run_labruntime`).
 
 Tests import them as ``from tests._helpers import load_module, running_demo, wait_for``.
 """
@@ -7,7 +7,9 @@ Tests import them as ``from tests._helpers import load_module, running_demo, wai
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +18,8 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+LABRUNTIME = str(Path(sys.executable).parent / "labruntime")
 
 
 def load_module(path: Path, name: str | None = None, *, fresh: bool = False) -> ModuleType:
@@ -71,3 +75,40 @@ def running_demo(tmp_path: Path, redis_url: str, redis_base: str, **config: Any)
         yield app
     finally:
         get_state(app).shutdown(timeout=10)
+
+
+def write_lab(
+    path: Path,
+    config: str = "",
+    *,
+    password: str = "Rl9-rlms-pass-0123456789",
+    initial_url: bool = True,
+) -> Path:
+    """Write a minimal lab file at ``path`` (instance folder ``inst`` beside it): a Flask app
+    with WebLab, the RLMS's credentials ``rlms`` / ``password``, ``config`` (more
+    ``app.config.update`` keywords, as Python source) and an ``initial_url`` of "/"."""
+    extra = f", {config}" if config else ""
+    text = f"""
+        from flask import Flask
+        from labruntime import WebLab
+        app = Flask(__name__, instance_path={str(path.parent / "inst")!r})
+        app.config.update(SECRET_KEY="k9Fz2LqWm4Xv8RtY3PbN", WEBLAB_USERNAME="rlms",
+                          WEBLAB_PASSWORD={password!r}{extra})
+        weblab = WebLab(app)
+        """
+    if initial_url:
+        text += """
+        @weblab.initial_url
+        def initial_url():
+            return "/"
+        """
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def run_labruntime(lab: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``labruntime --app LAB ARGS...`` in the lab's folder, its output captured."""
+    return subprocess.run(
+        [LABRUNTIME, "--app", str(lab), *args],
+        cwd=lab.parent, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip

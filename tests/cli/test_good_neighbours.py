@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import urllib.request
 from pathlib import Path
 
@@ -23,10 +22,8 @@ import pytest
 from labruntime.demo import link_host
 from labruntime.store import embedded
 from labruntime.store.embedded import EmbeddedRedis, EmbeddedRedisError, ensure_embedded_redis
-from tests._helpers import wait_for
+from tests._helpers import LABRUNTIME, run_labruntime, wait_for, write_lab
 from tests._processes import stop_processes
-
-LABRUNTIME = str(Path(sys.executable).parent / "labruntime")
 
 
 def _open(link: str) -> int:
@@ -122,30 +119,7 @@ def test_demo_host_0000_link_works_at_this_machines_address(tmp_path: Path):
 
 
 def _lab(tmp_path: Path) -> Path:
-    lab = tmp_path / "neighbourlab.py"
-    lab.write_text(
-        textwrap.dedent(f"""
-        from flask import Flask
-        from labruntime import WebLab
-        app = Flask(__name__, instance_path={str(tmp_path / "inst")!r})
-        app.config.update(SECRET_KEY="k9Fz2LqWm4Xv8RtY3PbN", WEBLAB_USERNAME="rlms",
-                          WEBLAB_PASSWORD="Rl9-rlms-pass-0123456789",
-                          WEBLAB_DEVICES={{"led": "gpio:17?factory=mock"}})
-        weblab = WebLab(app)
-
-        @weblab.initial_url
-        def initial_url():
-            return "/"
-        """)
-    )
-    return lab
-
-
-def _run(lab: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LABRUNTIME, "--app", str(lab), *args],
-        capture_output=True, text=True, timeout=60, cwd=lab.parent, check=False,
-    )  # fmt: skip
+    return write_lab(tmp_path / "neighbourlab.py", 'WEBLAB_DEVICES={"led": "gpio:17?factory=mock"}')
 
 
 @pytest.mark.slow
@@ -153,11 +127,11 @@ def test_status_commands_never_start_the_embedded_redis(tmp_path: Path):
     lab = _lab(tmp_path)
     server = EmbeddedRedis(tmp_path / "inst" / "redis")
     for command in (["device", "status"], ["fake", "status"], ["redis", "status"]):
-        result = _run(lab, *command)
+        result = run_labruntime(lab, *command)
         assert "not running" in result.stdout, (command, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr
         assert not server.running, command
-    started = _run(lab, "fake", "new", "--dont-open-browser")
+    started = run_labruntime(lab, "fake", "new", "--dont-open-browser")
     try:
         assert started.returncode == 0, started.stderr
         lines = [line for line in started.stderr.splitlines() if "embedded Redis" in line]

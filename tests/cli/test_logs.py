@@ -6,17 +6,15 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from labruntime.redact import SecretFilter, add_secret, mask_url, session_hash
 from labruntime.store.embedded import find_redis_server
-from tests._helpers import wait_for
+from tests._helpers import LABRUNTIME, wait_for, write_lab
 from tests._processes import stop_processes
 
-LABRUNTIME = str(Path(sys.executable).parent / "labruntime")
 REDIS_PASSWORD = "Zq8-redis-pass-not-for-logs"
 RLMS_PASSWORD = "Rl9-rlms-pass-not-for-logs-0123"
 
@@ -60,17 +58,11 @@ def test_a_worker_logs_info_and_no_password_through_a_redis_outage(tmp_path: Pat
          "--appendonly", "no", "--requirepass", REDIS_PASSWORD],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    lab = tmp_path / "pwlab.py"
-    lab.write_text(
-        textwrap.dedent(f"""
-        from flask import Flask
-        from labruntime import WebLab
-        app = Flask(__name__, instance_path={str(tmp_path / "inst")!r})
-        app.config.update(SECRET_KEY="k9Fz2LqWm4Xv8RtY3PbN", WEBLAB_USERNAME="rlms",
-                          WEBLAB_PASSWORD={RLMS_PASSWORD!r},
-                          WEBLAB_REDIS_URL="unix://:{REDIS_PASSWORD}@{sock}")
-        weblab = WebLab(app)
-        """)
+    lab = write_lab(
+        tmp_path / "pwlab.py",
+        f'WEBLAB_REDIS_URL="unix://:{REDIS_PASSWORD}@{sock}"',
+        password=RLMS_PASSWORD,
+        initial_url=False,
     )
     log = tmp_path / "worker.log"
     worker = None
@@ -93,17 +85,11 @@ def test_a_worker_logs_info_and_no_password_through_a_redis_outage(tmp_path: Pat
 
 @pytest.mark.slow
 def test_flask_weblab_run_tasks_logs_info_too(tmp_path: Path, redis_url: str, redis_base: str):
-    lab = tmp_path / "infolab.py"
-    lab.write_text(
-        textwrap.dedent(f"""
-        from flask import Flask
-        from labruntime import WebLab
-        app = Flask(__name__, instance_path={str(tmp_path / "inst")!r})
-        app.config.update(SECRET_KEY="k9Fz2LqWm4Xv8RtY3PbN", WEBLAB_USERNAME="rlms",
-                          WEBLAB_PASSWORD={RLMS_PASSWORD!r}, WEBLAB_REDIS_URL={redis_url!r},
-                          WEBLAB_REDIS_BASE={redis_base!r}, WEBLAB_NO_THREAD=True)
-        weblab = WebLab(app)
-        """)
+    lab = write_lab(
+        tmp_path / "infolab.py",
+        f"WEBLAB_REDIS_URL={redis_url!r}, WEBLAB_REDIS_BASE={redis_base!r}, WEBLAB_NO_THREAD=True",
+        password=RLMS_PASSWORD,
+        initial_url=False,
     )
     done = subprocess.run(
         [str(Path(sys.executable).parent / "flask"), "--app", str(lab), "weblab", "run-tasks"],
