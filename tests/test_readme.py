@@ -100,6 +100,14 @@ def _browser() -> urllib.request.OpenerDirector:
     )
 
 
+def _stop(process: subprocess.Popen[str], output: list[str]) -> None:
+    """Stop the script (Ctrl-C) and add the rest of what it printed to ``output``."""
+    stop_processes([process], signal.SIGINT, timeout=30)
+    assert process.stdout is not None
+    output.append(process.stdout.read())
+    process.stdout.close()
+
+
 def _until_link(process: subprocess.Popen[str], output: list[str], port: int) -> str:
     assert process.stdout is not None
     for line in process.stdout:
@@ -141,10 +149,7 @@ def test_the_demo_command_runs_as_written(here: Path):
         body = wait_for(page, 30, lambda: "the demo's page:\n" + "".join(output))
         assert "Demo Student" in body
     finally:
-        stop_processes([process], signal.SIGINT, timeout=30)
-        assert process.stdout is not None
-        output.append(process.stdout.read())
-        process.stdout.close()
+        _stop(process, output)
     text = "".join(output)
     assert "labruntime demo: stopped" in text and "Traceback" not in text, text
     assert "pip install -e ." in (here / "not-run.log").read_text()
@@ -171,10 +176,7 @@ def test_the_minimal_lab_and_its_commands_run_as_written(here: Path):
             body = reply.read().decode()
         assert "Hello john.smith" in body and "s left" in body, body
     finally:
-        stop_processes([process], signal.SIGINT, timeout=30)
-        assert process.stdout is not None
-        output.append(process.stdout.read())
-        process.stdout.close()
+        _stop(process, output)
     text = "".join(output)
     assert "Should finish: " in text and "Traceback" not in text, text
     tested = subprocess.run(  # the README's test, with the README's lab
