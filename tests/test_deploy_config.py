@@ -73,14 +73,20 @@ def _stop_redis_of(instance: Path, timeout: float = 10.0) -> None:
         os.kill(pid, signal.SIGTERM)  # redis-server shuts down cleanly on SIGTERM
     except (OSError, ValueError):
         return
+    if not _gone(pid, timeout):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for process ``pid`` to exit; whether it did."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return
+            return True
         time.sleep(0.05)  # waiting for another process's exit: no notification exists
-    os.kill(pid, signal.SIGKILL)
+    return False
 
 
 # -- device maps and the lab config ------------------------------------------------------------
@@ -687,15 +693,7 @@ def test_redis_unit_starts_a_forking_server_and_stops_it(tmp_path):
         os.kill(pid, 0)  # the daemon outlives the command, as Type=forking expects
         stopped = run(service["ExecStop"][0])
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)  # waiting for another process's exit: no notification exists
-        else:
-            pytest.fail(f"redis-server {pid} still running after ExecStop")
+        assert _gone(pid, 10), f"redis-server {pid} still running after ExecStop"
     finally:
         _stop_redis_of(instance)
 
