@@ -174,7 +174,7 @@ class LabState:
 
     def _next_due(self) -> float | None:
         """When the cleaner must pass again: a session due, or the next reaper pass."""
-        due = [t for t in (self.sessions.store.next_due(), self._reap_due) if t is not None]
+        due = [t for t in (self.sessions.next_due(), self._reap_due) if t is not None]
         return min(due) if due else None
 
     def new_cleaner(self) -> CleanerThread:

@@ -78,6 +78,7 @@ class SessionManager:
         self.clock = clock
         #: weblablib's JSON lifecycle events (on the app's logger: see :mod:`.lifecycle`)
         self.lifecycle = lifecycle or LifecycleLog(log)
+        self._next_due_seen: tuple[float | None] | None = None  # an idle pass's next_due
 
     def _event(self, event: str, session_id: str, message: str, **fields: Any) -> None:
         """labruntime's own record of a session's life (the session named by its hash)."""
@@ -294,7 +295,8 @@ class SessionManager:
         ended = 0
         while True:
             now = self.clock()
-            due = self.store.due_sessions(now, limit=CLEAN_BATCH)
+            due, first = self.store.due_and_next(now, limit=CLEAN_BATCH)
+            self._next_due_seen = None if due else (first,)
             if not due:
                 break
             done = self._clean_batch(due, now, steps, steps_many, on_dispose)
@@ -304,6 +306,12 @@ class SessionManager:
             if time.monotonic() - started >= CLEAN_PASS_BUDGET:
                 break
         return ended
+
+    def next_due(self) -> float | None:
+        """When the cleaner must look again: as the last pass saw it when it found nothing
+        to do (no round trip), else read now."""
+        seen, self._next_due_seen = self._next_due_seen, None
+        return seen[0] if seen is not None else self.store.next_due()
 
     def _clean_batch(
         self,

@@ -399,6 +399,14 @@ class SessionStore:
         """Session ids the cleaner must look at now."""
         return self._redis.zrangebyscore(self._live_key, "-inf", repr(now), start=0, num=limit)
 
+    def due_and_next(self, now: float, limit: int) -> tuple[list[str], float | None]:
+        """:meth:`due_sessions` and :meth:`next_due` in one round trip."""
+        pipe = self._conn.pipeline(transaction=False)
+        pipe.zrangebyscore(self._live_key, "-inf", repr(now), start=0, num=limit)
+        pipe.zrange(self._live_key, 0, 0, withscores=True)
+        due, first = pipe.execute()
+        return due, float(first[0][1]) if first else None
+
     def next_due(self) -> float | None:
         """When the cleaner must next look (None: no live session)."""
         first = self._redis.zrange(self._live_key, 0, 0, withscores=True)

@@ -60,3 +60,15 @@ def test_a_session_with_unfinished_tasks_waits_while_the_others_end(perf_lab, re
         assert perf_lab.weblab.get_task(task.task_id) is not None
         assert perf_lab.weblab.get_task(task.task_id).status == "failed"
     assert sorted(perf_lab.disposed) == ids
+
+
+def test_an_idle_cleaner_wake_is_two_round_trips(perf_lab, redis_calls):
+    state = get_state(perf_lab.app)
+    perf_lab.rlms.start(username="still-here", assigned_time=600)
+    state.tasks.store.heartbeat("w-live", 4.0, {})  # a registered worker: the reaper looks
+    state.clean()  # scripts loaded
+    for _ in range(2):
+        with redis_calls() as calls:
+            state.clean()
+            assert state._next_due() is not None
+        assert calls.round_trips == 2  # due sessions and next due; the reaper's look
