@@ -50,8 +50,8 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 case "$(uname -m)" in
-    x86_64 | aarch64) extras='.[test,browser]' ;;  # playwright has wheels there
-    *) extras='.[test]' ;;  # 32-bit Pi: no playwright wheel; the browser tests skip
+    x86_64 | aarch64) extras='.[test,browser,speed]' ;;  # playwright, hiredis have wheels there
+    *) extras='.[test]' ;;  # 32-bit Pi: no playwright wheel (the browser tests skip), no hiredis
 esac
 .venv/bin/python -m pip install -q --disable-pip-version-check -e "$extras"
 .venv/bin/ruff check --quiet .
