@@ -33,6 +33,7 @@ from .errors import (
     WebLabNotInitializedError,
 )
 from .globals import weblab_user
+from .sessions.cookie_cache import install as install_cookie_cache
 from .sessions.manager import create_token
 from .sessions.users import CurrentUser, ExpiredUser
 from .sessions.views import register_views, store_unavailable_response
@@ -105,6 +106,7 @@ class WebLab:
         self._apps.add(app)
         register_views(app, config.base_url, config.callback_url)
         _register_commands(app)
+        install_cookie_cache(app)
         app.before_request(state.start_background)
         app.after_request(_save_request_data)
         app.context_processor(
@@ -269,7 +271,7 @@ class WebLab:
                 threads=threads,
                 kind="loop",
                 stop=stop or threading.Event(),
-                cleaner=state.new_cleaner(),
+                cleaner=state.new_cleaner(reap=False),  # its heartbeat reaps
                 stop_timeout=stop_timeout,
             )
 

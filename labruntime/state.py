@@ -162,14 +162,15 @@ class LabState:
                 session_id, reason, self.tasks.dispose_steps, self._run_on_dispose
             )
 
-    def clean(self) -> int:
-        """One cleaner pass: end every session whose time is over, and reap dead workers'
-        tasks (``worker-lost``). Returns how many sessions ended."""
+    def clean(self, *, reap: bool = True) -> int:
+        """One cleaner pass: end every session whose time is over, and (``reap``) reap dead
+        workers' tasks (``worker-lost``). Returns how many sessions ended."""
         with self.app.app_context():
             ended = self.sessions.clean(
                 self.tasks.dispose_steps, self._run_on_dispose, self.tasks.dispose_steps_many
             )
-        self._reap_due = self.tasks.reap_dead()
+        if reap:
+            self._reap_due = self.tasks.reap_dead()
         return ended
 
     def _next_due(self) -> float | None:
@@ -177,8 +178,15 @@ class LabState:
         due = [t for t in (self.sessions.next_due(), self._reap_due) if t is not None]
         return min(due) if due else None
 
-    def new_cleaner(self) -> CleanerThread:
-        """A cleaner thread for this lab (not started)."""
+    def new_cleaner(self, *, reap: bool = True) -> CleanerThread:
+        """A cleaner thread for this lab (not started). ``reap=False``: its passes only end
+        sessions, for a worker process (``loop``) whose heartbeat already reaps dead workers
+        every HEARTBEAT seconds while the cleaner runs; the reaper's looks (every few seconds
+        while a worker is registered) are then left to the heartbeats and the web cleaners."""
+        if not reap:
+            return CleanerThread(
+                lambda: self.clean(reap=False), self.sessions.next_due, self.config.cleaner_interval
+            )
         return CleanerThread(self.clean, self._next_due, self.config.cleaner_interval)
 
     # -- this process's background threads -------------------------------------------------

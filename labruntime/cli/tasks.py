@@ -75,7 +75,7 @@ def _run(
         drain=drain,
         pools=pools,
         devices=bindings,
-        cleaner=None if drain else state.new_cleaner(),
+        cleaner=None if drain else state.new_cleaner(reap=False),  # its heartbeat reaps
         stop_timeout=stop_timeout,
         on_started=started,
         on_stopping=on_stopping,

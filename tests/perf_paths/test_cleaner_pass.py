@@ -72,3 +72,21 @@ def test_an_idle_cleaner_wake_is_two_round_trips(perf_lab, redis_calls):
             state.clean()
             assert state._next_due() is not None
         assert calls.round_trips == 2  # due sessions and next due; the reaper's look
+
+
+def test_a_worker_process_cleaner_wake_is_one_round_trip(perf_lab, redis_calls):
+    """The ``loop`` worker's cleaner leaves the reaper's look to its heartbeat (which reaps
+    every HEARTBEAT s while the worker runs): an idle wake reads the sessions only, and its
+    next wake is the sessions' next due time, not a worker's lease lapsing."""
+    state = get_state(perf_lab.app)
+    perf_lab.rlms.start(username="still-here", assigned_time=600)
+    state.tasks.store.heartbeat("w-live", 4.0, {})  # a registered worker
+    cleaner = state.new_cleaner(reap=False)
+    cleaner._run_pass()  # scripts loaded
+    for _ in range(2):
+        with redis_calls() as calls:
+            cleaner._run_pass()
+            due = cleaner._next_due()
+        assert calls.round_trips == 1, calls.commands  # due sessions and next due
+        assert due is not None and due - time.time() > 10  # the session's, not the lease's
+    assert state._reap_due is None
