@@ -706,10 +706,11 @@ def test_test_extras_install_on_a_32_bit_pi_and_nginx_stays_off():
     root = CONFIG.parent
     with (root / "pyproject.toml").open("rb") as fh:
         extras = tomllib.load(fh)["project"]["optional-dependencies"]
-    assert not [dep for dep in extras["test"] if dep.startswith("playwright")]
+    assert not [dep for dep in extras["test"] if dep.startswith(("playwright", "hiredis"))]
     assert [dep for dep in extras["browser"] if dep.startswith("playwright")]
+    assert [dep for dep in extras["speed"] if dep.startswith("hiredis")]
     script = (root / "tools" / "test.sh").read_text()
-    assert "x86_64 | aarch64) extras='.[test,browser]'" in script
+    assert "x86_64 | aarch64) extras='.[test,browser,speed]'" in script  # + hiredis
     assert "*) extras='.[test]'" in script
     assert "exit 101" in script and "policy-rc.d" in script  # no service start while installing
     assert "systemctl disable --now nginx" in script
