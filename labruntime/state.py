@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -179,15 +180,24 @@ class LabState:
         return min(due) if due else None
 
     def new_cleaner(self, *, reap: bool = True) -> CleanerThread:
-        """A cleaner thread for this lab (not started). ``reap=False``: its passes only end
-        sessions, for a worker process (``loop``) whose heartbeat already reaps dead workers
-        every HEARTBEAT seconds while the cleaner runs; the reaper's looks (every few seconds
-        while a worker is registered) are then left to the heartbeats and the web cleaners."""
+        """A cleaner thread for this lab (not started). The web processes' cleaners (``reap``)
+        elect one of them, which runs the passes (see :mod:`.sessions.cleaner`). ``reap=False``:
+        its passes only end sessions, for a worker process (``loop``) whose heartbeat already
+        reaps dead workers every HEARTBEAT seconds while the cleaner runs; the reaper's looks
+        (every few seconds while a worker is registered) are then left to the heartbeats and
+        the web cleaners."""
         if not reap:
             return CleanerThread(
                 lambda: self.clean(reap=False), self.sessions.next_due, self.config.cleaner_interval
             )
-        return CleanerThread(self.clean, self._next_due, self.config.cleaner_interval)
+        store, token = self.sessions.store, uuid.uuid4().hex
+        return CleanerThread(
+            self.clean,
+            self._next_due,
+            self.config.cleaner_interval,
+            lead=lambda lease: store.lead_cleaner(token, lease),
+            release=lambda: store.release_cleaner(token),
+        )
 
     # -- this process's background threads -------------------------------------------------
     def start_background(self) -> None:

@@ -62,6 +62,22 @@ _POLL_AND_GET = (
     f"local FULL = {{{_lua_list(LIGHT_FIELDS + _BLOB_FIELDS)}}}\n"
 ) + _POLL_AND_GET
 
+# KEYS: the cleaner lease. ARGV: token, lease ms. -1: the caller leads (taken or renewed),
+# else the ms left on another cleaner's lease.
+_LEAD_CLEANER = """
+local holder = redis.call('GET', KEYS[1])
+if not holder or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return -1
+end
+return redis.call('PTTL', KEYS[1])
+"""
+# KEYS: the cleaner lease. ARGV: token. Deleted only by its holder.
+_RELEASE_CLEANER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # KEYS: session hash, live zset. ARGV: now, reason, session id.
 _BEGIN_DISPOSE = """
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -406,6 +422,20 @@ class SessionStore:
         pipe.zrange(self._live_key, 0, 0, withscores=True)
         due, first = pipe.execute()
         return due, float(first[0][1]) if first else None
+
+    def lead_cleaner(self, token: str, lease: float) -> float | None:
+        """Take or renew the lab's cleaner lease for ``token`` (``lease`` s): None when
+        ``token`` leads, else the seconds left on the leader's lease (one round trip)."""
+        left = int(
+            self._conn.script(_LEAD_CLEANER)(
+                keys=[self._key("weblab", "cleaner")], args=[token, int(lease * 1000)]
+            )
+        )
+        return None if left == -1 else max(left, 0) / 1000
+
+    def release_cleaner(self, token: str) -> None:
+        """Give the cleaner lease up if ``token`` holds it (another cleaner takes it)."""
+        self._conn.script(_RELEASE_CLEANER)(keys=[self._key("weblab", "cleaner")], args=[token])
 
     def next_due(self) -> float | None:
         """When the cleaner must next look (None: no live session)."""
