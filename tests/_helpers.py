@@ -112,3 +112,26 @@ def run_labruntime(lab: Path, *args: str, timeout: float = 60) -> subprocess.Com
         [LABRUNTIME, "--app", str(lab), *args],
         cwd=lab.parent, capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
+
+
+def skip_unless_user_can_import(uid: int, gid: int, *modules: str) -> None:
+    """Skip the calling test when user ``uid`` cannot import ``modules`` from this checkout.
+
+    A second-user test runs this checkout's Python as another user (``setpriv``); a checkout
+    inside a folder closed to other users (``mktemp -d`` makes 0700 folders) cannot be read by
+    them, which says nothing about labruntime. Run the suite from a folder others may read to
+    include these tests.
+    """
+    import pytest
+
+    probe = subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", sys.executable, "-c",
+         "import " + ", ".join(modules)],
+        capture_output=True, text=True, timeout=60, check=False, cwd="/",
+    )  # fmt: skip
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        pytest.skip(
+            f"user {uid} cannot import this checkout ({last}): a parent folder is closed to "
+            "other users; run the suite from a folder others may read to include this test"
+        )

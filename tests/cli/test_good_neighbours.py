@@ -22,7 +22,13 @@ import pytest
 from labruntime.demo import link_host
 from labruntime.store import embedded
 from labruntime.store.embedded import EmbeddedRedis, EmbeddedRedisError, ensure_embedded_redis
-from tests._helpers import LABRUNTIME, run_labruntime, wait_for, write_lab
+from tests._helpers import (
+    LABRUNTIME,
+    run_labruntime,
+    skip_unless_user_can_import,
+    wait_for,
+    write_lab,
+)
 from tests._processes import stop_processes
 
 
@@ -191,6 +197,7 @@ needs_root = pytest.mark.skipif(
 @needs_root
 @pytest.mark.slow
 def test_a_server_another_user_started_in_the_folder_is_refused(tmp_path: Path):
+    skip_unless_user_can_import(65534, 65534, "labruntime.store.embedded")
     shared = Path(tempfile.mkdtemp(prefix="lr-second-user-"))  # pytest's folders are 0700
     shared.chmod(0o755)
     instance = shared / "inst"

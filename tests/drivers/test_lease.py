@@ -19,6 +19,7 @@ import pytest
 from labruntime.drivers import DeviceBusyError, DeviceIOError, DeviceLease
 from labruntime.drivers import lease as lease_module
 from labruntime.drivers.lease import lock_dir, path_key
+from tests._helpers import skip_unless_user_can_import
 
 try:
     _GROUP = grp.getgrgid(65534).gr_name  # the lab's group in these tests (nogroup)
@@ -244,6 +245,8 @@ except DeviceIOError as exc:
 def test_other_users_and_the_shared_directory(monkeypatch: pytest.MonkeyPatch) -> None:
     """The lab's group (here nogroup) shares the leases; a user outside it can neither take
     nor flock them; the holder is named by the kernel; a planted directory is refused."""
+    skip_unless_user_can_import(65534, 65534, "labruntime.drivers.lease")
+    skip_unless_user_can_import(65533, 65533, "labruntime.drivers.lease")
     run_lock = Path(tempfile.mkdtemp(prefix="run-lock-"))  # /tmp: reachable by nobody
     try:
         run_lock.chmod(0o1777)
