@@ -7,6 +7,7 @@ client of this process (redis-py, with or without hiredis).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ def _words(args: tuple[Any, ...]) -> tuple[str, ...]:
 @pytest.fixture
 def redis_calls(
     monkeypatch: pytest.MonkeyPatch,
-) -> Callable[[], AbstractContextManager[RedisCalls]]:
+) -> Callable[..., AbstractContextManager[RedisCalls]]:
     send, send_one, pack_many = (
         AbstractConnection.send_packed_command,
         AbstractConnection.send_command,
@@ -46,20 +47,29 @@ def redis_calls(
     )
 
     @contextmanager
-    def counting() -> Iterator[RedisCalls]:
+    def counting(*, this_thread_only: bool = False) -> Iterator[RedisCalls]:
+        """Count what is sent to Redis; ``this_thread_only``: leave out other threads' calls
+        (a cleaner or runner of the same process working meanwhile)."""
         calls = RedisCalls()
+        me = threading.get_ident()
+
+        def counts() -> bool:
+            return not this_thread_only or threading.get_ident() == me
 
         def counted_send(self: Any, command: Any, check_health: bool = True) -> Any:
-            calls.round_trips += 1
+            if counts():
+                calls.round_trips += 1
             return send(self, command, check_health)
 
         def counted_send_one(self: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.commands.append(_words(args))
+            if counts():
+                calls.commands.append(_words(args))
             return send_one(self, *args, **kwargs)
 
         def counted_pack_many(self: Any, commands: Any) -> Any:
             commands = list(commands)
-            calls.commands.extend(_words(tuple(c)) for c in commands)
+            if counts():
+                calls.commands.extend(_words(tuple(c)) for c in commands)
             return pack_many(self, commands)
 
         with monkeypatch.context() as patch:
