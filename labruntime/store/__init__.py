@@ -3,7 +3,8 @@
 Modules: :mod:`.connection` (the one connection of a lab: client, key prefix, Lua scripts and
 error mapping, shared by every store: a ``redis`` connection error becomes a
 :class:`~labruntime.errors.StoreUnavailableError`), :mod:`.embedded` (the private Redis server
-used when WEBLAB_REDIS_URL is unset), one store per record kind: :mod:`.sessions`,
+used when WEBLAB_REDIS_URL is unset), :mod:`.blocking` (blocking commands whose timeout ends on
+time at the server's ``hz 1``), one store per record kind: :mod:`.sessions`,
 :mod:`.tasks` (+ its Lua in :mod:`.tasks_lua`), :mod:`.devices` and :mod:`.monitor` (the serial
 monitor's lines), and :mod:`.records` (what they return). Stores return records, never raw
 hashes; JSON everywhere, never pickle.

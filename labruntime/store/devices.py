@@ -24,6 +24,7 @@ import secrets
 import time
 from typing import Any
 
+from . import blocking
 from .connection import Connection, guarded
 
 __all__ = ["DeviceStore"]
@@ -169,12 +170,18 @@ class DeviceStore:
         return req_id
 
     def wait_reply(self, name: str, req_id: str, timeout: float) -> dict[str, Any] | None:
-        """Block up to ``timeout`` s for the holder's reply to ``req_id`` (None: no reply)."""
-        got = self._redis.blpop([self._k("device", name, "ack", req_id)], max(timeout, 0.01))
+        """Block up to ``timeout`` s (on time: see :mod:`.blocking`) for the holder's reply to
+        ``req_id`` (None: no reply)."""
+        block = max(timeout, 0.01)
+        got = blocking.call(
+            self._redis, block, "BLPOP", self._k("device", name, "ack", req_id), block
+        )
         return json.loads(got[1]) if got else None
 
     def next_request(self, names: list[str], timeout: float) -> dict[str, Any] | None:
-        """Block up to ``timeout`` s for a request to any of ``names`` (the holder's loop)."""
+        """Block up to ``timeout`` s for a request to any of ``names`` (the holder's loop; the
+        server may end the wait up to 1/hz s late: it only bounds how soon the loop sees it
+        must end)."""
         keys = [self._k("device", n, "req") for n in names]
         got = self._redis.blpop(keys, max(timeout, 0.01))
         return json.loads(got[1]) if got else None

@@ -20,6 +20,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from . import blocking
 from .connection import Connection, guarded
 
 __all__ = ["MAXLEN", "MonitorEvent", "MonitorStore", "session_tag"]
@@ -77,9 +78,9 @@ class MonitorStore:
         blocking up to ``block`` seconds for the first one. Returns (the last id read, the
         session's events); entries of other sessions are skipped, never returned."""
         tag = session_tag(session_id)
-        got: Any = self._conn.client.xread(
-            {self._key(device): after}, count=READ_COUNT, block=max(1, int(block * 1000))
-        )
+        ms = max(1, int(block * 1000))
+        command = ("XREAD", "COUNT", READ_COUNT, "BLOCK", ms, "STREAMS", self._key(device), after)
+        got: Any = blocking.call(self._conn.client, ms / 1000, *command)
         events: list[MonitorEvent] = []
         for _key, entries in got or []:
             for entry_id, fields in entries:

@@ -51,6 +51,7 @@ from typing import Any
 
 from labruntime.errors import DeviceUnavailableError
 
+from . import blocking
 from .connection import Connection, guarded
 from .records import TaskRecord, error_info
 from .tasks_lua import (
@@ -407,15 +408,21 @@ class TaskStore:
 
     # -- waiting ---------------------------------------------------------------------------
     def wait_final(self, task_id: str, timeout: float) -> bool:
-        """Block until the task is final or ``timeout`` (seconds, > 0) passes. Wakes on the
-        task's done list, without consuming it, so many waiters can share it."""
+        """Block until the task is final or ``timeout`` (seconds, > 0) passes (on time: see
+        :mod:`.blocking`). Wakes on the task's done list, without consuming it, so many
+        waiters can share it."""
         key = self._k("task", task_id, "done")
-        return self._redis.blmove(key, key, max(timeout, 0.001), "RIGHT", "LEFT") is not None
+        block = max(timeout, 0.001)
+        return (
+            blocking.call(self._redis, block, "BLMOVE", key, key, "RIGHT", "LEFT", block)
+            is not None
+        )
 
     def wait_session_event(self, session_id: str | None, timeout: float) -> bool:
-        """Block until one of the session's tasks finishes (or ``timeout``)."""
+        """Block until one of the session's tasks finishes (or ``timeout``, on time)."""
         key = self._k("tasks", "finished", session_id or "")
-        return self._redis.blpop([key], max(timeout, 0.001)) is not None
+        block = max(timeout, 0.001)
+        return blocking.call(self._redis, block, "BLPOP", key, block) is not None
 
     # -- dispose ---------------------------------------------------------------------------
     def dispose_started(self, session_id: str | None) -> float:
