@@ -52,6 +52,7 @@ class WebLabConfig:
     log_session_lifecycle: bool = True
     dispose_timeout: float = 60.0
     devices: Mapping[str, str] = field(default_factory=dict)
+    session_cache: bool = True
 
 
 def _fail(key: str, value: Any, expected: str) -> InvalidConfigError:
@@ -242,6 +243,7 @@ def load_config(
         task_expires=_number(cfg, "WEBLAB_TASK_EXPIRES", 3600, positive=True),
         log_session_lifecycle=_bool(cfg, "WEBLAB_LOG_SESSION_LIFECYCLE", True),
         dispose_timeout=_number(cfg, "WEBLAB_DISPOSE_TIMEOUT", 60, positive=True),
+        session_cache=_bool(cfg, "WEBLAB_SESSION_CACHE", True),
         devices=_devices(cfg),
     )
     if config.no_thread:  # "is incompatible with": weblablib's phrase
@@ -329,6 +331,7 @@ KNOWN_KEYS = frozenset(
     {
         "WEBLAB_USERNAME",
         "WEBLAB_PASSWORD",
+        "WEBLAB_SESSION_CACHE",
         "WEBLAB_BASE_URL",
         "WEBLAB_BASE",
         "WEBLAB_CALLBACK_URL",

@@ -79,7 +79,7 @@ class LabState:
         self.registry = registry
         self.connection = Connection(config.redis_url, config.redis_base, app.instance_path)
         self.sessions = SessionManager(
-            SessionStore(self.connection),
+            SessionStore(self.connection, remember=config.session_cache),
             config,
             lifecycle=LifecycleLog(app.logger, self._event_context),
         )

@@ -33,6 +33,8 @@ from redis.retry import Retry
 from labruntime.errors import StoreUnavailableError
 from labruntime.redact import mask_url
 
+from .session_cache import SessionCache, shared_cache
+
 __all__ = ["Connection", "OutageLog", "guarded", "is_store_outage"]
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ class Connection:
         self._scripts: dict[str, Any] = {}
         self._data_dir: str | None = None
         self._named: list[redis.Redis] = []
+        self._server: str | None = None  # the URL the client connects to
+        self._cache: SessionCache | None = None
         #: the outage reports of this process's background loops on this connection
         self.outage = OutageLog(self)
 
@@ -81,8 +85,25 @@ class Connection:
         if self._redis is None:
             with self._lock:
                 if self._redis is None:
-                    self._redis = self._new_client(self._resolve_url())
+                    self._server = self._resolve_url()
+                    self._redis = self._new_client(self._server)
         return self._redis
+
+    def session_cache(self, prefix: str) -> SessionCache:
+        """The process's :class:`~.session_cache.SessionCache` of the keys under ``prefix``
+        on this server (shared by every connection of this lab in the process)."""
+        if self._cache is None:
+            self.client  # noqa: B018 - resolves the server (starts the embedded one)
+            server = self._server or ""
+
+            def connect() -> Any:
+                listener = self._new_client(server, protocol=3, socket_timeout=None)
+                connection = listener.connection_pool.make_connection()
+                connection.connect()
+                return connection
+
+            self._cache = shared_cache(server, prefix, connect)
+        return self._cache
 
     @staticmethod
     def _new_client(url: str, **extra: Any) -> redis.Redis:
@@ -109,11 +130,15 @@ class Connection:
         return client
 
     def close(self) -> None:
-        """Close the connection pool (a new one opens on next use), and the named clients."""
+        """Close the connection pool (a new one opens on next use), the named clients and the
+        session cache's listener."""
         with self._lock:
             named, self._named = self._named, []
         for client in named:
             client.close()
+        cache, self._cache = self._cache, None
+        if cache is not None:
+            cache.close()  # shared: another connection of the lab starts it again on use
         if self._redis is not None:
             self._redis.close()
             self._redis = None

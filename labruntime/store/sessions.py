@@ -10,15 +10,28 @@ batches, each step of a batch one round trip (``*_many``, :meth:`SessionStore.sc
 
 from __future__ import annotations
 
+import copy
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .connection import Connection, guarded
 from .records import LIGHT_FIELDS, SessionRecord, SessionState
+from .session_cache import SessionCache
 
-__all__ = ["SessionStore", "valid_session_id"]
+__all__ = ["POLL_WINDOW", "SessionStore", "poll_window", "valid_session_id"]
+
+#: seconds: a student's polls closer than this to the last one recorded are not written again
+#: (nor is their session read again from Redis while no change was signalled: session_cache)
+POLL_WINDOW = 1.0
+
+
+def poll_window(timeout: float) -> float:
+    """The poll window for WEBLAB_TIMEOUT ``timeout``: POLL_WINDOW, at most a tenth of it."""
+    return min(POLL_WINDOW, timeout / 10) if timeout > 0 else POLL_WINDOW
+
 
 # Session ids are create_token() strings; anything else (":", "*", spaces, huge) is unknown.
 _SESSION_ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
@@ -31,7 +44,9 @@ def valid_session_id(session_id: str) -> bool:
 
 # KEYS: session hash, live zset. ARGV: now ("": no poll), timeout, session id, what to read:
 # "light" (LIGHT_FIELDS), "full" (LIGHT_FIELDS + _BLOB_FIELDS), both as one JSON array (a
-# single bulk reply to parse), else "0" (the reply only says whether the session exists).
+# single bulk reply to parse), else "0" (the reply only says whether the session exists);
+# optional ARGV[5]: the poll window, a poll less than that after the last one is not written
+# (a write would make every web process forget the session, see session_cache).
 _BLOB_FIELDS = ("client_data", "server_data")
 
 
@@ -46,7 +61,8 @@ if status == 'active' and ARGV[1] ~= '' then
   local f = redis.call('HMGET', KEYS[1], 'max_date', 'last_poll', 'exited')
   local now = tonumber(ARGV[1]); local timeout = tonumber(ARGV[2])
   local max_date = tonumber(f[1]); local last_poll = tonumber(f[2])
-  if f[3] ~= '1' and now < max_date and (timeout <= 0 or now - last_poll <= timeout) then
+  if f[3] ~= '1' and now < max_date and (timeout <= 0 or now - last_poll <= timeout)
+     and now - last_poll >= tonumber(ARGV[5] or '0') then
     redis.call('HSET', KEYS[1], 'last_poll', ARGV[1])
     local score = max_date
     if timeout > 0 and now + timeout < score then score = now + timeout end
@@ -183,12 +199,34 @@ class SessionStore:
     Every public method raises StoreUnavailableError when Redis cannot be reached.
     """
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, remember: bool = True) -> None:
         self._conn = conn
+        self._remember = remember  # WEBLAB_SESSION_CACHE: students' reads may be hits
+        self._session_cache: SessionCache | None = None
 
     @property
     def _redis(self) -> Any:
         return self._conn.client
+
+    @property
+    def cache(self) -> SessionCache:
+        """What this process remembers of the sessions (see :mod:`.session_cache`)."""
+        if self._session_cache is None:
+            self._session_cache = self._conn.session_cache(self._session_key(""))
+        return self._session_cache
+
+    @contextmanager
+    def _changing(self, session_ids: Iterable[str]) -> Iterator[None]:
+        """Around a write to these sessions: this process forgets them before and after."""
+        if not self._remember:
+            yield
+            return
+        ids = list(session_ids)
+        self.cache.forget(ids)
+        try:
+            yield
+        finally:
+            self.cache.forget(ids)
 
     def _key(self, *parts: str) -> str:
         return self._conn.key(*parts)
@@ -211,7 +249,8 @@ class SessionStore:
         pipe.hset(key, mapping=record.to_hash())
         pipe.expire(key, max(1, int(ttl)))
         pipe.zadd(self._live_key, {record.session_id: check_at})
-        pipe.execute()
+        with self._changing([record.session_id]):
+            pipe.execute()
 
     def load_session(
         self, session_id: str, *, poll_at: float | None = None, timeout: float = 0.0
@@ -236,16 +275,33 @@ class SessionStore:
         when ``poll_at`` is given. The reply is one JSON string, whatever the fields."""
         if not valid_session_id(session_id):
             return None
-        return self._load(session_id, poll_at, timeout, full=False)
+        if not self._remember:  # every request reads Redis and records its poll
+            return self._load(session_id, poll_at, timeout, full=False)
+        window = poll_window(timeout)
+        cache = self.cache
+        hit: SessionRecord | None = cache.get(session_id, window)
+        if hit is not None and (poll_at is None or poll_at - hit.last_poll < window):
+            return copy.copy(hit)  # no round trip: nothing changed, the poll is recent
+        version = cache.version()
+        record = self._load(session_id, poll_at, timeout, full=False, window=window)
+        if record is not None:
+            cache.put(session_id, copy.copy(record), version)
+        return record
 
     def _load(
-        self, session_id: str, poll_at: float | None, timeout: float, *, full: bool
+        self,
+        session_id: str,
+        poll_at: float | None,
+        timeout: float,
+        *,
+        full: bool,
+        window: float = 0.0,
     ) -> SessionRecord | None:
         names = LIGHT_FIELDS + _BLOB_FIELDS if full else LIGHT_FIELDS
         now = "" if poll_at is None else repr(poll_at)
         reply = self._conn.script(_POLL_AND_GET)(
             keys=[self._session_key(session_id), self._live_key],
-            args=[now, repr(timeout), session_id, "full" if full else "light"],
+            args=[now, repr(timeout), session_id, "full" if full else "light", repr(window)],
         )
         if not reply:
             return None
@@ -269,10 +325,11 @@ class SessionStore:
         """Record a poll; False when the session does not exist."""
         if not valid_session_id(session_id):
             return False
-        reply = self._conn.script(_POLL_AND_GET)(
-            keys=[self._session_key(session_id), self._live_key],
-            args=[repr(now), repr(timeout), session_id, "0"],
-        )
+        with self._changing([session_id]):
+            reply = self._conn.script(_POLL_AND_GET)(
+                keys=[self._session_key(session_id), self._live_key],
+                args=[repr(now), repr(timeout), session_id, "0"],
+            )
         return bool(reply)
 
     def session_states(self, session_ids: Iterable[str]) -> list[SessionState | None]:
@@ -301,14 +358,16 @@ class SessionStore:
         if not valid_session_id(session_id):
             return False
         script = self._conn.script(_SET_IF_EXISTS)
-        return bool(script(keys=[self._session_key(session_id)], args=["data", data_json]))
+        with self._changing([session_id]):
+            return bool(script(keys=[self._session_key(session_id)], args=["data", data_json]))
 
     def mark_exited(self, session_id: str, now: float) -> bool:
         """The student logged out: status says -1 and the cleaner looks at it now."""
         if not valid_session_id(session_id):
             return False
         script = self._conn.script(_SET_IF_EXISTS)
-        done = bool(script(keys=[self._session_key(session_id)], args=["exited", "1"]))
+        with self._changing([session_id]):
+            done = bool(script(keys=[self._session_key(session_id)], args=["exited", "1"]))
         if done:
             self._redis.zadd(self._live_key, {session_id: now}, xx=True)
         return done
@@ -317,10 +376,11 @@ class SessionStore:
         """Move an active session to "disposing". Returns "started", "missing" or its status."""
         if not valid_session_id(session_id):
             return "missing"
-        return self._conn.script(_BEGIN_DISPOSE)(
-            keys=[self._session_key(session_id), self._live_key],
-            args=[repr(now), reason, session_id],
-        )
+        with self._changing([session_id]):
+            return self._conn.script(_BEGIN_DISPOSE)(
+                keys=[self._session_key(session_id), self._live_key],
+                args=[repr(now), reason, session_id],
+            )
 
     def mark_once(self, session_ids: Iterable[str], name: str) -> list[str]:
         """The sessions on which ``name`` is marked now for the first time (never one that is
@@ -336,7 +396,8 @@ class SessionStore:
     def claim_dispose(self, session_id: str, claim: str) -> bool:
         """Atomically win the right to run on_dispose (exactly one caller ever wins)."""
         script = self._conn.script(_CLAIM)
-        return bool(script(keys=[self._session_key(session_id)], args=[claim]))
+        with self._changing([session_id]):
+            return bool(script(keys=[self._session_key(session_id)], args=[claim]))
 
     # -- a cleaner pass, in batches: a few round trips for any number of sessions -----------
     def begin_dispose_many(
@@ -352,7 +413,8 @@ class SessionStore:
         args = [repr(now), "1" if mark_expiry else "0"]
         for sid, reason in items:
             args += [sid, reason]
-        reply = json.loads(self._conn.script(_BEGIN_DISPOSE_MANY)(keys=keys, args=args))
+        with self._changing(sid for sid, _ in items):
+            reply = json.loads(self._conn.script(_BEGIN_DISPOSE_MANY)(keys=keys, args=args))
         out: list[tuple[str, SessionRecord | None, bool]] = []
         for (sid, _), (begun, first, flat) in zip(items, reply, strict=True):
             h = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
@@ -367,7 +429,8 @@ class SessionStore:
         if not ids:
             return set()
         keys = [self._session_key(sid) for sid in ids]
-        won = self._conn.script(_CLAIM_MANY)(keys=keys, args=[claims[sid] for sid in ids])
+        with self._changing(ids):
+            won = self._conn.script(_CLAIM_MANY)(keys=keys, args=[claims[sid] for sid in ids])
         return {sid for sid, flag in zip(ids, won, strict=True) if flag == "1"}
 
     def finish_dispose_many(self, session_ids: list[str], now: float, keep_for: float) -> None:
@@ -380,7 +443,8 @@ class SessionStore:
             pipe.hset(key, mapping={"status": "expired", "ended_at": repr(now)})
             pipe.expire(key, max(1, int(keep_for)))
         pipe.zrem(self._live_key, *session_ids)
-        pipe.execute()
+        with self._changing(session_ids):
+            pipe.execute()
 
     def schedule(self, at: dict[str, float], forget: list[str] | None = None) -> None:
         """Ask the cleaner to look at each session of ``at`` again then, and drop ``forget``
@@ -405,7 +469,8 @@ class SessionStore:
         pipe.hset(key, mapping={"status": "expired", "ended_at": repr(now)})
         pipe.expire(key, max(1, int(keep_for)))
         pipe.zrem(self._live_key, session_id)
-        pipe.execute()
+        with self._changing([session_id]):
+            pipe.execute()
 
     def forget_live(self, session_id: str) -> None:
         """Drop a session id from the cleaner's set (its record is gone)."""

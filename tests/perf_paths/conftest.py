@@ -49,11 +49,14 @@ def redis_calls(
     @contextmanager
     def counting(*, this_thread_only: bool = False) -> Iterator[RedisCalls]:
         """Count what is sent to Redis; ``this_thread_only``: leave out other threads' calls
-        (a cleaner or runner of the same process working meanwhile)."""
+        (a cleaner or runner of the same process working meanwhile). The session cache's
+        listener is never counted (it connects once per process, in its own thread)."""
         calls = RedisCalls()
         me = threading.get_ident()
 
         def counts() -> bool:
+            if threading.current_thread().name == "labruntime-session-cache":
+                return False  # the session cache's listener (connecting): no request's
             return not this_thread_only or threading.get_ident() == me
 
         def counted_send(self: Any, command: Any, check_health: bool = True) -> Any:

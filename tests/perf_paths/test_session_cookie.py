@@ -28,7 +28,7 @@ def test_a_student_cookie_is_verified_once(perf_lab, redis_calls):
         with redis_calls() as calls:
             reply = student.get("/lab")
         assert reply.status_code == 200 and reply.text.startswith("hello ann")
-        assert calls.round_trips == 1
+        assert calls.round_trips <= 1  # the session's read, when not remembered
     assert interface.verified == verified
 
 

@@ -180,10 +180,10 @@ def test_data_saved_only_when_changed(make_lab, count_round_trips):
     lab.enter(sid)
     with count_round_trips(lab) as trips:
         assert lab.client.get("/read").data == b"True"
-    assert trips.count == 1  # the poll + read, nothing after: data unchanged
+    assert trips.count <= 1  # the poll + read (none when remembered), nothing after
     with count_round_trips(lab) as trips:
         lab.client.get("/nested")
-    assert trips.count == 2  # one before, one after (nested change detected)
+    assert 1 <= trips.count <= 2  # the read (if not remembered), the save (nested change)
     lab.client.get("/nested")
     with lab.app.app_context():
         assert lab.state.load_user(sid).data["log"] == [1, 1]
