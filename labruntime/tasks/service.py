@@ -37,6 +37,11 @@ __all__ = ["REAP_EVERY", "TaskService", "looks_like_task_id", "task_name"]
 _TASK_ID = re.compile(r"[A-Za-z0-9_\-]{32}")  # secrets.token_urlsafe(24)
 REAP_EVERY = 2.0  # seconds between the cleaner's reaper passes while a lapsed worker waits
 REAP_LOOK_MAX = 10.0  # at most this long between two looks while workers are registered
+# seconds after the first live lease could lapse before the cleaner looks: as late as a live
+# worker's beat (worker.HEARTBEAT) may see a lapse, so the bound on worker-lost (LEASE +
+# HEARTBEAT + REAP_GRACE) is unchanged, and a lab whose worker beats every 2 s (a 4 s lease)
+# wakes its cleaner every 4-6 s instead of every 2-4 s
+REAP_LATE = 2.0
 
 
 def looks_like_task_id(text: str) -> bool:
@@ -154,14 +159,15 @@ class TaskService:
     def reap_dead(self) -> float | None:
         """The cleaner's reaper pass: fail the running tasks of workers that died (so a web
         process reaps too, even when no other worker is alive: the Pi layout with one device
-        worker). Returns when the next pass is useful (a time.time()), None: no worker: when
-        the first live lease would lapse (a live worker renews it before: the pass then only
-        looks again), or REAP_EVERY seconds while a lapsed worker waits out its grace."""
+        worker). Returns when the next pass is useful (a time.time()), None: no worker:
+        REAP_LATE seconds after the first live lease would lapse (a live worker renews it
+        before: the pass then only looks again), or REAP_EVERY seconds while a lapsed worker
+        waits out its grace."""
         reaped = self.store.reap_lapsed()  # one round trip when nobody lapsed
         if reaped.waiting:
             return time.time() + REAP_EVERY
         if reaped.live > 0 and reaped.next_lapse is not None:
-            return time.time() + min(max(reaped.next_lapse, 0.05), REAP_LOOK_MAX)
+            return time.time() + min(max(reaped.next_lapse, 0.0) + REAP_LATE, REAP_LOOK_MAX)
         return None
 
     # -- dispose ----------------------------------------------------------------------------

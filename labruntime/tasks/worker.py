@@ -55,10 +55,12 @@ __all__ = ["HEARTBEAT", "LEASE", "WorkerGroup", "WorkerOutcome", "run_worker"]
 # (an append-only write), most of an idle lab's cost; LEASE + HEARTBEAT + REAP_GRACE = 10 s
 HEARTBEAT = 2.0
 LEASE = 4.0  # seconds a worker's lease lasts without renewal (a late beat: REAP_GRACE more)
-# seconds a runner blocks on the queue: stop() wakes blocked runners at once (CLIENT UNBLOCK),
-# so this only bounds how long a runner stuck on a connection that died silently may wait
-TAKE_BLOCK = 10.0
-LISTEN_BLOCK = 5.0  # seconds the stop listener waits for a message (stop() wakes it at once)
+# seconds a runner blocks on the queue (store.tasks.TAKE_BLOCK_MAX): stop() wakes blocked
+# runners at once (CLIENT UNBLOCK), so this only bounds how long a runner stuck on a
+# connection that died silently may wait; each runner at rest: 2 round trips a minute
+TAKE_BLOCK = 30.0
+# seconds the stop listener waits for a message (stop() wakes it at once; no round trip)
+LISTEN_BLOCK = 30.0
 UNBLOCK_EVERY = 0.5  # seconds between stop()'s wake-ups of runners still blocked
 
 

@@ -1,5 +1,5 @@
 """An idle worker blocks on Redis instead of waking many times a second: its runners block
-TAKE_BLOCK seconds on the queue (stop() wakes them at once), its beat is one round trip that
+TAKE_BLOCK (30) seconds on the queue (stop() wakes them at once), its beat is one round trip that
 also reads what the reaper pass needs, its stop listener blocks LISTEN_BLOCK seconds."""
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ def test_a_stopped_worker_gives_back_nothing_and_runs_what_was_queued(perf_lab):
 
 
 def test_the_cleaners_reaper_looks_when_a_lease_can_lapse(perf_lab, redis_calls):
-    from labruntime.tasks.service import REAP_EVERY
+    """REAP_LATE s after it could lapse: as late as a live worker's beat would see it."""
+    from labruntime.tasks.service import REAP_EVERY, REAP_LATE
+    from labruntime.tasks.worker import HEARTBEAT
+
+    assert REAP_LATE <= HEARTBEAT  # worker-lost within LEASE + HEARTBEAT + REAP_GRACE
 
     tasks = get_state(perf_lab.app).tasks
     assert tasks.reap_dead() is None  # no worker: nothing to look at
@@ -50,7 +54,7 @@ def test_the_cleaners_reaper_looks_when_a_lease_can_lapse(perf_lab, redis_calls)
     with redis_calls() as calls:
         due = tasks.reap_dead()
     assert calls.round_trips == 1
-    assert due is not None and 3.0 < due - time.time() <= 4.0  # when its lease would lapse
+    assert due is not None and 3.0 + REAP_LATE < due - time.time() <= 4.0 + REAP_LATE
     tasks.store.heartbeat("w-gone", 0.05, {})
     time.sleep(0.1)
     due = tasks.reap_dead()  # lapsed, within its grace: looked at again soon
