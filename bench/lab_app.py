@@ -11,7 +11,8 @@ separate worker. ``BENCH_SIDE=bare`` is a Flask app with no extension at all: ``
 floor of an HTTP request). Every lab also has ``/bare`` (no decorator), ``/lab/read`` and
 ``/lab/write`` (``@requires_active``), the tasks ``stamp`` (returns the time its body
 started), ``noop`` and ``until_stopped``, and the views ``/lab/delay/<task>`` and
-``/lab/task/<id>`` (see :func:`add_task_views`). ``BENCH_TIMEOUT``: WEBLAB_TIMEOUT (default 15 s).
+``/lab/task/<id>`` (see :func:`add_task_views`). ``BENCH_TIMEOUT``: WEBLAB_TIMEOUT (default 15 s);
+``BENCH_SESSION_CACHE=0``: WEBLAB_SESSION_CACHE = False (labruntime reads Redis at every request).
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def make_app(side: str, url: str, base: str, *, deployed: bool = True, **extra: 
         threads = {"WEBLAB_NO_THREAD": True}
     config = lab_config(url, base, **threads)
     config["WEBLAB_TIMEOUT"] = float(os.environ.get("BENCH_TIMEOUT", "15"))
+    if os.environ.get("BENCH_SESSION_CACHE") == "0":  # labruntime: every request reads Redis
+        config["WEBLAB_SESSION_CACHE"] = False
     config.update(extra)
     app.config.update(config)
     if side == "labruntime":
