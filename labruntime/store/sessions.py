@@ -202,7 +202,7 @@ class SessionStore:
     def __init__(self, conn: Connection, *, remember: bool = True) -> None:
         self._conn = conn
         self._remember = remember  # WEBLAB_SESSION_CACHE: students' reads may be hits
-        self._session_cache: SessionCache | None = None
+        self._cache_prefix = self._session_key("")
 
     @property
     def _redis(self) -> Any:
@@ -210,10 +210,9 @@ class SessionStore:
 
     @property
     def cache(self) -> SessionCache:
-        """What this process remembers of the sessions (see :mod:`.session_cache`)."""
-        if self._session_cache is None:
-            self._session_cache = self._conn.session_cache(self._session_key(""))
-        return self._session_cache
+        """What this process remembers of the sessions (see :mod:`.session_cache`); asked of
+        the connection each time, so that closing the connection closes it."""
+        return self._conn.session_cache(self._cache_prefix)
 
     @contextmanager
     def _changing(self, session_ids: Iterable[str]) -> Iterator[None]:

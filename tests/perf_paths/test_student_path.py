@@ -193,6 +193,6 @@ def test_without_the_cache_every_request_reads_redis_and_records_its_poll(
                 assert student.get("/lab").text == "hello ann"
             assert calls.round_trips == 1
             assert store.load_session(session_id).last_poll > before
-        assert store._session_cache is None  # no listener started
+        assert get_state(app).connection._cache is None  # no listener started
     finally:
         weblab.shutdown(app)
