@@ -156,6 +156,17 @@ def library(side: str) -> str:
     return "weblablib" if side == "weblablib" else side if side == "bare" else "labruntime"
 
 
+def redis_info(url: str, section: str) -> dict[str, Any]:
+    """``INFO section`` of the Redis at ``url`` (one connection, closed)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return dict(client.info(section))
+    finally:
+        client.close()
+
+
 def sides() -> list[str]:
     names = ["labruntime"]
     if BEFORE:

@@ -38,6 +38,7 @@ from _common import (  # noqa: E402
     interleave,
     print_table,
     quick_or_full,
+    redis_info,
     redis_url,
     sides,
 )
@@ -49,13 +50,7 @@ NO_CACHE = "labruntime-nocache"  # the same lab with WEBLAB_SESSION_CACHE = Fals
 
 def redis_commands(url: str) -> int:
     """Commands Redis has processed so far (INFO stats), for commands per request."""
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        return int(client.info("stats")["total_commands_processed"])
-    finally:
-        client.close()
+    return int(redis_info(url, "stats")["total_commands_processed"])
 
 
 def measure(

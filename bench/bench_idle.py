@@ -41,6 +41,7 @@ from _common import (  # noqa: E402
     memory_kb,
     print_table,
     quick_or_full,
+    redis_info,
     redis_url,
     sides,
 )
@@ -49,13 +50,7 @@ from session_workload import HEADERS, start_body  # noqa: E402
 
 
 def redis_pid(url: str) -> int:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        return int(client.info("server")["process_id"])
-    finally:
-        client.close()
+    return int(redis_info(url, "server")["process_id"])
 
 
 def start_idle_sessions(server: Gunicorn, count: int) -> None:

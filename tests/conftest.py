@@ -38,6 +38,16 @@ def redis_url(embedded_redis: EmbeddedRedis) -> str:
 
 
 @pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client on the test's Redis (decoded replies), closed afterwards."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
 def redis_base(redis_url: str) -> Iterator[str]:
     """A key prefix unique to this test; its keys are removed afterwards."""
     base = f"t{uuid.uuid4().hex[:10]}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -15,12 +14,8 @@ from labruntime.store.embedded import EmbeddedRedis
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        client.close()
+def client(redis_client: redis.Redis) -> redis.Redis:
+    return redis_client
 
 
 def test_the_embedded_server_ticks_once_a_second(embedded_redis: EmbeddedRedis) -> None:

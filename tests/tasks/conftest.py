@@ -23,16 +23,6 @@ LABAPP = HERE / "labapp.py"
 
 
 @pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain client on the test's Redis, to look at the keys the stores write."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
 def task_store(redis_url: str, redis_base: str) -> Iterator[TaskStore]:
     connection = Connection(redis_url, redis_base)
     try:
