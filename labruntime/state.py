@@ -185,10 +185,13 @@ class LabState:
         its passes only end sessions, for a worker process (``loop``) whose heartbeat already
         reaps dead workers every HEARTBEAT seconds while the cleaner runs; the reaper's looks
         (every few seconds while a worker is registered) are then left to the heartbeats and
-        the web cleaners."""
+        the web cleaners, and so are the passes while a web cleaner leads (``defer``)."""
         if not reap:
             return CleanerThread(
-                lambda: self.clean(reap=False), self.sessions.next_due, self.config.cleaner_interval
+                lambda: self.clean(reap=False),
+                self.sessions.next_due,
+                self.config.cleaner_interval,
+                defer=self.sessions.store.cleaner_led,
             )
         store, token = self.sessions.store, uuid.uuid4().hex
         return CleanerThread(

@@ -9,6 +9,12 @@ the lab's cleaner lease in Redis (LEASE seconds, renewed by its passes when RENE
 gone by since the last renewal, and never later than LEASE / 2). The others look once when the
 leader's lease could lapse (one round trip), so a dead leader is replaced within LEASE
 seconds; a leader that stops gives the lease up.
+
+With ``defer`` (a ``loop`` worker's cleaner), it runs passes only while no web process leads
+(``defer()`` says how long the leader's lease still runs: 0, none), without taking the lease,
+and otherwise looks again DEFER_LOOK seconds later (one round trip): with the web processes
+up, an idle worker's cleaner wakes 3 times a minute instead of every WEBLAB_CLEANER_INTERVAL;
+with them all down, it takes up the sessions' ends within DEFER_LOOK seconds.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from collections.abc import Callable
 
 from labruntime.errors import StoreUnavailableError
 
-__all__ = ["LEASE", "RENEW", "CleanerThread"]
+__all__ = ["DEFER_LOOK", "LEASE", "RENEW", "CleanerThread"]
 
 log = logging.getLogger(__name__)
 
 LEASE = 10.0  # seconds the lab's cleaner lease lasts: a dead leader is replaced within it
 RENEW = LEASE / 3  # a leader's pass renews the lease once this long has passed since the last
+DEFER_LOOK = 2 * LEASE  # seconds between a deferring cleaner's looks while a web process leads
 
 
 class CleanerThread(threading.Thread):
@@ -38,6 +45,7 @@ class CleanerThread(threading.Thread):
         interval: float,
         lead: Callable[[float], float | None] | None = None,
         release: Callable[[], object] | None = None,
+        defer: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(name="labruntime-cleaner", daemon=True)
         self._run_pass = run_pass
@@ -45,6 +53,7 @@ class CleanerThread(threading.Thread):
         self._interval = interval
         self._lead = lead  # lead(LEASE): None when this cleaner leads, else seconds to wait
         self._release = release
+        self._defer = defer  # defer(): seconds left on a web leader's lease (0: nobody leads)
         self.renewed: float | None = None  # monotonic time of the last renewal, while leading
         self.stopping = threading.Event()
 
@@ -52,6 +61,8 @@ class CleanerThread(threading.Thread):
         """None: this cleaner leads (lease taken or renewed when due); else how long to wait
         before looking again (when the leader's lease could lapse)."""
         if self._lead is None:
+            if self._defer is not None and self._defer() > 0:
+                return DEFER_LOOK  # a web process cleans: look again later, no pass
             return None
         now = time.monotonic()
         if self.renewed is not None and now - self.renewed < RENEW:

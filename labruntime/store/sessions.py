@@ -497,6 +497,11 @@ class SessionStore:
         )
         return None if left == -1 else max(left, 0) / 1000
 
+    def cleaner_led(self) -> float:
+        """Seconds left on the lab's cleaner lease (0: no web process leads the cleaning)."""
+        left = int(self._redis.pttl(self._key("weblab", "cleaner")))
+        return max(left, 0) / 1000
+
     def release_cleaner(self, token: str) -> None:
         """Give the cleaner lease up if ``token`` holds it (another cleaner takes it)."""
         self._conn.script(_RELEASE_CLEANER)(keys=[self._key("weblab", "cleaner")], args=[token])
