@@ -37,6 +37,17 @@ def redis_url(embedded_redis: EmbeddedRedis) -> str:
     return embedded_redis.url
 
 
+@pytest.fixture(scope="session")
+def twin_here() -> None:
+    """Skips the test, saying why, where the AVR twin (simavr, avr-gcc, the Arduino core's
+    Optiboot source) cannot run; tools/test.sh installs all of it, so CI runs these tests."""
+    from labruntime.drivers.sim.avr import twin_available
+
+    ok, why = twin_available()
+    if not ok:
+        pytest.skip(f"the AVR twin cannot run here: {why}")
+
+
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     """A plain client on the test's Redis (decoded replies), closed afterwards."""

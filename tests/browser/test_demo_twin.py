@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from labruntime.demo import app as demo_app_module
-from labruntime.drivers.sim.avr import twin_available
 from labruntime.drivers.sim.avr_build import cache_root
 from labruntime.state import get_state
 from labruntime.testing import FakeRLMS, serve_app
@@ -33,13 +32,6 @@ def cache_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo sets LABRUNTIME_CACHE_DIR only when unset: set it here (to the cache in use, so
     nothing is rebuilt) so that it does not leak into the tests that run after these."""
     monkeypatch.setenv("LABRUNTIME_CACHE_DIR", str(cache_root().parent))
-
-
-@pytest.fixture(scope="module")
-def twin_here() -> None:
-    ok, why = twin_available()
-    if not ok:
-        pytest.skip(f"the AVR twin cannot run here: {why}")
 
 
 @pytest.fixture

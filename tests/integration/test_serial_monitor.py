@@ -25,7 +25,6 @@ from flask import render_template_string
 
 from labruntime import WebLabError, serial_monitor
 from labruntime.devices.holder import DeviceHolder
-from labruntime.drivers.sim.avr import twin_available
 from labruntime.store.connection import Connection
 from labruntime.store.devices import DeviceStore
 from labruntime.store.monitor import MonitorStore
@@ -40,13 +39,6 @@ TWIN = "sim:avr?mcu=atmega328p"
 LABRUNTIME = str(Path(sys.executable).parent / "labruntime")
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def twin_here() -> None:
-    ok, why = twin_available()
-    if not ok:
-        pytest.skip(f"the AVR twin cannot run here: {why}")
 
 
 class Events:
